@@ -1,0 +1,55 @@
+# nextact: build, run and test. `make run` and `make test` work on a fresh
+# Debian/Ubuntu machine: they install the build prerequisites first when
+# they are missing.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/nextact
+# CPU code generation for ggml. Without these, cgo compiles llama.cpp with no
+# AVX and decoding is 2-30x slower. Override with CPU_FLAGS=-march=x86-64-v3
+# for a portable binary.
+CPU_FLAGS ?= -march=native
+export CGO_ENABLED := 1
+export CGO_CPPFLAGS := -I$(CURDIR)/runtime/llamacpp/cinclude
+export CGO_CFLAGS := -O3 $(CPU_FLAGS)
+export CGO_CXXFLAGS := -O3 $(CPU_FLAGS)
+APT_PACKAGES := nlohmann-json3-dev libstb-dev gcc g++ make
+ARGS ?=
+
+.PHONY: all build run test test-race bench deps vet fmt clean
+
+all: build
+
+## deps: install the Debian packages the llama.cpp cgo build needs, if missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/doc/install"; exit 1; }
+
+## build: compile bin/nextact (the first build compiles llama.cpp: ~3 minutes).
+build: deps
+	$(GO) build -o $(BIN) ./cmd/nextact
+
+## run: serve the embedded default model on 127.0.0.1:8080 (ARGS adds flags).
+run: build
+	./$(BIN) serve $(ARGS)
+
+## test: every test, against the real llama.cpp engine on generated models.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./models/...
+
+## bench: Go benchmarks (see docs/PERFORMANCE.md).
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,121 @@
+package batching_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nextact/nextact/batching"
+)
+
+// fakeEngine is a deterministic stand-in for llama.cpp, used only where the
+// real engine cannot stage a case (failures, blocking, exact batch plans).
+// The next token after a history is a hash of the whole history, so any
+// scheduler mix-up of positions or sequences changes the output. It checks
+// what llama.cpp requires: positions of a sequence are consecutive from 0.
+type fakeEngine struct {
+	vocab int
+	eog   int32
+	noEOG bool          // never emit the EOG token
+	delay time.Duration // per Decode, so requests overlap in time
+
+	mu        sync.Mutex
+	hist      map[int32][]int32
+	rows      [][]float32
+	batches   [][]int32 // seq id of every entry, per step
+	failNext  error     // returned by the next Decode
+	panicNext bool
+	gate      chan struct{} // when set, Decode waits for a value
+	cleared   map[int32]int
+}
+
+func newFakeEngine() *fakeEngine {
+	return &fakeEngine{vocab: 260, eog: 256, hist: map[int32][]int32{}, cleared: map[int32]int{}}
+}
+
+func (e *fakeEngine) Decode(b *batching.Batch) error {
+	if e.gate != nil {
+		<-e.gate
+	}
+	time.Sleep(e.delay)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.panicNext {
+		e.panicNext = false
+		panic("fake engine panic")
+	}
+	if err := e.failNext; err != nil {
+		e.failNext = nil
+		return err
+	}
+	seqs := append([]int32(nil), b.Seq...)
+	e.batches = append(e.batches, seqs)
+	e.rows = e.rows[:0]
+	for i := range b.Len() {
+		h := e.hist[b.Seq[i]]
+		if int(b.Pos[i]) != len(h) {
+			return fmt.Errorf("seq %d: position %d, want %d", b.Seq[i], b.Pos[i], len(h))
+		}
+		e.hist[b.Seq[i]] = append(h, b.Tokens[i])
+		if b.Logits[i] {
+			e.rows = append(e.rows, e.row(e.hist[b.Seq[i]]))
+		} else {
+			e.rows = append(e.rows, nil)
+		}
+	}
+	return nil
+}
+
+// row makes logits whose argmax is a hash of the history; the EOG token
+// wins when the history's hash says so (about one step in 40).
+func (e *fakeEngine) row(h []int32) []float32 {
+	var x uint32 = 2166136261
+	for _, t := range h {
+		x = (x ^ uint32(t)) * 16777619
+	}
+	r := make([]float32, e.vocab)
+	for i := range r {
+		r[i] = float32((x>>uint(i%13))%7) * 0.1
+	}
+	best := int32(32 + x%90) // printable ASCII
+	if x%40 == 0 && !e.noEOG {
+		best = e.eog
+	}
+	r[best] = 10
+	return r
+}
+
+func (e *fakeEngine) Logits(i int) ([]float32, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if i < 0 || i >= len(e.rows) || e.rows[i] == nil {
+		return nil, errors.New("no logits for that entry")
+	}
+	return e.rows[i], nil
+}
+
+func (e *fakeEngine) ClearSeq(seq int32) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.hist, seq)
+	e.cleared[seq]++
+	return nil
+}
+
+func (e *fakeEngine) Size() int { return e.vocab }
+
+func (e *fakeEngine) IsEOG(t int32) bool { return t == e.eog }
+
+func (e *fakeEngine) Piece(t int32) string {
+	if t < 256 {
+		return string([]byte{byte(t)})
+	}
+	return fmt.Sprintf("<%d>", t)
+}
+
+func (e *fakeEngine) held() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.hist)
+}

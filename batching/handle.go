@@ -1,0 +1,110 @@
+package batching
+
+import (
+	"context"
+	"strings"
+	"sync"
+)
+
+// Chunk is what Handle.Next returns: new text since the last call, and when
+// Done is set, how the sequence ended.
+type Chunk struct {
+	Text   string
+	Done   bool
+	Finish FinishReason
+	// Err is set when Finish is FinishError.
+	Err   error
+	Usage Usage
+}
+
+// Handle is a caller's view of one submitted request. Its methods are
+// goroutine-safe. The loop appends to it without ever blocking.
+type Handle struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	notify chan struct{} // capacity 1: "something changed"
+
+	mu      sync.Mutex
+	pending strings.Builder
+	done    bool
+	final   Chunk
+}
+
+func newHandle(ctx context.Context) *Handle {
+	ctx, cancel := context.WithCancel(ctx)
+	return &Handle{ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1)}
+}
+
+// Cancel ends the request; its slot is freed at the next step. Idempotent.
+func (h *Handle) Cancel() { h.cancel() }
+
+// Next blocks until there is new text or the sequence ended, or ctx ends.
+// After a Chunk with Done set, further calls return the same final Chunk
+// with no text.
+func (h *Handle) Next(ctx context.Context) (Chunk, error) {
+	for {
+		h.mu.Lock()
+		if h.pending.Len() > 0 || h.done {
+			c := h.final
+			c.Text = h.pending.String()
+			h.pending.Reset()
+			c.Done = h.done
+			if !h.done {
+				c = Chunk{Text: c.Text}
+			}
+			h.mu.Unlock()
+			return c, nil
+		}
+		h.mu.Unlock()
+		select {
+		case <-h.notify:
+		case <-ctx.Done():
+			return Chunk{}, ctx.Err()
+		}
+	}
+}
+
+// Wait collects the whole output: all text and the final chunk.
+func (h *Handle) Wait(ctx context.Context) (Chunk, error) {
+	var b strings.Builder
+	for {
+		c, err := h.Next(ctx)
+		if err != nil {
+			return Chunk{}, err
+		}
+		b.WriteString(c.Text)
+		if c.Done {
+			c.Text = b.String()
+			return c, nil
+		}
+	}
+}
+
+// emit appends text; called by the loop only.
+func (h *Handle) emit(text string) {
+	if text == "" {
+		return
+	}
+	h.mu.Lock()
+	h.pending.WriteString(text)
+	h.mu.Unlock()
+	h.wake()
+}
+
+// finish records the end; called by the loop only, once.
+func (h *Handle) finish(text string, reason FinishReason, err error, u Usage) {
+	h.mu.Lock()
+	h.pending.WriteString(text)
+	h.done = true
+	h.final = Chunk{Done: true, Finish: reason, Err: err, Usage: u}
+	h.mu.Unlock()
+	h.cancel() // release the derived context's resources
+	h.wake()
+}
+
+func (h *Handle) wake() {
+	select {
+	case h.notify <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,211 @@
+package batching
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// Config sizes the scheduler.
+type Config struct {
+	// Slots is the number of sequences decoded together (engine sequence
+	// ids 0..Slots-1).
+	Slots int
+	// QueueSize bounds the requests waiting for a slot; one more is refused
+	// with ErrQueueFull.
+	QueueSize int
+	// StepTokens is the token budget of one engine step: one token per
+	// decoding sequence, the rest filled with prompt chunks. At least Slots.
+	StepTokens int
+	// CtxPerSlot is the number of positions one sequence may hold.
+	CtxPerSlot int
+	// Seeds draws a seed for requests that give none; nil uses math/rand/v2.
+	Seeds func() uint64
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Slots < 1:
+		return fmt.Errorf("slots must be at least 1, got %d", c.Slots)
+	case c.QueueSize < 0:
+		return fmt.Errorf("queue must not be negative, got %d", c.QueueSize)
+	case c.StepTokens < c.Slots:
+		return fmt.Errorf("step tokens (%d) must be at least the slot count (%d)", c.StepTokens, c.Slots)
+	case c.CtxPerSlot < 2:
+		return fmt.Errorf("context per slot must be at least 2, got %d", c.CtxPerSlot)
+	}
+	return nil
+}
+
+// Stats is a snapshot of the scheduler's load.
+type Stats struct {
+	Slots   int
+	Running int
+	Waiting int
+	// Steps counts engine steps since start.
+	Steps uint64
+}
+
+// Scheduler groups many requests into each engine step. Submit, Stats and
+// Close are goroutine-safe; the engine is touched only by the loop.
+type Scheduler struct {
+	engine Engine
+	vocab  Vocab
+	cfg    Config
+	log    *zap.Logger
+
+	wake     chan struct{} // capacity 1
+	quit     chan struct{} // closed by Close when its ctx ends before the drain
+	quitOnce sync.Once
+	done     chan struct{} // closed when the loop has exited
+
+	mu      sync.Mutex
+	queue   []*sequence
+	running int
+	steps   uint64
+	closing bool
+
+	// Loop-owned state.
+	slots  []*sequence
+	batch  Batch
+	rr     int // round-robin start for prompt chunks
+	owners []*sequence
+}
+
+// New validates cfg and starts the loop goroutine.
+func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("scheduler config: %w", err)
+	}
+	if engine == nil || vocab == nil {
+		return nil, errors.New("scheduler: engine and vocab are required")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.Seeds == nil {
+		cfg.Seeds = rand.Uint64
+	}
+	s := &Scheduler{
+		engine: engine,
+		vocab:  vocab,
+		cfg:    cfg,
+		log:    log.Named("scheduler"),
+		wake:   make(chan struct{}, 1),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+		slots:  make([]*sequence, cfg.Slots),
+	}
+	go s.loop()
+	return s, nil
+}
+
+// Submit queues a request. It never blocks: a full queue gives ErrQueueFull,
+// a closing scheduler ErrClosed, a malformed request a *RequestError. The
+// request ends when ctx ends or Handle.Cancel is called.
+func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
+	if err := s.check(&req); err != nil {
+		return nil, err
+	}
+	seed := s.cfg.Seeds()
+	if req.Sampling.Seed != nil {
+		seed = *req.Sampling.Seed
+	}
+	seq := &sequence{
+		req:     req,
+		h:       newHandle(ctx),
+		sampler: newSampler(req.Sampling, seed),
+		text:    textState{stops: req.Stop},
+		slot:    -1,
+	}
+	s.mu.Lock()
+	switch {
+	case s.closing:
+		s.mu.Unlock()
+		seq.h.cancel()
+		return nil, ErrClosed
+	case len(s.queue) >= s.cfg.QueueSize+s.cfg.Slots-s.running:
+		s.mu.Unlock()
+		seq.h.cancel()
+		return nil, ErrQueueFull
+	}
+	s.queue = append(s.queue, seq)
+	s.mu.Unlock()
+	s.signal()
+	return seq.h, nil
+}
+
+// check validates a request before it can reach the engine.
+func (s *Scheduler) check(req *Request) error {
+	n := len(req.Prompt)
+	switch {
+	case n == 0:
+		return &RequestError{Field: "prompt", Msg: "must hold at least one token"}
+	case n >= s.cfg.CtxPerSlot:
+		return &RequestError{Field: "prompt", Msg: fmt.Sprintf("%d tokens leave no room in a context of %d", n, s.cfg.CtxPerSlot)}
+	case req.MaxTokens < 0:
+		return &RequestError{Field: "max_tokens", Msg: "must not be negative"}
+	case n+req.MaxTokens > s.cfg.CtxPerSlot:
+		return &RequestError{Field: "max_tokens", Msg: fmt.Sprintf("prompt (%d) plus max_tokens (%d) exceeds the context of %d", n, req.MaxTokens, s.cfg.CtxPerSlot)}
+	}
+	if req.MaxTokens == 0 {
+		req.MaxTokens = s.cfg.CtxPerSlot - n
+	}
+	vocab := int32(s.vocab.Size())
+	for i, t := range req.Prompt {
+		if t < 0 || t >= vocab {
+			return &RequestError{Field: "prompt", Msg: fmt.Sprintf("token %d at %d is outside the vocabulary of %d", t, i, vocab)}
+		}
+	}
+	p := req.Sampling
+	switch {
+	case p.Temperature < 0:
+		return &RequestError{Field: "temperature", Msg: "must not be negative"}
+	case p.TopP < 0 || p.TopP > 1:
+		return &RequestError{Field: "top_p", Msg: "must be in [0, 1]"}
+	case p.TopK < 0:
+		return &RequestError{Field: "top_k", Msg: "must not be negative"}
+	}
+	for _, st := range req.Stop {
+		if st == "" {
+			return &RequestError{Field: "stop", Msg: "stop strings must not be empty"}
+		}
+	}
+	return nil
+}
+
+// Stats returns the current load.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Slots: s.cfg.Slots, Running: s.running, Waiting: len(s.queue), Steps: s.steps}
+}
+
+// Close stops accepting requests, lets queued and running ones finish until
+// ctx ends, ends the rest with FinishShutdown, and stops the loop.
+// Idempotent; later calls wait for the same end.
+func (s *Scheduler) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.signal()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		s.quitOnce.Do(func() { close(s.quit) })
+		<-s.done // the loop ends within one engine step of quit
+		return ctx.Err()
+	}
+}
+
+func (s *Scheduler) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,146 @@
+// Package batching is nextact's continuous-batching scheduler.
+//
+// One goroutine (the loop) owns the Engine. Every engine step carries one
+// token for each running sequence plus chunks of waiting prompts under a
+// per-step token budget; sequences join and leave between steps. Callers
+// Submit a Request and read its output from a Handle. A full wait queue
+// rejects at once with ErrQueueFull; nothing the loop does blocks on a caller.
+package batching
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Batch is the input of one engine step, as parallel slices: entry i puts
+// Tokens[i] at position Pos[i] of sequence Seq[i], and asks for that
+// position's logits when Logits[i] is set.
+type Batch struct {
+	Tokens []int32
+	Pos    []int32
+	Seq    []int32
+	Logits []bool
+}
+
+// Len is the number of entries in the batch.
+func (b *Batch) Len() int { return len(b.Tokens) }
+
+// Add appends one entry.
+func (b *Batch) Add(tok, pos, seq int32, logits bool) {
+	b.Tokens = append(b.Tokens, tok)
+	b.Pos = append(b.Pos, pos)
+	b.Seq = append(b.Seq, seq)
+	b.Logits = append(b.Logits, logits)
+}
+
+// Reset empties the batch, keeping its storage.
+func (b *Batch) Reset() {
+	b.Tokens, b.Pos, b.Seq, b.Logits = b.Tokens[:0], b.Pos[:0], b.Seq[:0], b.Logits[:0]
+}
+
+// Engine is what the scheduler needs from a model runtime. Only the loop
+// goroutine calls it, so implementations need not be goroutine-safe for
+// these methods.
+type Engine interface {
+	// Decode evaluates one batch. Sequence ids are slot indexes in
+	// [0, Slots); positions of a sequence are consecutive from 0.
+	Decode(b *Batch) error
+	// Logits returns the logits row of batch entry i of the last Decode
+	// (entry i must have had Logits set). The slice may be reused by the
+	// next call.
+	Logits(i int) ([]float32, error)
+	// ClearSeq drops everything the engine holds for a sequence.
+	ClearSeq(seq int32) error
+}
+
+// Vocab answers questions about tokens. MUST be goroutine-safe.
+type Vocab interface {
+	// Piece is the raw bytes a token stands for (a byte-level BPE piece may
+	// be part of a UTF-8 character).
+	Piece(tok int32) string
+	// IsEOG reports whether tok ends generation.
+	IsEOG(tok int32) bool
+	// Size is the number of tokens in the vocabulary.
+	Size() int
+}
+
+// Sampling holds per-request sampling parameters.
+type Sampling struct {
+	// Temperature 0 is greedy decoding.
+	Temperature float64
+	// TopP in (0,1]; 0 means 1 (no nucleus cut).
+	TopP float64
+	// TopK keeps the K most likely tokens; 0 means no cut.
+	TopK int
+	// Seed makes sampling reproducible. Without one the scheduler draws one.
+	Seed *uint64
+}
+
+// Request is one generation.
+type Request struct {
+	// Prompt is the tokenized prompt, at least one token.
+	Prompt []int32
+	// MaxTokens bounds the completion; 0 means until the context is full.
+	MaxTokens int
+	Sampling  Sampling
+	// Stop strings end generation; the matched text is not returned.
+	Stop []string
+}
+
+// FinishReason says why a sequence ended.
+type FinishReason int
+
+// Finish reasons. The zero value means "not finished".
+const (
+	NotFinished FinishReason = iota
+	// FinishStop: an end-of-generation token or a stop string.
+	FinishStop
+	// FinishLength: MaxTokens reached or the sequence's context is full.
+	FinishLength
+	// FinishCancelled: the request's context ended (client gone, deadline).
+	FinishCancelled
+	// FinishError: the engine failed this sequence; see Result.Err.
+	FinishError
+	// FinishShutdown: the scheduler closed before the sequence was served.
+	FinishShutdown
+)
+
+// String returns the OpenAI name of the reason where one exists.
+func (r FinishReason) String() string {
+	switch r {
+	case FinishStop:
+		return "stop"
+	case FinishLength:
+		return "length"
+	case FinishCancelled:
+		return "cancelled"
+	case FinishError:
+		return "error"
+	case FinishShutdown:
+		return "shutdown"
+	default:
+		return ""
+	}
+}
+
+// Usage counts tokens of one request.
+type Usage struct {
+	PromptTokens     int
+	CompletionTokens int
+}
+
+// Errors returned by Submit.
+var (
+	// ErrQueueFull: the wait queue is at capacity; retry later.
+	ErrQueueFull = errors.New("queue full")
+	// ErrClosed: the scheduler is shutting down or closed.
+	ErrClosed = errors.New("scheduler closed")
+)
+
+// RequestError is a request the scheduler refuses as malformed.
+type RequestError struct {
+	Field string
+	Msg   string
+}
+
+func (e *RequestError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Msg) }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// serveConfig is everything `nextact serve` can be told.
+type serveConfig struct {
+	Addr             string
+	Model            string
+	ModelID          string
+	ChatFormat       string
+	CacheDir         string
+	Slots            int
+	Ctx              int
+	Threads          int
+	Queue            int
+	StepTokens       int
+	GPULayers        int
+	FlashAttention   string
+	BodyLimit        int
+	RequestTimeout   time.Duration
+	DefaultMaxTokens int
+	ShutdownTimeout  time.Duration
+	LogLevel         string
+}
+
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "nextact")
+	}
+	return filepath.Join(os.TempDir(), "nextact-cache")
+}
+
+// parseServe reads flags, with NEXTACT_<FLAG> environment variables as
+// defaults (flags win).
+func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&c.Model, "model", "", "path of a Llama-family GGUF (default: the embedded generated model)")
+	fs.StringVar(&c.ModelID, "model-id", "", "model id in the API (default: the GGUF's general.name or file name)")
+	fs.StringVar(&c.ChatFormat, "chat-format", "", "chat format: llama3, chatml or mistral (default: detected from the GGUF's template)")
+	fs.StringVar(&c.CacheDir, "cache-dir", defaultCacheDir(), "where the embedded default model is written")
+	fs.IntVar(&c.Slots, "slots", 8, "sequences decoded together")
+	fs.IntVar(&c.Ctx, "ctx", 4096, "context per slot, in tokens (prompt plus completion)")
+	fs.IntVar(&c.Threads, "threads", 0, "CPU threads (0: all cores)")
+	fs.IntVar(&c.Queue, "queue", 256, "requests that may wait for a slot; more get 503")
+	fs.IntVar(&c.StepTokens, "step-tokens", 512, "token budget of one engine step (decode tokens plus prompt chunks)")
+	fs.IntVar(&c.GPULayers, "gpu-layers", -1, "layers offloaded to the GPU (-1: all when a GPU backend is present, else none)")
+	fs.StringVar(&c.FlashAttention, "flash-attn", "auto", "flash attention: auto, on or off")
+	fs.IntVar(&c.BodyLimit, "body-limit", 8<<20, "largest request body in bytes (413 above)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Minute, "server-side deadline of every request")
+	fs.IntVar(&c.DefaultMaxTokens, "default-max-tokens", 1024, "max_tokens when a request gives none (capped by the context left)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long in-flight requests may take to finish on SIGTERM")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := envDefaults(fs); err != nil {
+		return c, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return c, c.validate()
+}
+
+// envDefaults sets each flag from NEXTACT_<NAME> (dashes to underscores).
+func envDefaults(fs *flag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "NEXTACT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (c serveConfig) validate() error {
+	switch {
+	case c.Slots < 1 || c.Slots > 256:
+		return fmt.Errorf("--slots must be in [1, 256], got %d", c.Slots)
+	case c.Ctx < 16:
+		return fmt.Errorf("--ctx must be at least 16, got %d", c.Ctx)
+	case c.Queue < 0:
+		return fmt.Errorf("--queue must not be negative, got %d", c.Queue)
+	case c.StepTokens < c.Slots:
+		return fmt.Errorf("--step-tokens (%d) must be at least --slots (%d)", c.StepTokens, c.Slots)
+	case c.Threads < 0:
+		return fmt.Errorf("--threads must not be negative, got %d", c.Threads)
+	case c.GPULayers < -1:
+		return fmt.Errorf("--gpu-layers must be -1 or more, got %d", c.GPULayers)
+	case c.BodyLimit < 1024:
+		return fmt.Errorf("--body-limit must be at least 1024, got %d", c.BodyLimit)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("--request-timeout must be positive, got %s", c.RequestTimeout)
+	case c.DefaultMaxTokens < 1:
+		return fmt.Errorf("--default-max-tokens must be at least 1, got %d", c.DefaultMaxTokens)
+	}
+	return nil
+}

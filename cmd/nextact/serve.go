@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/models"
+	"github.com/nextact/nextact/runtime/llamacpp"
+	"github.com/nextact/nextact/server"
+)
+
+// stack is a wired nextact: engine, scheduler and HTTP server.
+type stack struct {
+	engine *llamacpp.Engine
+	sched  *batching.Scheduler
+	srv    *server.Server
+	model  *server.Model
+	log    *zap.Logger
+}
+
+// build loads the model and wires everything; nothing listens yet.
+func build(c serveConfig, log *zap.Logger) (*stack, error) {
+	path := c.Model
+	if path == "" {
+		p, err := models.EnsureDefault(c.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("embedded model: %w", err)
+		}
+		path = p
+	}
+	info, err := models.Inspect(path)
+	if err != nil {
+		return nil, err
+	}
+	if info.Architecture != "llama" {
+		log.Warn("not a Llama-architecture model; llama.cpp may still serve it", zap.String("architecture", info.Architecture))
+	}
+	format, err := chatFormat(c.ChatFormat, info)
+	if err != nil {
+		return nil, err
+	}
+	if info.ContextLength > 0 && c.Ctx > info.ContextLength {
+		return nil, fmt.Errorf("--ctx %d exceeds the model's trained context of %d", c.Ctx, info.ContextLength)
+	}
+	engine, err := llamacpp.Open(llamacpp.Config{
+		ModelPath: path, GPULayers: c.GPULayers, Slots: c.Slots, CtxPerSlot: c.Ctx,
+		StepTokens: c.StepTokens, Threads: c.Threads, FlashAttention: c.FlashAttention,
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	sched, err := batching.New(engine, engine, batching.Config{
+		Slots: c.Slots, QueueSize: c.Queue, StepTokens: c.StepTokens, CtxPerSlot: c.Ctx,
+	}, log)
+	if err != nil {
+		engine.Close()
+		return nil, err
+	}
+	id := c.ModelID
+	if id == "" {
+		id = info.Name
+	}
+	model := &server.Model{
+		ID: id, Created: modTime(path), OwnedBy: "nextact", ContextLength: c.Ctx,
+		Format: format, BOS: engine.BOS(), Tokenizer: engine, Generator: sched,
+	}
+	srv, err := server.New(server.Config{
+		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
+	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{model}})
+	if err != nil {
+		_ = sched.Close(context.Background())
+		engine.Close()
+		return nil, err
+	}
+	log.Info("serving model", zap.String("id", id), zap.String("path", path),
+		zap.String("chat_format", string(format)), zap.Int("trained_ctx", info.ContextLength))
+	return &stack{engine: engine, sched: sched, srv: srv, model: model, log: log}, nil
+}
+
+func chatFormat(flagValue string, info models.Info) (models.ChatFormat, error) {
+	if flagValue != "" {
+		return models.ParseChatFormat(flagValue)
+	}
+	f, err := models.DetectChatFormat(info.ChatTemplate)
+	if err != nil {
+		return "", fmt.Errorf("model %s: %w", info.Path, err)
+	}
+	return f, nil
+}
+
+func modTime(path string) time.Time {
+	if st, err := os.Stat(path); err == nil {
+		return st.ModTime()
+	}
+	return time.Now()
+}
+
+// shutdown stops accepting, lets in-flight requests finish within ctx, ends
+// whatever is left, and frees the engine.
+func (s *stack) shutdown(ctx context.Context) error {
+	herr := s.srv.Shutdown(ctx)
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ctx.Err() == nil {
+		closeCtx = ctx
+	}
+	serr := s.sched.Close(closeCtx)
+	s.engine.Close()
+	return errors.Join(herr, serr)
+}
+
+// serve runs `nextact serve` until ctx ends (SIGINT/SIGTERM), then drains.
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	c, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	st, err := build(c, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		_ = st.shutdown(context.Background())
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()))
+	errc := make(chan error, 1)
+	go func() { errc <- st.srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		_ = st.shutdown(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", zap.Duration("timeout", c.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	if err := st.shutdown(sctx); err != nil {
+		log.Warn("shutdown", zap.Error(err))
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newLogger builds the JSON logger every component gets injected, and routes
+// llama.cpp's own log lines (written through log/slog's default level) to
+// warnings and above unless debugging.
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), lvl)
+	slogLevel := slog.LevelWarn
+	if lvl == zapcore.DebugLevel {
+		slogLevel = slog.LevelDebug
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slogLevel})))
+	return zap.New(core), nil
+}

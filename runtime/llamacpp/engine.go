@@ -1,0 +1,292 @@
+// Package llamacpp runs GGUF models in-process with llama.cpp through
+// github.com/ollama/ollama/llama. It is the only package of nextact that
+// uses cgo.
+//
+// llama.cpp aborts the whole process on some invalid inputs (GGML_ASSERT),
+// and Go cannot recover from that, so every call that crosses into C is
+// validated here first: token ids, positions, sequence ids and batch sizes.
+package llamacpp
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/ollama/ollama/llama"
+	"github.com/ollama/ollama/ml"
+	"go.uber.org/zap"
+
+	"github.com/nextact/nextact/batching"
+)
+
+// maxSeqs is llama.cpp's LLAMA_MAX_SEQ.
+const maxSeqs = 256
+
+// GPULayersAuto offloads every layer when a GPU backend is present and none
+// otherwise.
+const GPULayersAuto = -1
+
+// Config describes the model and the context to create.
+type Config struct {
+	ModelPath string
+	// GPULayers is the number of layers offloaded to the GPU, or GPULayersAuto.
+	GPULayers int
+	// Slots is the number of sequences the context holds.
+	Slots int
+	// CtxPerSlot is the number of positions of each sequence.
+	CtxPerSlot int
+	// StepTokens is the most tokens one Decode may carry.
+	StepTokens int
+	// Threads for the CPU backend; 0 means the number of CPUs.
+	Threads int
+	// FlashAttention: "auto", "on" or "off" ("" is auto).
+	FlashAttention string
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.ModelPath == "":
+		return errors.New("model path is empty")
+	case c.Slots < 1 || c.Slots > maxSeqs:
+		return fmt.Errorf("slots must be in [1, %d], got %d", maxSeqs, c.Slots)
+	case c.CtxPerSlot < 2:
+		return fmt.Errorf("context per slot must be at least 2, got %d", c.CtxPerSlot)
+	case c.StepTokens < 1:
+		return fmt.Errorf("step tokens must be at least 1, got %d", c.StepTokens)
+	case c.Threads < 0:
+		return fmt.Errorf("threads must not be negative, got %d", c.Threads)
+	}
+	return nil
+}
+
+// Engine is a loaded model with one context of Slots sequences. Decode,
+// Logits and ClearSeq are for one goroutine (the scheduler's loop);
+// Tokenize and the Vocab methods are goroutine-safe.
+type Engine struct {
+	cfg   Config
+	log   *zap.Logger
+	model *llama.Model
+	ctx   *llama.Context
+	batch *llama.Batch
+
+	nVocab int
+	pieces []string
+	eog    []bool
+	bos    []int32
+	gpu    bool
+
+	// rows maps a batch entry to whether its logits were requested.
+	rows []bool
+
+	closeOnce sync.Once
+}
+
+var (
+	_ batching.Engine = (*Engine)(nil)
+	_ batching.Vocab  = (*Engine)(nil)
+)
+
+var backendInit = sync.OnceFunc(llama.BackendInit)
+
+// Open loads the model and creates its context.
+func Open(cfg Config, log *zap.Logger) (*Engine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("engine config: %w", err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.Threads == 0 {
+		cfg.Threads = runtime.NumCPU()
+	}
+	backendInit()
+	gpus := llama.EnumerateGPUs()
+	layers := cfg.GPULayers
+	if layers == GPULayersAuto {
+		layers = 0
+		if len(gpus) > 0 {
+			layers = 999
+		}
+	}
+	fa, err := flashAttention(cfg.FlashAttention)
+	if err != nil {
+		return nil, err
+	}
+	model, err := llama.LoadModelFromFile(cfg.ModelPath, llama.ModelParams{NumGpuLayers: layers, UseMmap: true})
+	if err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
+	params := llama.NewContextParams(cfg.CtxPerSlot*cfg.Slots, cfg.StepTokens, cfg.Slots, cfg.Threads, fa, "")
+	lctx, err := llama.NewContextWithModel(model, params)
+	if err != nil {
+		llama.FreeModel(model)
+		return nil, fmt.Errorf("create context: %w", err)
+	}
+	batch, err := llama.NewBatch(cfg.StepTokens, 1, 0)
+	if err != nil {
+		llama.FreeModel(model)
+		return nil, fmt.Errorf("create batch: %w", err)
+	}
+	e := &Engine{cfg: cfg, log: log.Named("llamacpp"), model: model, ctx: lctx, batch: batch, gpu: layers > 0 && len(gpus) > 0}
+	if err := e.loadVocab(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.log.Info("model loaded",
+		zap.String("path", cfg.ModelPath), zap.Int("vocab", e.nVocab), zap.Int("gpu_layers", layers),
+		zap.Int("gpus", len(gpus)), zap.Int("slots", cfg.Slots), zap.Int("ctx_per_slot", cfg.CtxPerSlot),
+		zap.Int("step_tokens", cfg.StepTokens), zap.Int("threads", cfg.Threads))
+	return e, nil
+}
+
+func flashAttention(s string) (ml.FlashAttentionType, error) {
+	switch s {
+	case "", "auto":
+		return ml.FlashAttentionAuto, nil
+	case "on":
+		return ml.FlashAttentionEnabled, nil
+	case "off":
+		return ml.FlashAttentionDisabled, nil
+	}
+	return 0, fmt.Errorf("flash attention must be auto, on or off, got %q", s)
+}
+
+// loadVocab caches every token's piece and end-of-generation flag, so the
+// per-token path never crosses into C for them.
+func (e *Engine) loadVocab() error {
+	e.nVocab = e.model.NumVocab()
+	if e.nVocab <= 0 {
+		return errors.New("model has an empty vocabulary")
+	}
+	e.pieces = make([]string, e.nVocab)
+	e.eog = make([]bool, e.nVocab)
+	for i := range e.nVocab {
+		e.pieces[i] = e.model.TokenToPiece(i)
+		e.eog[i] = e.model.TokenIsEog(i)
+	}
+	bos, err := e.model.Tokenize("", true, false)
+	if err != nil {
+		return fmt.Errorf("tokenize bos: %w", err)
+	}
+	for _, t := range bos {
+		e.bos = append(e.bos, int32(t))
+	}
+	return nil
+}
+
+// GPU reports whether layers were offloaded to a GPU.
+func (e *Engine) GPU() bool { return e.gpu }
+
+// BOS is what the model puts before a raw prompt (empty when it adds none).
+func (e *Engine) BOS() []int32 { return append([]int32(nil), e.bos...) }
+
+// Size is the vocabulary size.
+func (e *Engine) Size() int { return e.nVocab }
+
+// Piece is the raw text of a token ("" outside the vocabulary).
+func (e *Engine) Piece(tok int32) string {
+	if tok < 0 || int(tok) >= e.nVocab {
+		return ""
+	}
+	return e.pieces[tok]
+}
+
+// IsEOG reports whether tok ends generation.
+func (e *Engine) IsEOG(tok int32) bool {
+	return tok >= 0 && int(tok) < e.nVocab && e.eog[tok]
+}
+
+// Tokenize converts text to tokens without adding BOS; parseSpecial turns
+// control-token text into control tokens.
+func (e *Engine) Tokenize(text string, parseSpecial bool) ([]int32, error) {
+	if text == "" {
+		return nil, nil
+	}
+	toks, err := e.model.Tokenize(text, false, parseSpecial)
+	if err != nil {
+		return nil, fmt.Errorf("tokenize: %w", err)
+	}
+	out := make([]int32, len(toks))
+	for i, t := range toks {
+		out[i] = int32(t)
+	}
+	return out, nil
+}
+
+// Decode validates the batch and evaluates it.
+func (e *Engine) Decode(b *batching.Batch) error {
+	if err := e.check(b); err != nil {
+		return err
+	}
+	e.batch.Clear()
+	e.rows = e.rows[:0]
+	for i := range b.Len() {
+		e.batch.Add(int(b.Tokens[i]), nil, int(b.Pos[i]), b.Logits[i], int(b.Seq[i]))
+		e.rows = append(e.rows, b.Logits[i])
+	}
+	if err := e.ctx.Decode(e.batch); err != nil {
+		e.rows = e.rows[:0]
+		return fmt.Errorf("decode %d tokens: %w", b.Len(), err)
+	}
+	return nil
+}
+
+// check rejects anything llama.cpp would abort on.
+func (e *Engine) check(b *batching.Batch) error {
+	n := b.Len()
+	if n == 0 || n > e.cfg.StepTokens {
+		return fmt.Errorf("batch of %d tokens, want 1..%d", n, e.cfg.StepTokens)
+	}
+	if len(b.Pos) != n || len(b.Seq) != n || len(b.Logits) != n {
+		return errors.New("batch slices differ in length")
+	}
+	for i := range n {
+		switch {
+		case b.Tokens[i] < 0 || int(b.Tokens[i]) >= e.nVocab:
+			return fmt.Errorf("entry %d: token %d outside the vocabulary of %d", i, b.Tokens[i], e.nVocab)
+		case b.Seq[i] < 0 || int(b.Seq[i]) >= e.cfg.Slots:
+			return fmt.Errorf("entry %d: sequence %d outside [0, %d)", i, b.Seq[i], e.cfg.Slots)
+		case b.Pos[i] < 0 || int(b.Pos[i]) >= e.cfg.CtxPerSlot:
+			return fmt.Errorf("entry %d: position %d outside [0, %d)", i, b.Pos[i], e.cfg.CtxPerSlot)
+		}
+	}
+	return nil
+}
+
+// Logits returns a copy of the logits of batch entry i of the last Decode.
+func (e *Engine) Logits(i int) ([]float32, error) {
+	if i < 0 || i >= len(e.rows) || !e.rows[i] {
+		return nil, fmt.Errorf("no logits were requested for batch entry %d", i)
+	}
+	l := e.ctx.GetLogitsIth(i)
+	if l == nil {
+		return nil, fmt.Errorf("engine returned no logits for entry %d", i)
+	}
+	return l, nil
+}
+
+// ClearSeq removes a sequence's KV.
+func (e *Engine) ClearSeq(seq int32) error {
+	if seq < 0 || int(seq) >= e.cfg.Slots {
+		return fmt.Errorf("sequence %d outside [0, %d)", seq, e.cfg.Slots)
+	}
+	if !e.ctx.KvCacheSeqRm(int(seq), 0, -1) {
+		return fmt.Errorf("clear sequence %d: refused", seq)
+	}
+	return nil
+}
+
+// Close frees the batch and the model's weights. The wrapper has no call
+// that frees a context, so its KV buffers stay until the process exits;
+// the Engine must not be used after Close. Idempotent.
+func (e *Engine) Close() {
+	e.closeOnce.Do(func() {
+		if e.batch != nil {
+			e.batch.Free()
+		}
+		if e.model != nil {
+			llama.FreeModel(e.model)
+		}
+	})
+}

@@ -1,0 +1,22 @@
+package llamacpp_test
+
+import (
+	"log/slog"
+	"os"
+	"testing"
+)
+
+var tempRoot string
+
+func TestMain(m *testing.M) {
+	// llama.cpp's log lines go through log/slog's default level.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	dir, err := os.MkdirTemp("", "nextact-llamacpp-test")
+	if err != nil {
+		panic(err)
+	}
+	tempRoot = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
