@@ -52,7 +52,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.CacheDir, "cache-dir", defaultCacheDir(), "where the embedded default model is written")
 	fs.IntVar(&c.Slots, "slots", 8, "sequences decoded together")
 	fs.IntVar(&c.Ctx, "ctx", 4096, "context per slot, in tokens (prompt plus completion)")
-	fs.IntVar(&c.Threads, "threads", 0, "CPU threads (0: all cores)")
+	fs.IntVar(&c.Threads, "threads", 0, "CPU threads for the engine (0: half the cores, at least 1)")
 	fs.IntVar(&c.Queue, "queue", 256, "requests that may wait for a slot; more get 503")
 	fs.IntVar(&c.StepTokens, "step-tokens", 512, "token budget of one engine step (decode tokens plus prompt chunks)")
 	fs.IntVar(&c.GPULayers, "gpu-layers", -1, "layers offloaded to the GPU (-1: all when a GPU backend is present, else none)")

@@ -38,7 +38,9 @@ type Config struct {
 	CtxPerSlot int
 	// StepTokens is the most tokens one Decode may carry.
 	StepTokens int
-	// Threads for the CPU backend; 0 means the number of CPUs.
+	// Threads for the CPU backend; 0 means half the CPUs (at least one).
+	// ggml's workers spin at barriers, so more threads than free cores
+	// slows every step down sharply on a busy machine.
 	Threads int
 	// FlashAttention: "auto", "on" or "off" ("" is auto).
 	FlashAttention string
@@ -98,7 +100,7 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 		log = zap.NewNop()
 	}
 	if cfg.Threads == 0 {
-		cfg.Threads = runtime.NumCPU()
+		cfg.Threads = max(1, runtime.NumCPU()/2)
 	}
 	backendInit()
 	gpus := llama.EnumerateGPUs()

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+)
+
+var cacheDir string
+
+func TestMain(m *testing.M) {
+	// The SIGTERM test runs this test binary as the server.
+	if os.Getenv("NEXTACT_TEST_RUN_MAIN") == "1" {
+		main()
+		return
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	dir, err := os.MkdirTemp("", "nextact-e2e")
+	if err != nil {
+		panic(err)
+	}
+	cacheDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testConfig is serve's defaults scaled for tests on the embedded model.
+func testConfig() serveConfig {
+	return serveConfig{
+		Addr: "127.0.0.1:0", CacheDir: cacheDir, Slots: 8, Ctx: 1024, Threads: 1, Queue: 64,
+		StepTokens: 128, GPULayers: -1, FlashAttention: "auto", BodyLimit: 1 << 20,
+		RequestTimeout: 2 * time.Minute, DefaultMaxTokens: 64, ShutdownTimeout: 30 * time.Second, LogLevel: "warn",
+	}
+}
+
+type testServer struct {
+	URL   string
+	stack *stack
+	done  chan error
+}
+
+// startServer builds the real stack and serves it on a loopback port.
+func startServer(t *testing.T, c serveConfig) *testServer {
+	t.Helper()
+	st, err := build(c, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{URL: "http://" + ln.Addr().String(), stack: st, done: make(chan error, 1)}
+	go func() { ts.done <- st.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = st.shutdown(ctx)
+	})
+	return ts
+}
+
+func (ts *testServer) modelID() string { return ts.stack.model.ID }
+
+// post sends a JSON body and decodes the JSON answer.
+func post(t *testing.T, url string, body any) (int, http.Header, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(data)
+	}
+	resp, err := http.Post(url, "application/json", r)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatalf("POST %s: status %d, body not JSON: %q", url, resp.StatusCode, data)
+	}
+	return resp.StatusCode, resp.Header, out
+}
+
+// chatText returns the message content and finish reason of a chat answer.
+func chatText(t *testing.T, out map[string]any) (string, string) {
+	t.Helper()
+	choices, _ := out["choices"].([]any)
+	if len(choices) != 1 {
+		t.Fatalf("want one choice, got %v", out)
+	}
+	ch := choices[0].(map[string]any)
+	msg := ch["message"].(map[string]any)
+	return msg["content"].(string), fmt.Sprint(ch["finish_reason"])
+}
+
+// sseEvents reads a stream's data lines until [DONE] or EOF.
+func sseEvents(t *testing.T, body io.Reader) (events []map[string]any, done bool) {
+	t.Helper()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "data: ") {
+			continue
+		}
+		data := strings.TrimPrefix(line, "data: ")
+		if data == "[DONE]" {
+			return events, true
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("event not JSON: %q", data)
+		}
+		events = append(events, ev)
+	}
+	return events, false
+}
+
+func waitIdle(t *testing.T, ts *testServer) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := ts.stack.sched.Stats(); st.Running == 0 && st.Waiting == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("scheduler not idle: %+v", ts.stack.sched.Stats())
+}

@@ -1,0 +1,278 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nextact/nextact/models"
+)
+
+// chatRequest is the body of POST /v1/chat/completions. Fields nextact
+// does not know are ignored.
+type chatRequest struct {
+	Model       string          `json:"model"`
+	Messages    []chatMessage   `json:"messages"`
+	Logprobs    bool            `json:"logprobs"`
+	TopLogprobs *int            `json:"top_logprobs"`
+	Tools       json.RawMessage `json:"tools"`
+	genParams
+}
+
+type chatMessage struct {
+	Role string `json:"role"`
+	// Content is a string, null, or an array of {"type":"text","text":…}.
+	Content json.RawMessage `json:"content"`
+}
+
+// completionRequest is the body of POST /v1/completions.
+type completionRequest struct {
+	Model string `json:"model"`
+	// Prompt is a string or an array of exactly one string.
+	Prompt   json.RawMessage `json:"prompt"`
+	Echo     bool            `json:"echo"`
+	Logprobs *int            `json:"logprobs"`
+	genParams
+}
+
+// genParams are the generation fields both endpoints share.
+type genParams struct {
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	TopK                *int            `json:"top_k"`
+	Seed                *int64          `json:"seed"`
+	Stop                json.RawMessage `json:"stop"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *streamOptions  `json:"stream_options"`
+	N                   *int            `json:"n"`
+	ResponseFormat      *responseFormat `json:"response_format"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+type responseFormat struct {
+	Type string `json:"type"`
+}
+
+// decodeJSON parses a request body, turning decoding errors into 400s that
+// name the field where possible.
+func decodeJSON(body []byte, v any) error {
+	err := json.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case len(bytes.TrimSpace(body)) == 0:
+		return invalid("", "The request body is empty; expected a JSON object.")
+	case errors.As(err, &typ) && typ.Field != "":
+		// encoding/json names fields of embedded structs by the Go type.
+		field := strings.TrimPrefix(typ.Field, "genParams.")
+		return invalid(field, "Invalid type for '%s': expected %s, got JSON %s.", field, jsonKind(typ.Type.Kind().String()), typ.Value)
+	case errors.As(err, &typ):
+		return invalid("", "The request body must be a JSON object, got JSON %s.", typ.Value)
+	case errors.As(err, &syntax):
+		return invalid("", "The request body is not valid JSON: %v.", err)
+	}
+	return invalid("", "The request body could not be parsed: %v.", err)
+}
+
+func jsonKind(goKind string) string {
+	switch {
+	case strings.HasPrefix(goKind, "int"), strings.HasPrefix(goKind, "uint"):
+		return "an integer"
+	case strings.HasPrefix(goKind, "float"):
+		return "a number"
+	case goKind == "bool":
+		return "a boolean"
+	case goKind == "string":
+		return "a string"
+	case goKind == "slice":
+		return "an array"
+	}
+	return "an object"
+}
+
+// isNull reports whether raw is absent or JSON null.
+func isNull(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) == 0 || string(t) == "null"
+}
+
+// isEmptyArray reports whether raw is absent, null or an empty array.
+func isEmptyArray(raw json.RawMessage) bool {
+	if isNull(raw) {
+		return true
+	}
+	var arr []json.RawMessage
+	return json.Unmarshal(raw, &arr) == nil && len(arr) == 0
+}
+
+// messages converts the chat messages, checking roles and content parts.
+func (r *chatRequest) messages() ([]models.Message, error) {
+	if len(r.Messages) == 0 {
+		return nil, invalid("messages", "'messages' must be a non-empty array.")
+	}
+	out := make([]models.Message, len(r.Messages))
+	for i, m := range r.Messages {
+		switch m.Role {
+		case "system", "developer", "user", "assistant":
+		default:
+			return nil, invalid(fmt.Sprintf("messages[%d].role", i),
+				"Invalid role %q in messages[%d]: expected system, developer, user or assistant.", m.Role, i)
+		}
+		text, err := messageText(m.Content, i)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = models.Message{Role: m.Role, Content: text}
+	}
+	return out, nil
+}
+
+type contentPart struct {
+	Type string  `json:"type"`
+	Text *string `json:"text"`
+}
+
+// messageText reads a message's content: a string, null, or text parts
+// (joined by newlines).
+func messageText(raw json.RawMessage, i int) (string, error) {
+	param := fmt.Sprintf("messages[%d].content", i)
+	if isNull(raw) {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s, nil
+	}
+	var parts []contentPart
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return "", invalid(param, "Invalid content in messages[%d]: expected a string or an array of text parts.", i)
+	}
+	texts := make([]string, 0, len(parts))
+	for j, p := range parts {
+		if p.Type != "text" {
+			return "", invalid(param, "Content part type %q in messages[%d].content[%d] is not supported: only \"text\" is.", p.Type, i, j)
+		}
+		if p.Text == nil {
+			return "", invalid(param, "messages[%d].content[%d] has no 'text'.", i, j)
+		}
+		texts = append(texts, *p.Text)
+	}
+	return strings.Join(texts, "\n"), nil
+}
+
+// promptText reads a completion prompt: a string or an array of exactly one
+// string.
+func (r *completionRequest) promptText() (string, error) {
+	if isNull(r.Prompt) {
+		return "", invalid("prompt", "'prompt' is required.")
+	}
+	var s string
+	if err := json.Unmarshal(r.Prompt, &s); err == nil {
+		return s, nil
+	}
+	var arr []string
+	if err := json.Unmarshal(r.Prompt, &arr); err != nil || len(arr) != 1 {
+		return "", invalid("prompt", "'prompt' must be a string or an array of exactly one string.")
+	}
+	return arr[0], nil
+}
+
+// stops reads the stop field: null, a string, or at most four strings.
+// Empty strings are dropped.
+func (p *genParams) stops() ([]string, error) {
+	if isNull(p.Stop) {
+		return nil, nil
+	}
+	var one string
+	if err := json.Unmarshal(p.Stop, &one); err == nil {
+		if one == "" {
+			return nil, nil
+		}
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(p.Stop, &many); err != nil {
+		return nil, invalid("stop", "'stop' must be a string or an array of strings.")
+	}
+	if len(many) > maxStops {
+		return nil, invalid("stop", "'stop' holds %d strings; at most %d are allowed.", len(many), maxStops)
+	}
+	out := many[:0]
+	for _, s := range many {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+const maxStops = 4
+
+// Response bodies.
+
+type usageBody struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+type chatResponse struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"`
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []chatChoice `json:"choices"`
+	Usage   usageBody    `json:"usage"`
+}
+
+type chatChoice struct {
+	Index        int              `json:"index"`
+	Message      assistantMessage `json:"message"`
+	Logprobs     any              `json:"logprobs"`
+	FinishReason string           `json:"finish_reason"`
+}
+
+type assistantMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type completionResponse struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"`
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []textChoice `json:"choices"`
+	Usage   usageBody    `json:"usage"`
+}
+
+type textChoice struct {
+	Index        int    `json:"index"`
+	Text         string `json:"text"`
+	Logprobs     any    `json:"logprobs"`
+	FinishReason string `json:"finish_reason"`
+}
+
+type modelList struct {
+	Object string      `json:"object"`
+	Data   []modelInfo `json:"data"`
+}
+
+type modelInfo struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}

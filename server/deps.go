@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/models"
+)
+
+// Generator runs generations. MUST be goroutine-safe; *batching.Scheduler
+// satisfies it.
+type Generator interface {
+	Submit(ctx context.Context, req batching.Request) (*batching.Handle, error)
+}
+
+// Tokenizer turns text into token ids. MUST be goroutine-safe.
+// parseSpecial makes control-token text (<|eot_id|>) a control token;
+// user content is always tokenized with it off.
+type Tokenizer interface {
+	Tokenize(text string, parseSpecial bool) ([]int32, error)
+}
+
+// Model is one servable model.
+type Model struct {
+	ID      string
+	Created time.Time
+	OwnedBy string
+	// ContextLength is the tokens one sequence may hold: prompt plus
+	// completion must fit.
+	ContextLength int
+	// Format renders chat messages into a prompt.
+	Format models.ChatFormat
+	// BOS is prepended to raw /v1/completions prompts (empty when the
+	// model adds none).
+	BOS       []int32
+	Tokenizer Tokenizer
+	Generator Generator
+}
+
+// Config holds the server's limits.
+type Config struct {
+	// BodyLimit is the largest request body in bytes (413 above it).
+	BodyLimit int
+	// RequestTimeout is the server-side deadline of every generation.
+	RequestTimeout time.Duration
+	// DefaultMaxTokens applies when a request gives no max_tokens; it is
+	// capped by the context left after the prompt.
+	DefaultMaxTokens int
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Logger *zap.Logger
+	// Clock returns the current time; time.Now when nil.
+	Clock  func() time.Time
+	Models []*Model
+}

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"go.uber.org/zap"
+
+	"github.com/nextact/nextact/batching"
+)
+
+// requestError is a request the server refuses: a 400, or a 404 when
+// notFound is set.
+type requestError struct {
+	notFound bool
+	param    string // offending field; empty for none
+	code     string // short machine-readable code; empty for none
+	msg      string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func invalid(param, format string, args ...any) *requestError {
+	return &requestError{param: param, msg: fmt.Sprintf(format, args...)}
+}
+
+// generationError is a generation that ended without a usable result.
+type generationError struct {
+	reason batching.FinishReason
+	err    error
+}
+
+func (e *generationError) Error() string {
+	if e.err == nil {
+		return "generation ended: " + e.reason.String()
+	}
+	return fmt.Sprintf("generation ended (%s): %v", e.reason, e.err)
+}
+
+func (e *generationError) Unwrap() error { return e.err }
+
+// errShuttingDown is a generation cut short because the server is stopping.
+var errShuttingDown = errors.New("server is shutting down")
+
+// finishError says why a finished chunk carries no complete result: nil for
+// a stop or length finish. ctx is the request's context, which tells a
+// deadline from a shutdown when the scheduler reports a cancellation.
+func finishError(ctx context.Context, c batching.Chunk) error {
+	switch c.Finish {
+	case batching.FinishStop, batching.FinishLength:
+		return nil
+	case batching.FinishCancelled:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return context.DeadlineExceeded
+		}
+		return errShuttingDown
+	case batching.FinishShutdown:
+		return errShuttingDown
+	default:
+		return &generationError{reason: c.Finish, err: c.Err}
+	}
+}
+
+// waitError turns the error of Handle.Next/Wait (the request's context
+// ended) into what the client is told.
+func waitError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return errShuttingDown
+}
+
+// apiError is OpenAI's error object.
+type apiError struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+type errorBody struct {
+	Error apiError `json:"error"`
+}
+
+// httpFailure is an error as the client sees it.
+type httpFailure struct {
+	status     int
+	retryAfter bool
+	body       errorBody
+}
+
+func failure(status int, typ, param, code, msg string) httpFailure {
+	e := apiError{Message: msg, Type: typ}
+	if param != "" {
+		e.Param = &param
+	}
+	if code != "" {
+		e.Code = &code
+	}
+	return httpFailure{status: status, body: errorBody{Error: e}}
+}
+
+const (
+	typeInvalid    = "invalid_request_error"
+	typeServer     = "server_error"
+	typeOverloaded = "overloaded"
+)
+
+// httpError is the one place an error becomes an HTTP status and body.
+// internal reports whether the error is the server's fault and worth
+// logging; its detail is not shown to the client.
+func (s *Server) httpError(err error) (f httpFailure, internal bool) {
+	var (
+		reqErr   *requestError
+		schedErr *batching.RequestError
+		fibErr   *fiber.Error
+		genErr   *generationError
+	)
+	switch {
+	case errors.As(err, &reqErr):
+		status := http.StatusBadRequest
+		if reqErr.notFound {
+			status = http.StatusNotFound
+		}
+		return failure(status, typeInvalid, reqErr.param, reqErr.code, reqErr.msg), false
+	case errors.As(err, &schedErr):
+		return failure(http.StatusBadRequest, typeInvalid, schedErr.Field, "", schedErr.Error()), false
+	case errors.Is(err, batching.ErrQueueFull):
+		f := failure(http.StatusServiceUnavailable, typeOverloaded, "", "queue_full",
+			"The server is at capacity: too many requests are waiting. Retry shortly.")
+		f.retryAfter = true
+		return f, false
+	case errors.Is(err, batching.ErrClosed), errors.Is(err, errShuttingDown):
+		return failure(http.StatusServiceUnavailable, typeServer, "", "shutting_down",
+			"The server is shutting down."), false
+	case errors.Is(err, context.DeadlineExceeded):
+		return failure(http.StatusGatewayTimeout, typeServer, "", "timeout",
+			fmt.Sprintf("The generation exceeded the server's request timeout of %s.", s.cfg.RequestTimeout)), false
+	case errors.As(err, &fibErr):
+		return s.fiberFailure(fibErr), fibErr.Code >= 500
+	case errors.As(err, &genErr):
+		return failure(http.StatusInternalServerError, typeServer, "", "generation_failed",
+			"The model failed while generating the response."), true
+	default:
+		return failure(http.StatusInternalServerError, typeServer, "", "",
+			"The server had an error while processing your request."), true
+	}
+}
+
+func (s *Server) fiberFailure(e *fiber.Error) httpFailure {
+	switch e.Code {
+	case http.StatusRequestEntityTooLarge:
+		return failure(e.Code, typeInvalid, "", "request_too_large",
+			fmt.Sprintf("The request body exceeds the limit of %d bytes.", s.cfg.BodyLimit))
+	case http.StatusNotFound:
+		return failure(e.Code, typeInvalid, "", "unknown_url", e.Message)
+	case http.StatusMethodNotAllowed:
+		return failure(e.Code, typeInvalid, "", "method_not_allowed", e.Message)
+	}
+	typ := typeInvalid
+	if e.Code >= 500 {
+		typ = typeServer
+	}
+	return failure(e.Code, typ, "", "", e.Message)
+}
+
+// handleError writes err as an OpenAI error response. It is Fiber's
+// ErrorHandler and is also called by the request logger.
+func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	f, internal := s.httpError(err)
+	if internal {
+		s.log.Error("request failed", zap.String("path", strings.Clone(c.Path())), zap.Error(err))
+	}
+	if f.retryAfter {
+		c.Set(fiber.HeaderRetryAfter, "1")
+	}
+	return c.Status(f.status).JSON(f.body)
+}

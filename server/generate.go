@@ -1,0 +1,188 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/models"
+)
+
+// endpoint tells the two completion APIs apart where their responses differ.
+type endpoint int
+
+const (
+	chatEndpoint endpoint = iota
+	textEndpoint
+)
+
+func (s *Server) chatCompletions(c *fiber.Ctx) error {
+	var req chatRequest
+	if err := decodeJSON(c.Body(), &req); err != nil {
+		return err
+	}
+	m, err := s.model(req.Model)
+	if err != nil {
+		return err
+	}
+	msgs, err := req.messages()
+	if err != nil {
+		return err
+	}
+	if err := req.checkUnsupported(); err != nil {
+		return err
+	}
+	opts, err := req.options()
+	if err != nil {
+		return err
+	}
+	segs, err := m.Format.Render(msgs)
+	if err != nil {
+		return invalid("messages", "The messages cannot be rendered for this model: %v.", err)
+	}
+	prompt, err := tokenizeSegments(m.Tokenizer, segs)
+	if err != nil {
+		return err
+	}
+	// The format's end-of-turn markers also stop generation, in case the
+	// engine reports a control token as text.
+	opts.stop = append(opts.stop, m.Format.StopStrings()...)
+	return s.generate(c, m, prompt, opts, chatEndpoint, "messages")
+}
+
+func (r *chatRequest) checkUnsupported() error {
+	switch {
+	case r.Logprobs || (r.TopLogprobs != nil && *r.TopLogprobs > 0):
+		return invalid("logprobs", "logprobs are not supported.")
+	case !isEmptyArray(r.Tools):
+		return invalid("tools", "tools are not supported.")
+	}
+	return nil
+}
+
+func (s *Server) completions(c *fiber.Ctx) error {
+	var req completionRequest
+	if err := decodeJSON(c.Body(), &req); err != nil {
+		return err
+	}
+	m, err := s.model(req.Model)
+	if err != nil {
+		return err
+	}
+	text, err := req.promptText()
+	if err != nil {
+		return err
+	}
+	switch {
+	case req.Echo:
+		return invalid("echo", "'echo' is not supported.")
+	case req.Logprobs != nil && *req.Logprobs > 0:
+		return invalid("logprobs", "logprobs are not supported.")
+	}
+	opts, err := req.options()
+	if err != nil {
+		return err
+	}
+	toks, err := m.Tokenizer.Tokenize(text, true)
+	if err != nil {
+		return fmt.Errorf("tokenize prompt: %w", err)
+	}
+	prompt := make([]int32, 0, len(m.BOS)+len(toks))
+	prompt = append(append(prompt, m.BOS...), toks...)
+	if len(prompt) == 0 {
+		return invalid("prompt", "'prompt' must not be empty.")
+	}
+	return s.generate(c, m, prompt, opts, textEndpoint, "prompt")
+}
+
+// tokenizeSegments tokenizes a rendered chat prompt: template markup with
+// control-token parsing, message content without.
+func tokenizeSegments(tok Tokenizer, segs []models.Segment) ([]int32, error) {
+	var prompt []int32
+	for _, seg := range segs {
+		ids, err := tok.Tokenize(seg.Text, seg.Special)
+		if err != nil {
+			return nil, fmt.Errorf("tokenize prompt: %w", err)
+		}
+		prompt = append(prompt, ids...)
+	}
+	return prompt, nil
+}
+
+// responseMeta identifies one response; streams copy it out of the handler.
+type responseMeta struct {
+	id      string
+	created int64
+	model   string
+	kind    endpoint
+}
+
+func (s *Server) newMeta(m *Model, kind endpoint) responseMeta {
+	prefix := "chatcmpl-"
+	if kind == textEndpoint {
+		prefix = "cmpl-"
+	}
+	id := prefix + strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
+	return responseMeta{id: id, created: s.now().Unix(), model: m.ID, kind: kind}
+}
+
+// generate submits a tokenized prompt under the server-side deadline and
+// answers with one JSON response or a stream.
+func (s *Server) generate(c *fiber.Ctx, m *Model, prompt []int32, opts genOptions, kind endpoint, promptParam string) error {
+	maxTokens, err := completionBudget(len(prompt), m.ContextLength, opts.maxTokens, s.cfg.DefaultMaxTokens, promptParam)
+	if err != nil {
+		return err
+	}
+	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop}
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
+	h, err := m.Generator.Submit(ctx, req)
+	if err != nil {
+		cancel()
+		return err
+	}
+	meta := s.newMeta(m, kind)
+	if opts.stream {
+		s.startStream(c, &stream{
+			log: s.log, h: h, ctx: ctx, cancel: cancel,
+			events: newEventFormat(meta, opts.includeUsage), includeUsage: opts.includeUsage,
+			errorEvent: s.errorEvent, keepAlive: s.keepAlive,
+		})
+		return nil
+	}
+	defer cancel()
+	res, err := h.Wait(ctx)
+	if err != nil {
+		return waitError(err)
+	}
+	if err := finishError(ctx, res); err != nil {
+		return err
+	}
+	return c.JSON(buildResponse(meta, res))
+}
+
+func buildResponse(meta responseMeta, res batching.Chunk) any {
+	u := usageBody{
+		PromptTokens:     res.Usage.PromptTokens,
+		CompletionTokens: res.Usage.CompletionTokens,
+		TotalTokens:      res.Usage.PromptTokens + res.Usage.CompletionTokens,
+	}
+	if meta.kind == textEndpoint {
+		return completionResponse{
+			ID: meta.id, Object: "text_completion", Created: meta.created, Model: meta.model,
+			Choices: []textChoice{{Text: res.Text, FinishReason: res.Finish.String()}},
+			Usage:   u,
+		}
+	}
+	return chatResponse{
+		ID: meta.id, Object: "chat.completion", Created: meta.created, Model: meta.model,
+		Choices: []chatChoice{{
+			Message:      assistantMessage{Role: "assistant", Content: res.Text},
+			FinishReason: res.Finish.String(),
+		}},
+		Usage: u,
+	}
+}

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/nextact/nextact/batching"
+)
+
+// genOptions are the validated generation fields of a request.
+type genOptions struct {
+	sampling batching.Sampling
+	stop     []string
+	// maxTokens is nil when the request gives none.
+	maxTokens    *int
+	stream       bool
+	includeUsage bool
+}
+
+// Limits of the sampling fields.
+const (
+	maxTemperature = 2
+	// defaultTemperature is OpenAI's default.
+	defaultTemperature = 1
+)
+
+// options validates the shared generation fields.
+func (p *genParams) options() (genOptions, error) {
+	o := genOptions{stream: p.Stream}
+	if p.StreamOptions != nil {
+		o.includeUsage = p.StreamOptions.IncludeUsage
+	}
+	if p.N != nil && *p.N != 1 {
+		return o, invalid("n", "'n' must be 1: nextact returns one choice per request, got %d.", *p.N)
+	}
+	if err := checkResponseFormat(p.ResponseFormat); err != nil {
+		return o, err
+	}
+	var err error
+	if o.maxTokens, err = p.maxTokens(); err != nil {
+		return o, err
+	}
+	if o.sampling, err = p.samplingParams(); err != nil {
+		return o, err
+	}
+	if o.stop, err = p.stops(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func checkResponseFormat(rf *responseFormat) error {
+	if rf == nil {
+		return nil
+	}
+	switch rf.Type {
+	case "text":
+		return nil
+	case "json_object", "json_schema":
+		return invalid("response_format", "response_format %s is not supported yet.", rf.Type)
+	}
+	return invalid("response_format", "Unknown response_format type %q: expected text, json_object or json_schema.", rf.Type)
+}
+
+// maxTokens picks max_completion_tokens, else max_tokens; each must be >= 1.
+func (p *genParams) maxTokens() (*int, error) {
+	if v := p.MaxCompletionTokens; v != nil {
+		if *v < 1 {
+			return nil, invalid("max_completion_tokens", "'max_completion_tokens' must be at least 1, got %d.", *v)
+		}
+		return v, nil
+	}
+	if v := p.MaxTokens; v != nil && *v < 1 {
+		return nil, invalid("max_tokens", "'max_tokens' must be at least 1, got %d.", *v)
+	}
+	return p.MaxTokens, nil
+}
+
+func (p *genParams) samplingParams() (batching.Sampling, error) {
+	s := batching.Sampling{Temperature: defaultTemperature, TopP: 1}
+	if v := p.Temperature; v != nil {
+		if *v < 0 || *v > maxTemperature {
+			return s, invalid("temperature", "'temperature' must be between 0 and %d, got %g.", maxTemperature, *v)
+		}
+		s.Temperature = *v
+	}
+	if v := p.TopP; v != nil {
+		if *v <= 0 || *v > 1 {
+			return s, invalid("top_p", "'top_p' must be greater than 0 and at most 1, got %g.", *v)
+		}
+		s.TopP = *v
+	}
+	if v := p.TopK; v != nil {
+		if *v < 0 {
+			return s, invalid("top_k", "'top_k' must not be negative, got %d.", *v)
+		}
+		s.TopK = *v
+	}
+	if v := p.Seed; v != nil {
+		seed := uint64(*v) // negative seeds map to distinct values too
+		s.Seed = &seed
+	}
+	return s, nil
+}
+
+// completionBudget is the number of tokens a request may generate, checking
+// that prompt plus completion fit the model's context. promptParam names the
+// field the prompt came from (messages or prompt).
+func completionBudget(promptLen, ctxLen int, requested *int, defaultMax int, promptParam string) (int, error) {
+	if promptLen >= ctxLen {
+		return 0, &requestError{param: promptParam, code: "context_length_exceeded", msg: fmt.Sprintf(
+			"This model's maximum context length is %d tokens, but the prompt has %d tokens, leaving no room for the completion. Please shorten the prompt.",
+			ctxLen, promptLen)}
+	}
+	if requested != nil {
+		if promptLen+*requested > ctxLen {
+			return 0, &requestError{param: "max_tokens", code: "context_length_exceeded", msg: fmt.Sprintf(
+				"This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the prompt, %d for the completion). Please reduce the prompt or max_tokens.",
+				ctxLen, promptLen+*requested, promptLen, *requested)}
+		}
+		return *requested, nil
+	}
+	left := ctxLen - promptLen
+	if defaultMax > 0 && defaultMax < left {
+		return defaultMax, nil
+	}
+	return left, nil
+}

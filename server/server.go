@@ -1,0 +1,234 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"go.uber.org/zap"
+
+	"github.com/nextact/nextact/models"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultBodyLimit      = 8 << 20
+	DefaultRequestTimeout = 10 * time.Minute
+	// idleTimeout closes keep-alive connections that send nothing.
+	idleTimeout = 2 * time.Minute
+	// writeSlack is added to RequestTimeout to bound writing one response:
+	// a stream ends at the request's deadline, plus the final events.
+	writeSlack = 30 * time.Second
+	// defaultOwner is owned_by for models that name no owner.
+	defaultOwner = "nextact"
+)
+
+// Server serves the OpenAI-compatible API. Its methods are goroutine-safe.
+type Server struct {
+	cfg    Config
+	log    *zap.Logger
+	now    func() time.Time
+	models map[string]*Model
+	// modelList is the pre-rendered body of GET /v1/models.
+	modelList []byte
+	app       *fiber.App
+	keepAlive time.Duration // see defaultKeepAlive
+
+	// base is the parent of every request's context; cancelled when
+	// Shutdown gives up waiting.
+	base       context.Context
+	cancelBase context.CancelFunc
+	inflight   inflight
+}
+
+// New validates cfg and deps and builds the server. Zero Config fields take
+// defaults (DefaultBodyLimit, DefaultRequestTimeout; DefaultMaxTokens 0
+// means the context left after the prompt). Deps.Logger may be nil.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	byID, err := indexModels(deps.Models)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, models: byID, keepAlive: defaultKeepAlive}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	s.log = s.log.Named("server")
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.modelList, err = renderModelList(deps.Models); err != nil {
+		return nil, err
+	}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.app = fiber.New(fiber.Config{
+		BodyLimit:             cfg.BodyLimit,
+		ErrorHandler:          s.handleError,
+		DisableStartupMessage: true,
+		ReadTimeout:           cfg.RequestTimeout,
+		WriteTimeout:          cfg.RequestTimeout + writeSlack,
+		IdleTimeout:           idleTimeout,
+	})
+	// Responses written while shutting down close their connection.
+	s.app.Server().CloseOnShutdown = true
+	s.routes()
+	return s, nil
+}
+
+func withDefaults(cfg Config) (Config, error) {
+	switch {
+	case cfg.BodyLimit < 0:
+		return cfg, fmt.Errorf("server config: body limit must not be negative, got %d", cfg.BodyLimit)
+	case cfg.RequestTimeout < 0:
+		return cfg, fmt.Errorf("server config: request timeout must not be negative, got %s", cfg.RequestTimeout)
+	case cfg.DefaultMaxTokens < 0:
+		return cfg, fmt.Errorf("server config: default max tokens must not be negative, got %d", cfg.DefaultMaxTokens)
+	}
+	if cfg.BodyLimit == 0 {
+		cfg.BodyLimit = DefaultBodyLimit
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	return cfg, nil
+}
+
+func indexModels(ms []*Model) (map[string]*Model, error) {
+	if len(ms) == 0 {
+		return nil, errors.New("server: no models")
+	}
+	byID := make(map[string]*Model, len(ms))
+	for i, m := range ms {
+		switch {
+		case m == nil:
+			return nil, fmt.Errorf("server: model %d is nil", i)
+		case m.ID == "":
+			return nil, fmt.Errorf("server: model %d has no ID", i)
+		case byID[m.ID] != nil:
+			return nil, fmt.Errorf("server: model ID %q appears twice", m.ID)
+		case m.ContextLength < 2:
+			return nil, fmt.Errorf("server: model %q: context length must be at least 2, got %d", m.ID, m.ContextLength)
+		case m.Tokenizer == nil || m.Generator == nil:
+			return nil, fmt.Errorf("server: model %q needs a tokenizer and a generator", m.ID)
+		}
+		if _, err := models.ParseChatFormat(string(m.Format)); err != nil {
+			return nil, fmt.Errorf("server: model %q: %w", m.ID, err)
+		}
+		byID[m.ID] = m
+	}
+	return byID, nil
+}
+
+func renderModelList(ms []*Model) ([]byte, error) {
+	list := modelList{Object: "list", Data: make([]modelInfo, len(ms))}
+	for i, m := range ms {
+		owner := m.OwnedBy
+		if owner == "" {
+			owner = defaultOwner
+		}
+		list.Data[i] = modelInfo{ID: m.ID, Object: "model", Created: m.Created.Unix(), OwnedBy: owner}
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		return nil, fmt.Errorf("server: render model list: %w", err)
+	}
+	return b, nil
+}
+
+func (s *Server) routes() {
+	s.app.Use(s.logRequests)
+	s.app.Use(recover.New(recover.Config{
+		EnableStackTrace: true,
+		StackTraceHandler: func(c *fiber.Ctx, e any) {
+			s.log.Error("panic in handler", zap.String("path", strings.Clone(c.Path())),
+				zap.Any("panic", e), zap.StackSkip("stack", 2))
+		},
+	}))
+	s.app.Post("/v1/chat/completions", s.chatCompletions)
+	s.app.Post("/v1/completions", s.completions)
+	s.app.Get("/v1/models", s.listModels)
+	s.app.Get("/health", s.health)
+}
+
+// App returns the Fiber app, for tests (app.Test) and for mounting.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown; it blocks and returns nil
+// after a shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.app.Listener(ln); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests,
+// open streams included, to finish. When ctx ends first it cancels the
+// generations still running (their streams end with an error event) and
+// returns ctx's error. Call it before closing the Generator.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.app.ShutdownWithContext(ctx); err != nil {
+		s.cancelBase()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	select {
+	case <-s.inflight.idle():
+		s.cancelBase()
+		return nil
+	case <-ctx.Done():
+		s.cancelBase()
+		return fmt.Errorf("shutdown: %w", ctx.Err())
+	}
+}
+
+// logRequests renders errors itself, so it sees the final status, and logs
+// every request at Debug.
+func (s *Server) logRequests(c *fiber.Ctx) error {
+	start := s.now()
+	if err := c.Next(); err != nil {
+		if werr := s.handleError(c, err); werr != nil {
+			s.log.Warn("write error response", zap.Error(werr))
+		}
+	}
+	if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
+		ce.Write(
+			zap.String("method", strings.Clone(c.Method())),
+			zap.String("path", strings.Clone(c.Path())),
+			zap.Int("status", c.Response().StatusCode()),
+			zap.Duration("duration", s.now().Sub(start)),
+		)
+	}
+	return nil
+}
+
+func (s *Server) listModels(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(s.modelList)
+}
+
+func (s *Server) health(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.SendString(`{"status":"ok"}`)
+}
+
+// model finds a model by ID; an unknown ID is a 404.
+func (s *Server) model(id string) (*Model, error) {
+	if id == "" {
+		return nil, invalid("model", "'model' is required.")
+	}
+	if m := s.models[id]; m != nil {
+		return m, nil
+	}
+	return nil, &requestError{notFound: true, param: "model", code: "model_not_found",
+		msg: fmt.Sprintf("The model %q does not exist.", id)}
+}
