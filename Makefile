@@ -44,9 +44,12 @@ test: deps
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./models/...
 
-## bench: Go benchmarks (see docs/PERFORMANCE.md).
+## bench: Go benchmarks, e.g. make bench BENCH=Decode PKG=./cmd/nextact (see docs/PERFORMANCE.md).
+BENCH ?= .
+BENCHTIME ?= 10x
+PKG ?= ./...
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m $(PKG)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

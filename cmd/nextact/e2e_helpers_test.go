@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"github.com/nextact/nextact/models"
 )
 
 var cacheDir string
@@ -53,7 +55,7 @@ type testServer struct {
 }
 
 // startServer builds the real stack and serves it on a loopback port.
-func startServer(t *testing.T, c serveConfig) *testServer {
+func startServer(t testing.TB, c serveConfig) *testServer {
 	t.Helper()
 	st, err := build(c, zaptest.NewLogger(t))
 	if err != nil {
@@ -76,7 +78,7 @@ func startServer(t *testing.T, c serveConfig) *testServer {
 func (ts *testServer) modelID() string { return ts.stack.model.ID }
 
 // post sends a JSON body and decodes the JSON answer.
-func post(t *testing.T, url string, body any) (int, http.Header, map[string]any) {
+func post(t testing.TB, url string, body any) (int, http.Header, map[string]any) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -140,6 +142,16 @@ func sseEvents(t *testing.T, body io.Reader) (events []map[string]any, done bool
 		events = append(events, ev)
 	}
 	return events, false
+}
+
+// testModelPath is the embedded default model, generated once per binary.
+func testModelPath(t testing.TB) string {
+	t.Helper()
+	p, err := models.EnsureDefault(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func waitIdle(t *testing.T, ts *testServer) {
