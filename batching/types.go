@@ -76,6 +76,23 @@ type Sampling struct {
 	Seed *uint64
 }
 
+// Constraint restricts what one sequence may generate (a grammar, a page's
+// action space). The loop calls it for that sequence only; it need not be
+// goroutine-safe, but it must not block.
+type Constraint interface {
+	// Mask sets the logits of every token that may not come next to -Inf.
+	// remaining is how many more tokens the sequence may generate,
+	// counting this one; a constraint that must always finish uses it to
+	// close early. It returns an error when no token may come next.
+	Mask(logits []float32, remaining int) error
+	// Accept advances past tok, which Mask allowed. done reports that the
+	// output is complete: the sequence ends with FinishStop.
+	Accept(tok int32) (done bool, err error)
+	// MinTokens is the fewest tokens a complete output takes from the
+	// start; Submit refuses a MaxTokens below it.
+	MinTokens() int
+}
+
 // Request is one generation.
 type Request struct {
 	// Prompt is the tokenized prompt, at least one token.
@@ -85,6 +102,10 @@ type Request struct {
 	Sampling  Sampling
 	// Stop strings end generation; the matched text is not returned.
 	Stop []string
+	// Constraint, when set, masks every sampled token and decides when the
+	// output is complete; end-of-generation tokens then end the sequence
+	// only when the constraint allows and accepts them.
+	Constraint Constraint
 }
 
 // FinishReason says why a sequence ended.

@@ -1,0 +1,168 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ChatFormat names a chat prompt format.
+type ChatFormat string
+
+// The chat formats nextact renders.
+const (
+	// FormatLlama3 is the Llama-3 instruct format (Llama-3.x).
+	FormatLlama3 ChatFormat = "llama3"
+	// FormatChatML is ChatML as used by Qwen2.5.
+	FormatChatML ChatFormat = "chatml"
+	// FormatMistral is the Mistral v0.3 [INST] format.
+	FormatMistral ChatFormat = "mistral"
+)
+
+const validFormats = "llama3, chatml, mistral"
+
+// ParseChatFormat returns the format with the given name (llama3, chatml or
+// mistral; case and surrounding space are ignored).
+func ParseChatFormat(name string) (ChatFormat, error) {
+	switch f := ChatFormat(strings.ToLower(strings.TrimSpace(name))); f {
+	case FormatLlama3, FormatChatML, FormatMistral:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown chat format %q (valid: %s)", name, validFormats)
+}
+
+// DetectChatFormat picks the format of a GGUF tokenizer.chat_template
+// (Jinja text) by its markers. An empty or unrecognised template is an
+// error telling the operator to choose a format with --chat-format.
+func DetectChatFormat(template string) (ChatFormat, error) {
+	switch {
+	case strings.Contains(template, "<|start_header_id|>"):
+		return FormatLlama3, nil
+	case strings.Contains(template, "<|im_start|>"):
+		return FormatChatML, nil
+	case strings.Contains(template, "[INST]"):
+		return FormatMistral, nil
+	case strings.TrimSpace(template) == "":
+		return "", fmt.Errorf("chat template is empty, so not recognised: choose one with --chat-format (%s)", validFormats)
+	}
+	return "", fmt.Errorf("chat template not recognised: choose one with --chat-format (%s)", validFormats)
+}
+
+// StopStrings returns the format's textual end-of-turn markers, a fallback
+// for engines that report control tokens as text. The slice is fresh.
+func (f ChatFormat) StopStrings() []string {
+	switch f {
+	case FormatLlama3:
+		return []string{"<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"}
+	case FormatChatML:
+		return []string{"<|im_end|>", "<|endoftext|>"}
+	case FormatMistral:
+		return []string{"</s>"}
+	}
+	return nil
+}
+
+// Render turns msgs into a prompt that ends with the generation prompt for
+// the assistant. Template markup is in Special segments, message content in
+// plain ones (empty content yields no segment). Roles are system, user,
+// assistant and developer (rendered as system). Mistral folds a leading
+// system message into the first user message and needs user/assistant
+// turns that alternate and end with the user.
+func (f ChatFormat) Render(msgs []Message) ([]Segment, error) {
+	if len(msgs) == 0 {
+		return nil, fmt.Errorf("render %s: no messages", f)
+	}
+	roles := make([]string, len(msgs))
+	for i, m := range msgs {
+		switch m.Role {
+		case "system", "developer":
+			roles[i] = "system"
+		case "user", "assistant":
+			roles[i] = m.Role
+		default:
+			return nil, fmt.Errorf("render %s: message %d: unknown role %q (valid: system, user, assistant)", f, i, m.Role)
+		}
+	}
+	var b segments
+	switch f {
+	case FormatLlama3:
+		b.special("<|begin_of_text|>")
+		for i, m := range msgs {
+			b.special("<|start_header_id|>" + roles[i] + "<|end_header_id|>\n\n")
+			b.content(m.Content)
+			b.special("<|eot_id|>")
+		}
+		b.special("<|start_header_id|>assistant<|end_header_id|>\n\n")
+	case FormatChatML:
+		for i, m := range msgs {
+			b.special("<|im_start|>" + roles[i] + "\n")
+			b.content(m.Content)
+			b.special("<|im_end|>\n")
+		}
+		b.special("<|im_start|>assistant\n")
+	case FormatMistral:
+		if err := b.mistral(msgs, roles); err != nil {
+			return nil, fmt.Errorf("render %s: %w", f, err)
+		}
+	default:
+		return nil, fmt.Errorf("render: unknown chat format %q (valid: %s)", f, validFormats)
+	}
+	return b, nil
+}
+
+// mistral renders the Mistral v0.3 format:
+// <s>[INST] user [/INST]assistant</s>[INST] user [/INST].
+func (b *segments) mistral(msgs []Message, roles []string) error {
+	first, system := 0, ""
+	if roles[0] == "system" {
+		first, system = 1, msgs[0].Content
+	}
+	if first == len(msgs) {
+		return errors.New("no user message")
+	}
+	for i := first; i < len(msgs); i++ {
+		want := "user"
+		if (i-first)%2 == 1 {
+			want = "assistant"
+		}
+		if roles[i] != want {
+			return fmt.Errorf("message %d: role %s, want %s (after an optional first system message, roles alternate user/assistant)", i, msgs[i].Role, want)
+		}
+	}
+	if roles[len(msgs)-1] != "user" {
+		return errors.New("last message must be from the user")
+	}
+	b.special("<s>")
+	for i := first; i < len(msgs); i++ {
+		content := msgs[i].Content
+		if roles[i] == "assistant" {
+			b.content(content)
+			b.special("</s>")
+			continue
+		}
+		if i == first && system != "" {
+			content = system + "\n\n" + content
+		}
+		b.special("[INST] ")
+		b.content(content)
+		b.special(" [/INST]")
+	}
+	return nil
+}
+
+// segments builds a prompt, joining adjacent markup into one segment.
+type segments []Segment
+
+func (b *segments) special(text string) {
+	if n := len(*b); n > 0 && (*b)[n-1].Special {
+		(*b)[n-1].Text += text
+		return
+	}
+	*b = append(*b, Segment{Text: text, Special: true})
+}
+
+func (b *segments) content(text string) {
+	if text != "" {
+		*b = append(*b, Segment{Text: text})
+	}
+}

@@ -1,0 +1,105 @@
+package models
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ollama/ollama/fs/ggml"
+)
+
+// Info describes a GGUF model file.
+type Info struct {
+	Path string
+	// Name is general.name, else the file's base name without .gguf.
+	Name         string
+	Architecture string
+	// ContextLength is the trained context ({arch}.context_length).
+	ContextLength int
+	// VocabSize is the number of tokens in tokenizer.ggml.tokens.
+	VocabSize       int
+	EmbeddingLength int
+	BlockCount      int
+	HeadCount       int
+	// ChatTemplate is tokenizer.chat_template; it may be empty.
+	ChatTemplate string
+	// FileType is the weights' type, e.g. "Q8_0" ("" when not recorded).
+	FileType string
+}
+
+// Inspect reads the metadata of the GGUF file at path.
+func Inspect(path string) (Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Info{}, fmt.Errorf("open gguf: %w", err)
+	}
+	defer f.Close()
+
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil || !bytes.Equal(magic[:], []byte("GGUF")) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return Info{}, fmt.Errorf("read gguf %s: %w", path, err)
+		}
+		return Info{}, fmt.Errorf("inspect %s: not a GGUF file", path)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Info{}, fmt.Errorf("read gguf %s: %w", path, err)
+	}
+	// -1 collects every array, so the tokens array can be counted.
+	g, err := ggml.Decode(f, -1)
+	if err != nil {
+		return Info{}, fmt.Errorf("decode gguf %s: %w", path, err)
+	}
+	kv := g.KV()
+	arch, _ := kv["general.architecture"].(string)
+	if arch == "" {
+		return Info{}, fmt.Errorf("inspect %s: no general.architecture", path)
+	}
+	info := Info{
+		Path:            path,
+		Name:            kv.String("general.name"),
+		Architecture:    arch,
+		ContextLength:   kvInt(kv, arch, "context_length"),
+		VocabSize:       len(kv.Strings("tokenizer.ggml.tokens")),
+		EmbeddingLength: kvInt(kv, arch, "embedding_length"),
+		BlockCount:      kvInt(kv, arch, "block_count"),
+		HeadCount:       kvInt(kv, arch, "attention.head_count"),
+		ChatTemplate:    kv.String("tokenizer.chat_template"),
+	}
+	if info.Name == "" {
+		info.Name = strings.TrimSuffix(filepath.Base(path), ".gguf")
+	}
+	if t, ok := kv["general.file_type"].(uint32); ok {
+		info.FileType = ggml.FileType(t).String()
+	}
+	return info, nil
+}
+
+// kvInt reads the integer {arch}.{name} whatever its integer type; a
+// per-layer array gives its largest value.
+func kvInt(kv ggml.KV, arch, name string) int {
+	switch v := kv[arch+"."+name].(type) {
+	case uint8:
+		return int(v)
+	case int8:
+		return int(v)
+	case uint16:
+		return int(v)
+	case int16:
+		return int(v)
+	case uint32:
+		return int(v)
+	case int32:
+		return int(v)
+	case uint64:
+		return int(v)
+	case int64:
+		return int(v)
+	}
+	// Arrays of uint32/int32 (per-layer values); ggml adds the arch prefix.
+	return int(kv.UintOrMaxArrayValue(name, 0))
+}
