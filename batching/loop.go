@@ -14,18 +14,30 @@ type sequence struct {
 	text    textState
 	slot    int32
 
-	// nPast is the number of tokens already in the engine's KV for this
-	// sequence; while nPast < len(req.Prompt) the prompt is being prefilled.
-	nPast int
-	// next is the last sampled token, to be fed at position nPast.
-	next      int32
+	// tokens is the prompt followed by every generated token (sampled or
+	// forced by the constraint); the first nPast are in the engine's KV.
+	// The tail not yet in the KV is fed at the next steps: one token while
+	// decoding, chunks while reading the prompt or a forced run.
+	tokens    []int32
+	owned     bool // tokens no longer aliases req.Prompt
+	promptLen int
+	nPast     int
 	generated int
 	// logitRow is the batch entry whose logits belong to this sequence in
 	// the current step, or -1.
 	logitRow int
 }
 
-func (q *sequence) prefilling() bool { return q.nPast < len(q.req.Prompt) }
+func (q *sequence) pending() int { return len(q.tokens) - q.nPast }
+
+// extend appends generated tokens, copying the caller's prompt first.
+func (q *sequence) extend(toks ...int32) {
+	if !q.owned {
+		q.tokens = append(make([]int32, 0, len(q.tokens)+len(toks)+64), q.tokens...)
+		q.owned = true
+	}
+	q.tokens = append(q.tokens, toks...)
+}
 
 // loop owns the engine. It never blocks on a caller.
 func (s *Scheduler) loop() {
@@ -61,9 +73,8 @@ func (s *Scheduler) admit() (active int, closing bool) {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	kept := s.queue[:0]
-	var cancelled []*sequence
+	var cancelled, admitted []*sequence
 	for _, q := range s.queue {
 		if q.h.ctx.Err() != nil {
 			cancelled = append(cancelled, q)
@@ -81,16 +92,31 @@ func (s *Scheduler) admit() (active int, closing bool) {
 			q.slot = int32(i)
 			s.slots[i] = q
 			s.running++
+			q.tokens, q.promptLen = q.req.Prompt, len(q.req.Prompt)
+			admitted = append(admitted, q)
 		}
 	}
+	active, closing = s.running, s.closing
+	s.mu.Unlock()
 	for _, q := range cancelled {
 		q.h.finish("", FinishCancelled, nil, Usage{PromptTokens: len(q.req.Prompt)})
 	}
-	return s.running, s.closing
+	for _, q := range admitted {
+		if q.req.Constraint == nil {
+			continue
+		}
+		q.extend(s.takeForced(q)...) // a grammar may start with a literal
+		if f, ok := q.req.Constraint.(Forcer); ok && f.Done() {
+			s.finish(q, FinishStop, nil)
+			active--
+		}
+	}
+	return active, closing
 }
 
 // plan fills the batch: first one token for every decoding sequence, then
-// prompt chunks, round-robin, until the step's token budget is spent.
+// chunks of prompts and forced runs, round-robin, until the step's token
+// budget is spent. Logits are asked for the last token of a sequence's tail.
 func (s *Scheduler) plan() {
 	b := &s.batch
 	b.Reset()
@@ -100,9 +126,9 @@ func (s *Scheduler) plan() {
 			continue
 		}
 		q.logitRow = -1
-		if !q.prefilling() {
+		if q.pending() == 1 {
 			q.logitRow = b.Len()
-			b.Add(q.next, int32(q.nPast), q.slot, true)
+			b.Add(q.tokens[q.nPast], int32(q.nPast), q.slot, true)
 			s.owners = append(s.owners, q)
 		}
 	}
@@ -110,17 +136,16 @@ func (s *Scheduler) plan() {
 	n := len(s.slots)
 	for k := 0; k < n && budget > 0; k++ {
 		q := s.slots[(s.rr+k)%n]
-		if q == nil || !q.prefilling() {
+		if q == nil || q.pending() < 2 {
 			continue
 		}
-		prompt := q.req.Prompt
-		end := min(len(prompt), q.nPast+budget)
+		end := min(len(q.tokens), q.nPast+budget)
 		for p := q.nPast; p < end; p++ {
-			last := p == len(prompt)-1
+			last := p == len(q.tokens)-1
 			if last {
 				q.logitRow = b.Len()
 			}
-			b.Add(prompt[p], int32(p), q.slot, last)
+			b.Add(q.tokens[p], int32(p), q.slot, last)
 			s.owners = append(s.owners, q)
 		}
 		budget -= end - q.nPast
@@ -146,8 +171,6 @@ func (s *Scheduler) step() {
 		if q == nil || q.logitRow < 0 {
 			continue
 		}
-		// A prompt only yields logits on its last chunk; nPast counts the
-		// fed token, so decoding continues at nPast.
 		s.sampleNext(q)
 	}
 }
@@ -171,8 +194,18 @@ func (s *Scheduler) sampleNext(q *sequence) {
 		s.finish(q, FinishError, fmt.Errorf("read logits: %w", err))
 		return
 	}
+	if c := q.req.Constraint; c != nil {
+		if err := c.Mask(logits, q.req.MaxTokens-q.generated); err != nil {
+			s.finish(q, FinishError, err)
+			return
+		}
+	}
 	tok := q.sampler.sample(logits)
 	q.generated++
+	if q.req.Constraint != nil {
+		s.acceptConstrained(q, tok)
+		return
+	}
 	if s.vocab.IsEOG(tok) {
 		s.finish(q, FinishStop, nil)
 		return
@@ -185,8 +218,46 @@ func (s *Scheduler) sampleNext(q *sequence) {
 	case q.generated >= q.req.MaxTokens:
 		s.finish(q, FinishLength, nil)
 	default:
-		q.next = tok
+		q.extend(tok)
 	}
+}
+
+// acceptConstrained hands tok to the constraint, then whatever it forces;
+// the constraint, not end-of-generation tokens or stop strings, decides
+// when the output is complete.
+func (s *Scheduler) acceptConstrained(q *sequence, tok int32) {
+	done, err := q.req.Constraint.Accept(tok)
+	if err != nil {
+		s.finish(q, FinishError, err)
+		return
+	}
+	if !s.vocab.IsEOG(tok) {
+		q.h.emit(s.vocab.Piece(tok))
+	}
+	forced := s.takeForced(q)
+	switch {
+	case done:
+		s.finish(q, FinishStop, nil)
+	case q.generated >= q.req.MaxTokens:
+		s.finish(q, FinishLength, nil)
+	default:
+		q.extend(tok)
+		q.extend(forced...)
+	}
+}
+
+// takeForced emits and counts the tokens a Forcer constraint requires next.
+func (s *Scheduler) takeForced(q *sequence) []int32 {
+	f, ok := q.req.Constraint.(Forcer)
+	if !ok {
+		return nil
+	}
+	forced := f.Forced()
+	for _, t := range forced {
+		q.h.emit(s.vocab.Piece(t))
+	}
+	q.generated += len(forced)
+	return forced
 }
 
 func (s *Scheduler) logits(row int) (l []float32, err error) {
@@ -223,7 +294,7 @@ func (s *Scheduler) finish(q *sequence, reason FinishReason, err error) {
 	s.mu.Lock()
 	s.running--
 	s.mu.Unlock()
-	q.h.finish(text, reason, err, Usage{PromptTokens: len(q.req.Prompt), CompletionTokens: q.generated})
+	q.h.finish(text, reason, err, Usage{PromptTokens: q.promptLen, CompletionTokens: q.generated})
 }
 
 // shutdownAll ends every queued and running request with FinishShutdown.

@@ -155,6 +155,9 @@ func (s *Scheduler) check(req *Request) error {
 	if req.MaxTokens == 0 {
 		req.MaxTokens = s.cfg.CtxPerSlot - n
 	}
+	if c := req.Constraint; c != nil && req.MaxTokens < c.MinTokens() {
+		return &RequestError{Field: "max_tokens", Msg: fmt.Sprintf("%d is too few for a complete constrained output, which needs up to %d", req.MaxTokens, c.MinTokens())}
+	}
 	vocab := int32(s.vocab.Size())
 	for i, t := range req.Prompt {
 		if t < 0 || t >= vocab {

@@ -93,6 +93,17 @@ type Constraint interface {
 	MinTokens() int
 }
 
+// Forcer is an optional extension of Constraint: the tokens the constraint
+// requires next (a literal run of a grammar). The scheduler asks once when
+// the request starts and after every Accept, counts them as generated, and
+// feeds them in one step instead of sampling them one by one.
+// Done reports that the output is already complete (a grammar that is all
+// literal completes on its forced tokens alone).
+type Forcer interface {
+	Forced() []int32
+	Done() bool
+}
+
 // Request is one generation.
 type Request struct {
 	// Prompt is the tokenized prompt, at least one token.

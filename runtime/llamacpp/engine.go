@@ -73,8 +73,9 @@ type Engine struct {
 	batch *llama.Batch
 
 	nVocab int
-	pieces []string
-	eog    []bool
+	pieces  []string
+	eog     []bool
+	special []bool
 	bos    []int32
 	gpu    bool
 
@@ -163,9 +164,11 @@ func (e *Engine) loadVocab() error {
 	}
 	e.pieces = make([]string, e.nVocab)
 	e.eog = make([]bool, e.nVocab)
+	e.special = make([]bool, e.nVocab)
 	for i := range e.nVocab {
 		e.pieces[i] = e.model.TokenToPiece(i)
 		e.eog[i] = e.model.TokenIsEog(i)
+		e.special[i] = e.eog[i] || isControl(e.model, i)
 	}
 	bos, err := e.model.Tokenize("", true, false)
 	if err != nil {
@@ -192,6 +195,25 @@ func (e *Engine) Piece(tok int32) string {
 		return ""
 	}
 	return e.pieces[tok]
+}
+
+// Pieces returns every token's raw bytes, indexed by token id (shared:
+// do not modify).
+func (e *Engine) Pieces() []string { return e.pieces }
+
+// Special returns, by token id, whether a token is a control or
+// end-of-generation token (shared: do not modify).
+func (e *Engine) Special() []bool { return e.special }
+
+// EOGTokens lists the end-of-generation tokens.
+func (e *Engine) EOGTokens() []int32 {
+	var out []int32
+	for i, x := range e.eog {
+		if x {
+			out = append(out, int32(i))
+		}
+	}
+	return out
 }
 
 // IsEOG reports whether tok ends generation.

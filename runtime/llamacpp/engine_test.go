@@ -127,3 +127,17 @@ func batch(es ...entry) batching.Batch {
 func makeTempDir() (string, error) {
 	return filepath.Abs(filepath.Join(tempRoot, "models"))
 }
+
+func TestSpecialTokens(t *testing.T) {
+	e := open(t, 1, 64, 16)
+	eot, _ := e.Tokenize("<|eot_id|>", true)
+	hdr, _ := e.Tokenize("<|start_header_id|>", true)
+	a, _ := e.Tokenize("a", false)
+	sp := e.Special()
+	if !sp[eot[0]] || !sp[hdr[0]] || sp[a[0]] {
+		t.Fatalf("special flags: eot %v header %v 'a' %v", sp[eot[0]], sp[hdr[0]], sp[a[0]])
+	}
+	if len(e.Pieces()) != e.Size() || len(e.EOGTokens()) == 0 {
+		t.Fatal("pieces or EOG tokens missing")
+	}
+}

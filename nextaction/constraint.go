@@ -1,0 +1,258 @@
+package nextaction
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+var negInf = float32(math.Inf(-1))
+
+// errNoToken is returned by Mask when nothing may come next.
+var errNoToken = errors.New("constraint: no token can continue the output within the token budget")
+
+// ByteConstraint decodes under a Grammar. It implements batching.Constraint
+// and its optional Forced extension; one per request, used by one goroutine.
+type ByteConstraint struct {
+	v     *Vocab
+	g     *Grammar
+	state []thread
+	tmp   []thread
+	out   []byte
+	// forced are tokens the grammar requires next (a literal run), handed
+	// out by Forced.
+	forced []int32
+	done   bool
+
+	// scratch
+	allowed    []int32
+	saved      []float32
+	depth      [][]thread
+	fitA, fitB []thread
+}
+
+// NewByteConstraint starts a constraint at the grammar's beginning.
+func NewByteConstraint(v *Vocab, g *Grammar) *ByteConstraint {
+	c := &ByteConstraint{v: v, g: g, state: g.initial()}
+	c.advanceForced()
+	return c
+}
+
+// Output is every byte generated so far (sampled and forced).
+func (c *ByteConstraint) Output() []byte { return c.out }
+
+// Done reports whether the output is complete.
+func (c *ByteConstraint) Done() bool { return c.done }
+
+// MinTokens is the fewest tokens a complete output can take: at worst one
+// token per byte.
+func (c *ByteConstraint) MinTokens() int { return c.g.minBytes }
+
+// Forced hands out (once) the tokens the grammar requires next.
+func (c *ByteConstraint) Forced() []int32 {
+	f := c.forced
+	c.forced = nil
+	return f
+}
+
+// Mask sets every disallowed token's logit to -Inf. A token is allowed when
+// its bytes continue the grammar and what is left can still be completed in
+// the tokens that remain after it.
+func (c *ByteConstraint) Mask(logits []float32, remaining int) error {
+	if c.done {
+		return errors.New("constraint: output already complete")
+	}
+	budget := remaining - 1
+	if lo, hi, ok := c.freeOnly(budget); ok {
+		return c.maskFree(logits, budget, lo, hi)
+	}
+	c.allowed = c.allowed[:0]
+	c.walk(0, c.state, 0, budget)
+	if acc, _ := c.g.accepting(c.state); acc {
+		c.allowed = append(c.allowed, c.v.eog...)
+	}
+	if len(c.allowed) == 0 {
+		return errNoToken
+	}
+	c.saved = c.saved[:0]
+	for _, t := range c.allowed {
+		c.saved = append(c.saved, logits[t])
+	}
+	for i := range logits {
+		logits[i] = negInf
+	}
+	for i, t := range c.allowed {
+		logits[t] = c.saved[i]
+	}
+	return nil
+}
+
+// freeOnly reports whether the state is inside free text whose only exits
+// start with a non-text byte; then a token of text bytes is allowed exactly
+// when its length is in [lo, hi].
+func (c *ByteConstraint) freeOnly(budget int) (lo, hi int32, ok bool) {
+	lo, hi = math.MaxInt32, -1
+	for _, t := range c.state {
+		n := &c.g.nodes[t.node]
+		switch n.kind {
+		case nByte:
+			if isTextByte(n.b) {
+				return 0, 0, false
+			}
+		case nMatch:
+			return 0, 0, false
+		case nFree:
+			d := c.g.nodes[n.out].dist
+			if int(d) > budget {
+				continue
+			}
+			// max(0, min-n-L) + d <= budget  <=>  L >= min-n-(budget-d)
+			flo := max(1, n.min-t.n-(int32(budget)-d))
+			fhi := n.max - t.n
+			if flo <= fhi {
+				lo, hi = min(lo, flo), max(hi, fhi)
+			}
+		}
+	}
+	return lo, hi, hi >= 0 || c.hasFree()
+}
+
+func (c *ByteConstraint) hasFree() bool {
+	for _, t := range c.state {
+		if c.g.nodes[t.node].kind == nFree {
+			return true
+		}
+	}
+	return false
+}
+
+// maskFree is the fast path inside free text: one pass over the vocabulary
+// by length, then only the tokens holding non-text bytes are simulated.
+func (c *ByteConstraint) maskFree(logits []float32, budget int, lo, hi int32) error {
+	c.allowed = c.allowed[:0]
+	for _, t := range c.v.unsafe {
+		if c.fits(t, budget) {
+			c.allowed = append(c.allowed, t)
+		}
+	}
+	c.saved = c.saved[:0]
+	for _, t := range c.allowed {
+		c.saved = append(c.saved, logits[t])
+	}
+	any := len(c.allowed) > 0
+	for i, l := range c.v.safeLen {
+		if l >= lo && l <= hi {
+			any = true
+			continue
+		}
+		logits[i] = negInf
+	}
+	for i, t := range c.allowed {
+		logits[t] = c.saved[i]
+	}
+	if !any {
+		return errNoToken
+	}
+	return nil
+}
+
+// fits simulates one token from the current state.
+func (c *ByteConstraint) fits(tok int32, budget int) bool {
+	p := c.v.pieces[tok]
+	cur, x, y := c.state, c.fitA, c.fitB
+	defer func() { c.fitA, c.fitB = x, y }()
+	for i := 0; i < len(p); i++ {
+		x = c.g.step(x, cur, p[i])
+		if len(x) == 0 {
+			return false
+		}
+		cur = x
+		x, y = y, x // write the next step into the other buffer
+	}
+	return c.g.dist(cur) <= budget
+}
+
+// walk visits the vocabulary trie below node n in state s, collecting the
+// tokens whose whole piece the grammar allows within the budget.
+func (c *ByteConstraint) walk(n int32, s []thread, d int, budget int) {
+	for len(c.depth) <= d {
+		c.depth = append(c.depth, nil)
+	}
+	for ch := c.v.trie[n].child; ch >= 0; ch = c.v.trie[ch].next {
+		next := c.g.step(c.depth[d], s, c.v.trie[ch].b)
+		c.depth[d] = next
+		if len(next) == 0 {
+			continue
+		}
+		if tok := c.v.trie[ch].tok; tok >= 0 && c.g.dist(next) <= budget {
+			c.allowed = append(c.allowed, tok)
+		}
+		// depth[d] is reused by the next sibling; children use d+1.
+		c.walk(ch, next, d+1, budget)
+	}
+}
+
+// Accept advances past tok.
+func (c *ByteConstraint) Accept(tok int32) (bool, error) {
+	if c.done {
+		return true, errors.New("constraint: output already complete")
+	}
+	if c.isEOG(tok) {
+		if acc, _ := c.g.accepting(c.state); !acc {
+			return false, fmt.Errorf("constraint: end of generation before the output is complete")
+		}
+		c.done = true
+		return true, nil
+	}
+	p := c.v.pieces[tok]
+	for i := 0; i < len(p); i++ {
+		c.tmp = c.g.step(c.tmp, c.state, p[i])
+		if len(c.tmp) == 0 {
+			return false, fmt.Errorf("constraint: token %d (%q) does not continue the output", tok, p)
+		}
+		c.state, c.tmp = c.tmp, c.state
+	}
+	c.out = append(c.out, p...)
+	c.advanceForced()
+	return c.done, nil
+}
+
+func (c *ByteConstraint) isEOG(tok int32) bool {
+	for _, e := range c.v.eog {
+		if e == tok {
+			return true
+		}
+	}
+	return false
+}
+
+// advanceForced takes the bytes the grammar requires next, tokenizes them
+// and queues them for Forced; it marks the output done when nothing may
+// follow.
+func (c *ByteConstraint) advanceForced() {
+	var run []byte
+	for {
+		if _, final := c.g.accepting(c.state); final {
+			c.done = true
+			break
+		}
+		b, ok := c.g.forcedByte(c.state)
+		if !ok {
+			break
+		}
+		c.tmp = c.g.step(c.tmp, c.state, b)
+		c.state, c.tmp = c.tmp, c.state
+		run = append(run, b)
+	}
+	if len(run) == 0 {
+		return
+	}
+	toks, ok := c.v.tokenizeGreedy(string(run))
+	if !ok {
+		// Cannot happen with a byte-level vocabulary; fail loudly in Mask.
+		c.state = nil
+		return
+	}
+	c.out = append(c.out, run...)
+	c.forced = append(c.forced, toks...)
+}
