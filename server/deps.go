@@ -38,6 +38,8 @@ type Model struct {
 	BOS       []int32
 	Tokenizer Tokenizer
 	Generator Generator
+	// Actions enables POST /v1/actions/next for this model (nil: off).
+	Actions *Actions
 }
 
 // Config holds the server's limits.

@@ -124,6 +124,9 @@ func indexModels(ms []*Model) (map[string]*Model, error) {
 		if _, err := models.ParseChatFormat(string(m.Format)); err != nil {
 			return nil, fmt.Errorf("server: model %q: %w", m.ID, err)
 		}
+		if err := prepareActions(m); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
 		byID[m.ID] = m
 	}
 	return byID, nil
@@ -156,6 +159,7 @@ func (s *Server) routes() {
 	}))
 	s.app.Post("/v1/chat/completions", s.chatCompletions)
 	s.app.Post("/v1/completions", s.completions)
+	s.app.Post("/v1/actions/next", s.nextAction)
 	s.app.Get("/v1/models", s.listModels)
 	s.app.Get("/health", s.health)
 }

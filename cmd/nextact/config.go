@@ -30,6 +30,12 @@ type serveConfig struct {
 	DefaultMaxTokens int
 	ShutdownTimeout  time.Duration
 	LogLevel         string
+
+	ActionFormat      string
+	ActionMaxTokens   int
+	MaxPageBytes      int
+	MaxRationaleBytes int
+	MaxTextBytes      int
 }
 
 func defaultCacheDir() string {
@@ -62,6 +68,11 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.DefaultMaxTokens, "default-max-tokens", 1024, "max_tokens when a request gives none (capped by the context left)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.ActionFormat, "action-format", "prompted", "default prompt format of /v1/actions/next: prompted or finetuned")
+	fs.IntVar(&c.ActionMaxTokens, "action-max-tokens", 512, "max_tokens of /v1/actions/next when a request gives none")
+	fs.IntVar(&c.MaxPageBytes, "max-page-bytes", 512<<10, "largest page a next-action request may carry (413 above)")
+	fs.IntVar(&c.MaxRationaleBytes, "max-rationale-bytes", 1000, "longest rationale of the prompted action format, in bytes")
+	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", 100, "longest text a type_and_submit action may type, in bytes")
 	if err := envDefaults(fs); err != nil {
 		return c, err
 	}
@@ -108,6 +119,8 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--request-timeout must be positive, got %s", c.RequestTimeout)
 	case c.DefaultMaxTokens < 1:
 		return fmt.Errorf("--default-max-tokens must be at least 1, got %d", c.DefaultMaxTokens)
+	case c.ActionMaxTokens < 1 || c.MaxPageBytes < 1 || c.MaxTextBytes < 1 || c.MaxRationaleBytes < 0:
+		return fmt.Errorf("--action-max-tokens, --max-page-bytes and --max-text-bytes must be positive")
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/models"
+	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/runtime/llamacpp"
 	"github.com/nextact/nextact/server"
 )
@@ -70,9 +71,16 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	if id == "" {
 		id = info.Name
 	}
+	actions, err := actionConfig(c, engine)
+	if err != nil {
+		_ = sched.Close(context.Background())
+		engine.Close()
+		return nil, err
+	}
 	model := &server.Model{
 		ID: id, Created: modTime(path), OwnedBy: "nextact", ContextLength: c.Ctx,
 		Format: format, BOS: engine.BOS(), Tokenizer: engine, Generator: sched,
+		Actions: actions,
 	}
 	srv, err := server.New(server.Config{
 		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
@@ -85,6 +93,24 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	log.Info("serving model", zap.String("id", id), zap.String("path", path),
 		zap.String("chat_format", string(format)), zap.Int("trained_ctx", info.ContextLength))
 	return &stack{engine: engine, sched: sched, srv: srv, model: model, log: log}, nil
+}
+
+// actionConfig sets up constrained next-action decoding for the engine's
+// vocabulary.
+func actionConfig(c serveConfig, engine *llamacpp.Engine) (*server.Actions, error) {
+	format, err := nextaction.ParseFormat(c.ActionFormat)
+	if err != nil {
+		return nil, fmt.Errorf("--action-format: %w", err)
+	}
+	vocab, err := nextaction.NewVocab(engine.Pieces(), engine.Special(), engine.EOGTokens())
+	if err != nil {
+		return nil, err
+	}
+	return &server.Actions{
+		Vocab: vocab, Grammars: nextaction.NewGrammarCache(256), DefaultFormat: format,
+		Limits:       nextaction.Limits{MaxRationaleBytes: c.MaxRationaleBytes, MaxTextBytes: c.MaxTextBytes},
+		MaxPageBytes: c.MaxPageBytes, DefaultMaxTokens: c.ActionMaxTokens,
+	}, nil
 }
 
 func chatFormat(flagValue string, info models.Info) (models.ChatFormat, error) {

@@ -72,12 +72,12 @@ type Engine struct {
 	ctx   *llama.Context
 	batch *llama.Batch
 
-	nVocab int
+	nVocab  int
 	pieces  []string
 	eog     []bool
 	special []bool
-	bos    []int32
-	gpu    bool
+	bos     []int32
+	gpu     bool
 
 	// rows maps a batch entry to whether its logits were requested.
 	rows []bool
