@@ -73,7 +73,20 @@ func NewGrammarCache(size int) *GrammarCache {
 
 // Action returns the page's grammar, compiling it on a miss.
 func (c *GrammarCache) Action(p *Page, f Format, l Limits) (*Grammar, error) {
-	key := fmt.Sprintf("%s|%d|%d|%s", f, l.MaxRationaleBytes, l.MaxTextBytes, p.Key())
+	key := fmt.Sprintf("action|%s|%d|%d|%s", f, l.MaxRationaleBytes, l.MaxTextBytes, p.Key())
+	return c.get(key, func() (*Grammar, error) { return ActionGrammar(p, f, l) })
+}
+
+// Schema returns the grammar of a JSON schema (nil schema: any JSON
+// object), compiling it on a miss.
+func (c *GrammarCache) Schema(schema []byte) (*Grammar, error) {
+	if schema == nil {
+		return c.get("json_object", JSONObjectGrammar)
+	}
+	return c.get("schema|"+string(schema), func() (*Grammar, error) { return SchemaGrammar(schema) })
+}
+
+func (c *GrammarCache) get(key string, compile func() (*Grammar, error)) (*Grammar, error) {
 	c.mu.Lock()
 	if e, ok := c.items[key]; ok {
 		c.ll.MoveToFront(e)
@@ -83,7 +96,7 @@ func (c *GrammarCache) Action(p *Page, f Format, l Limits) (*Grammar, error) {
 	}
 	c.misses++
 	c.mu.Unlock()
-	g, err := ActionGrammar(p, f, l)
+	g, err := compile()
 	if err != nil {
 		return nil, err
 	}

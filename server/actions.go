@@ -269,3 +269,25 @@ func (s *Server) answerAction(c *fiber.Ctx, job *actionJob, u batching.Usage, fi
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// structuredOutput is the constraint of a json_object or json_schema
+// response_format. It uses the model's action vocabulary index; the output
+// always parses, matches the schema and closes within max_tokens.
+func structuredOutput(m *Model, rf *responseFormat) (batching.Constraint, error) {
+	if m.Actions == nil {
+		return nil, invalid("response_format", "The model %q does not support structured outputs.", m.ID)
+	}
+	var schema []byte
+	if rf.Type == "json_schema" {
+		schema = rf.JSONSchema.Schema
+	}
+	g, err := m.Actions.Grammars.Schema(schema)
+	if err != nil {
+		var ue *nextaction.UnsupportedError
+		if errors.As(err, &ue) {
+			return nil, &requestError{param: "response_format.json_schema.schema", code: "unsupported_schema", msg: ue.Error() + "."}
+		}
+		return nil, invalid("response_format.json_schema.schema", "The schema cannot be used: %v.", err)
+	}
+	return nextaction.NewByteConstraint(m.Actions.Vocab, g), nil
+}

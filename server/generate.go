@@ -138,6 +138,12 @@ func (s *Server) generate(c *fiber.Ctx, m *Model, prompt []int32, opts genOption
 		return err
 	}
 	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop}
+	if opts.format != nil {
+		if req.Constraint, err = structuredOutput(m, opts.format); err != nil {
+			return err
+		}
+		req.Stop = nil // the grammar decides where the output ends
+	}
 	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
 	h, err := m.Generator.Submit(ctx, req)
 	if err != nil {

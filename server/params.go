@@ -14,6 +14,8 @@ type genOptions struct {
 	maxTokens    *int
 	stream       bool
 	includeUsage bool
+	// format is a json_object or json_schema response_format, else nil.
+	format *responseFormat
 }
 
 // Limits of the sampling fields.
@@ -35,6 +37,9 @@ func (p *genParams) options() (genOptions, error) {
 	if err := checkResponseFormat(p.ResponseFormat); err != nil {
 		return o, err
 	}
+	if rf := p.ResponseFormat; rf != nil && rf.Type != "text" {
+		o.format = rf
+	}
 	var err error
 	if o.maxTokens, err = p.maxTokens(); err != nil {
 		return o, err
@@ -53,10 +58,13 @@ func checkResponseFormat(rf *responseFormat) error {
 		return nil
 	}
 	switch rf.Type {
-	case "text":
+	case "text", "json_object":
 		return nil
-	case "json_object", "json_schema":
-		return invalid("response_format", "response_format %s is not supported yet.", rf.Type)
+	case "json_schema":
+		if rf.JSONSchema == nil || len(rf.JSONSchema.Schema) == 0 || isNull(rf.JSONSchema.Schema) {
+			return invalid("response_format.json_schema.schema", "response_format json_schema needs json_schema.schema.")
+		}
+		return nil
 	}
 	return invalid("response_format", "Unknown response_format type %q: expected text, json_object or json_schema.", rf.Type)
 }
