@@ -330,4 +330,3 @@ func (b *builder) anyArray(depth int) part {
 	items := b.seq(b.anyValue(depth), b.star(b.seq(b.lit(","), b.anyValue(depth))))
 	return b.seq(b.lit("["), b.opt(items), b.lit("]"))
 }
-
