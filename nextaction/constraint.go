@@ -29,6 +29,7 @@ type ByteConstraint struct {
 	saved      []float32
 	depth      [][]thread
 	fitA, fitB []thread
+	fitC       []thread
 }
 
 // NewByteConstraint starts a constraint at the grammar's beginning.
@@ -117,6 +118,25 @@ func (c *ByteConstraint) freeOnly(budget int) (lo, hi int32, ok bool) {
 	return lo, hi, hi >= 0 || c.hasFree()
 }
 
+// exitBytes is every byte an nByte thread may take now or once the free
+// text in the state has reached its minimum.
+func (c *ByteConstraint) exitBytes() map[byte]struct{} {
+	set := map[byte]struct{}{}
+	var scan []thread
+	for _, t := range c.state {
+		n := &c.g.nodes[t.node]
+		if n.kind == nFree {
+			scan = c.g.closure(scan, thread{node: n.out})
+		}
+	}
+	for _, t := range append(scan, c.state...) {
+		if n := &c.g.nodes[t.node]; n.kind == nByte {
+			set[n.b] = struct{}{}
+		}
+	}
+	return set
+}
+
 func (c *ByteConstraint) hasFree() bool {
 	for _, t := range c.state {
 		if c.g.nodes[t.node].kind == nFree {
@@ -127,12 +147,15 @@ func (c *ByteConstraint) hasFree() bool {
 }
 
 // maskFree is the fast path inside free text: one pass over the vocabulary
-// by length, then only the tokens holding non-text bytes are simulated.
+// by length, then only the tokens whose first non-text byte can leave the
+// text are simulated.
 func (c *ByteConstraint) maskFree(logits []float32, budget int, lo, hi int32) error {
 	c.allowed = c.allowed[:0]
-	for _, t := range c.v.unsafe {
-		if c.fits(t, budget) {
-			c.allowed = append(c.allowed, t)
+	for b := range c.exitBytes() {
+		for _, t := range c.v.unsafeBy[b] {
+			if c.fitsAfterText(t, budget) {
+				c.allowed = append(c.allowed, t)
+			}
 		}
 	}
 	c.saved = c.saved[:0]
@@ -140,12 +163,21 @@ func (c *ByteConstraint) maskFree(logits []float32, budget int, lo, hi int32) er
 		c.saved = append(c.saved, logits[t])
 	}
 	any := len(c.allowed) > 0
-	for i, l := range c.v.safeLen {
-		if l >= lo && l <= hi {
-			any = true
-			continue
+	if lo <= 1 && hi >= c.v.maxText {
+		// Every all-text token fits (the usual case mid-text): only the
+		// others need masking.
+		any = any || c.v.maxText > 0
+		for _, t := range c.v.notText {
+			logits[t] = negInf
 		}
-		logits[i] = negInf
+	} else {
+		for i, l := range c.v.safeLen {
+			if l >= lo && l <= hi {
+				any = true
+				continue
+			}
+			logits[i] = negInf
+		}
 	}
 	for i, t := range c.allowed {
 		logits[t] = c.saved[i]
@@ -156,12 +188,34 @@ func (c *ByteConstraint) maskFree(logits []float32, budget int, lo, hi int32) er
 	return nil
 }
 
-// fits simulates one token from the current state.
-func (c *ByteConstraint) fits(tok int32, budget int) bool {
+// fitsAfterText simulates a token whose first k bytes are text, inside
+// free text where no other thread takes text bytes: the free threads take
+// the k bytes in one move, then the rest is stepped byte by byte.
+func (c *ByteConstraint) fitsAfterText(tok int32, budget int) bool {
+	k := c.v.textPrefix[tok]
+	if k == 0 {
+		return c.fits(tok, budget, c.state, 0)
+	}
+	start := c.fitC[:0]
+	for _, t := range c.state {
+		n := &c.g.nodes[t.node]
+		if n.kind == nFree && t.n+k <= n.max {
+			start = c.g.closure(start, thread{node: t.node, n: t.n + k})
+		}
+	}
+	c.fitC = start
+	if len(start) == 0 {
+		return false
+	}
+	return c.fits(tok, budget, start, int(k))
+}
+
+// fits simulates the bytes of a token from offset `from`, starting in cur.
+func (c *ByteConstraint) fits(tok int32, budget int, cur []thread, from int) bool {
 	p := c.v.pieces[tok]
-	cur, x, y := c.state, c.fitA, c.fitB
+	x, y := c.fitA, c.fitB
 	defer func() { c.fitA, c.fitB = x, y }()
-	for i := 0; i < len(p); i++ {
+	for i := from; i < len(p); i++ {
 		x = c.g.step(x, cur, p[i])
 		if len(x) == 0 {
 			return false
@@ -186,10 +240,23 @@ func (c *ByteConstraint) walk(n int32, s []thread, d int, budget int) {
 		}
 		if tok := c.v.trie[ch].tok; tok >= 0 && c.g.dist(next) <= budget {
 			c.allowed = append(c.allowed, tok)
+			c.allowed = append(c.allowed, c.v.dups[ch]...)
 		}
 		// depth[d] is reused by the next sibling; children use d+1.
 		c.walk(ch, next, d+1, budget)
 	}
+}
+
+// Allows reports whether Mask would keep tok.
+func (c *ByteConstraint) Allows(tok int32, remaining int) bool {
+	if c.done || tok < 0 || int(tok) >= len(c.v.pieces) {
+		return false
+	}
+	if c.v.special[tok] {
+		acc, _ := c.g.accepting(c.state)
+		return acc && c.isEOG(tok)
+	}
+	return c.fits(tok, remaining-1, c.state, 0)
 }
 
 // Accept advances past tok.

@@ -168,6 +168,20 @@ func (c *FinetunedConstraint) Mask(logits []float32, remaining int) error {
 	return nil
 }
 
+// Allows reports whether Mask would keep tok.
+func (c *FinetunedConstraint) Allows(tok int32, remaining int) bool {
+	if c.inAction {
+		return c.action.Allows(tok, remaining)
+	}
+	if tok < 0 || int(tok) >= len(c.v.special) {
+		return false
+	}
+	if tok == c.interlude[0] {
+		return true
+	}
+	return !c.v.special[tok] && remaining-1 >= c.MinTokens()
+}
+
 // Accept records rationale text or switches to the action at the end of
 // turn.
 func (c *FinetunedConstraint) Accept(tok int32) (bool, error) {

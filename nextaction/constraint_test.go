@@ -36,6 +36,7 @@ func decode(t *testing.T, v *nextaction.Vocab, c interface {
 	Accept(int32) (bool, error)
 	Forced() []int32
 	Done() bool
+	Allows(int32, int) bool
 }, rng *rand.Rand, maxTokens int) int {
 	t.Helper()
 	used := len(c.Forced())
@@ -49,6 +50,13 @@ func decode(t *testing.T, v *nextaction.Vocab, c interface {
 		}
 		if err := c.Mask(logits, maxTokens-used); err != nil {
 			t.Fatalf("mask after %d tokens (budget %d): %v", used, maxTokens, err)
+		}
+		// Allows, the scheduler's cheap check, must agree with Mask.
+		for tok, l := range logits {
+			kept := !math.IsInf(float64(l), -1)
+			if allows := c.Allows(int32(tok), maxTokens-used); allows != kept {
+				t.Fatalf("token %d (%q): Allows %v, Mask keeps %v, after %d tokens of %d", tok, v.Piece(int32(tok)), allows, kept, used, maxTokens)
+			}
 		}
 		best := -1
 		for i, l := range logits {

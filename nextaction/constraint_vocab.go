@@ -11,10 +11,21 @@ type Vocab struct {
 	eog     []int32
 	// safeLen is the byte length of a token made only of text bytes, else 0.
 	safeLen []int32
-	// unsafe lists ordinary tokens with some non-text byte (quotes, braces
-	// are text; '"', '\', control bytes and non-ASCII are not).
-	unsafe []int32
-	trie   []trieNode
+	// unsafeBy lists ordinary tokens with some non-text byte ('"', '\',
+	// control bytes, non-ASCII), grouped by the first such byte: inside
+	// free text only those whose first non-text byte can end the text are
+	// worth simulating.
+	unsafeBy [256][]int32
+	// notText lists every token that is not all text bytes (special, empty
+	// or unsafe); maxText is the longest all-text token.
+	notText []int32
+	maxText int32
+	// textPrefix is, for a token in unsafeBy, how many text bytes precede
+	// its first non-text byte.
+	textPrefix []int32
+	trie       []trieNode
+	// dups holds, by trie node, further tokens with the same piece.
+	dups map[int32][]int32
 }
 
 // trieNode is a vocabulary trie node in first-child/next-sibling form.
@@ -32,22 +43,31 @@ func NewVocab(pieces []string, special []bool, eog []int32) (*Vocab, error) {
 	if len(pieces) == 0 || len(special) != len(pieces) {
 		return nil, errors.New("vocab: pieces and special flags must be non-empty and the same length")
 	}
-	v := &Vocab{pieces: pieces, special: special, eog: eog, safeLen: make([]int32, len(pieces))}
+	v := &Vocab{pieces: pieces, special: special, eog: eog, safeLen: make([]int32, len(pieces)), textPrefix: make([]int32, len(pieces))}
 	v.trie = []trieNode{{tok: -1, child: -1, next: -1}}
 	for id, p := range pieces {
 		if special[id] || p == "" {
 			continue
 		}
-		safe := true
-		for i := 0; i < len(p); i++ {
-			safe = safe && isTextByte(p[i])
+		first := -1
+		for i := 0; i < len(p) && first < 0; i++ {
+			if !isTextByte(p[i]) {
+				first = i
+			}
 		}
-		if safe {
+		if first < 0 {
 			v.safeLen[id] = int32(len(p))
+			v.maxText = max(v.maxText, int32(len(p)))
 		} else {
-			v.unsafe = append(v.unsafe, int32(id))
+			v.unsafeBy[p[first]] = append(v.unsafeBy[p[first]], int32(id))
+			v.textPrefix[id] = int32(first)
 		}
 		v.insert(p, int32(id))
+	}
+	for id, l := range v.safeLen {
+		if l == 0 {
+			v.notText = append(v.notText, int32(id))
+		}
 	}
 	return v, nil
 }
@@ -59,7 +79,12 @@ func (v *Vocab) insert(p string, id int32) {
 	}
 	if v.trie[cur].tok < 0 {
 		v.trie[cur].tok = id
+		return
 	}
+	if v.dups == nil {
+		v.dups = map[int32][]int32{}
+	}
+	v.dups[cur] = append(v.dups[cur], id)
 }
 
 func (v *Vocab) childOrAdd(n int32, b byte) int32 {
