@@ -14,21 +14,32 @@ export CGO_CPPFLAGS := -I$(CURDIR)/runtime/llamacpp/cinclude
 export CGO_CFLAGS := -O3 $(CPU_FLAGS)
 export CGO_CXXFLAGS := -O3 $(CPU_FLAGS)
 APT_PACKAGES := nlohmann-json3-dev libstb-dev gcc g++ make
+# prometheus provides promtool, which checks the /metrics exposition in make test.
+TEST_APT_PACKAGES := prometheus
 ARGS ?=
 
-.PHONY: all build run test test-race bench deps vet fmt clean
+.PHONY: all build run test bench deps test-deps fmt clean
 
 all: build
 
-## deps: install the Debian packages the llama.cpp cgo build needs, if missing.
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# apt_install installs the Debian packages in $(1) that are missing.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+## deps: install the Debian packages the llama.cpp cgo build needs, if missing.
+deps:
+	$(call apt_install,$(APT_PACKAGES))
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/doc/install"; exit 1; }
+
+## test-deps: deps plus what only the tests need (promtool).
+test-deps: deps
+	$(call apt_install,$(TEST_APT_PACKAGES))
 
 ## build: compile bin/nextact (the first build compiles llama.cpp: ~3 minutes).
 build: deps
@@ -39,10 +50,10 @@ run: build
 	./$(BIN) serve $(ARGS)
 
 ## test: every test, against the real llama.cpp engine on generated models.
-test: deps
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
-	$(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./models/...
+	$(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./models/... ./runtime/nvml/...
 
 ## bench: Go benchmarks, e.g. make bench BENCH=Decode PKG=./cmd/nextact (see docs/PERFORMANCE.md).
 BENCH ?= .

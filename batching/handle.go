@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Chunk is what Handle.Next returns: new text since the last call, and when
@@ -28,6 +29,17 @@ type Handle struct {
 	pending strings.Builder
 	done    bool
 	final   Chunk
+	firstAt time.Time // when the first text was emitted
+
+	// Set by track before the handle reaches the loop; read-only after.
+	now      func() time.Time
+	onFinish func(final Chunk, firstText time.Time)
+}
+
+// track makes the handle time its first text and call onFinish once it has
+// ended, before its reader is woken.
+func (h *Handle) track(now func() time.Time, onFinish func(Chunk, time.Time)) {
+	h.now, h.onFinish = now, onFinish
 }
 
 func newHandle(ctx context.Context) *Handle {
@@ -87,6 +99,9 @@ func (h *Handle) emit(text string) {
 	}
 	h.mu.Lock()
 	h.pending.WriteString(text)
+	if h.firstAt.IsZero() && h.now != nil {
+		h.firstAt = h.now()
+	}
 	h.mu.Unlock()
 	h.wake()
 }
@@ -97,7 +112,14 @@ func (h *Handle) finish(text string, reason FinishReason, err error, u Usage) {
 	h.pending.WriteString(text)
 	h.done = true
 	h.final = Chunk{Done: true, Finish: reason, Err: err, Usage: u}
+	if h.firstAt.IsZero() && text != "" && h.now != nil {
+		h.firstAt = h.now()
+	}
+	final, first := h.final, h.firstAt
 	h.mu.Unlock()
+	if h.onFinish != nil {
+		h.onFinish(final, first)
+	}
 	h.cancel() // release the derived context's resources
 	h.wake()
 }

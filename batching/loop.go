@@ -26,6 +26,8 @@ type sequence struct {
 	// logitRow is the batch entry whose logits belong to this sequence in
 	// the current step, or -1.
 	logitRow int
+	// adm is admission's bookkeeping (admission.go), guarded by s.mu.
+	adm admissionState
 }
 
 func (q *sequence) pending() int { return len(q.tokens) - q.nPast }
@@ -72,12 +74,17 @@ func (s *Scheduler) admit() (active int, closing bool) {
 			s.finish(q, FinishCancelled, nil)
 		}
 	}
+	now := s.now()
 	s.mu.Lock()
 	kept := s.queue[:0]
-	var cancelled, admitted []*sequence
+	var cancelled, admitted, overdue []*sequence
 	for _, q := range s.queue {
 		if q.h.ctx.Err() != nil {
 			cancelled = append(cancelled, q)
+			continue
+		}
+		if s.overdue(q, now) { // admission: the maximum queue wait
+			overdue = append(overdue, q)
 			continue
 		}
 		kept = append(kept, q)
@@ -94,10 +101,12 @@ func (s *Scheduler) admit() (active int, closing bool) {
 			s.running++
 			q.tokens, q.promptLen = q.req.Prompt, len(q.req.Prompt)
 			admitted = append(admitted, q)
+			s.started(q, now) // admission: KV reservation, queue time
 		}
 	}
 	active, closing = s.running, s.closing
 	s.mu.Unlock()
+	s.drop(overdue, ReasonQueueTimeout, now)
 	for _, q := range cancelled {
 		q.h.finish("", FinishCancelled, nil, Usage{PromptTokens: len(q.req.Prompt)})
 	}
@@ -194,13 +203,11 @@ func (s *Scheduler) sampleNext(q *sequence) {
 		s.finish(q, FinishError, fmt.Errorf("read logits: %w", err))
 		return
 	}
-	if c := q.req.Constraint; c != nil {
-		if err := c.Mask(logits, q.req.MaxTokens-q.generated); err != nil {
-			s.finish(q, FinishError, err)
-			return
-		}
+	tok, err := s.draw(q, logits)
+	if err != nil {
+		s.finish(q, FinishError, err)
+		return
 	}
-	tok := q.sampler.sample(logits)
 	q.generated++
 	if q.req.Constraint != nil {
 		s.acceptConstrained(q, tok)
@@ -220,6 +227,24 @@ func (s *Scheduler) sampleNext(q *sequence) {
 	default:
 		q.extend(tok)
 	}
+}
+
+// draw samples the next token, under q's constraint if it has one.
+func (s *Scheduler) draw(q *sequence, logits []float32) (int32, error) {
+	c := q.req.Constraint
+	if c == nil {
+		return q.sampler.sample(logits), nil
+	}
+	remaining := q.req.MaxTokens - q.generated
+	if a, ok := c.(Allower); ok {
+		if tok := q.sampler.sample(logits); a.Allows(tok, remaining) {
+			return tok, nil
+		}
+	}
+	if err := c.Mask(logits, remaining); err != nil {
+		return 0, err
+	}
+	return q.sampler.sample(logits), nil
 }
 
 // acceptConstrained hands tok to the constraint, then whatever it forces;

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -25,6 +26,14 @@ type Config struct {
 	CtxPerSlot int
 	// Seeds draws a seed for requests that give none; nil uses math/rand/v2.
 	Seeds func() uint64
+	// Admission holds the admission thresholds (see Decide).
+	Admission AdmissionConfig
+	// GPU is the GPU telemetry admission reads; nil: none.
+	GPU GPUSignals
+	// Observer is told admission decisions and finished requests; may be nil.
+	Observer Observer
+	// Clock returns the current time; nil uses time.Now.
+	Clock func() time.Time
 }
 
 func (c Config) validate() error {
@@ -38,7 +47,7 @@ func (c Config) validate() error {
 	case c.CtxPerSlot < 2:
 		return fmt.Errorf("context per slot must be at least 2, got %d", c.CtxPerSlot)
 	}
-	return nil
+	return c.Admission.validate()
 }
 
 // Stats is a snapshot of the scheduler's load.
@@ -48,6 +57,25 @@ type Stats struct {
 	Waiting int
 	// Steps counts engine steps since start.
 	Steps uint64
+	// QueueSize is the configured bound of waiting requests.
+	QueueSize int
+	// ReservedTokens is prompt plus max_tokens of every running and waiting
+	// request; RunningReservedTokens of the running ones only.
+	ReservedTokens, RunningReservedTokens int
+	// CapacityTokens is Slots x CtxPerSlot, the tokens the KV holds.
+	CapacityTokens int
+	// DrainRate is requests leaving the scheduler per second, over the last
+	// 10 s.
+	DrainRate float64
+}
+
+// KVUsage is the fraction of the KV capacity reserved by running requests,
+// 0 to 1.
+func (st Stats) KVUsage() float64 {
+	if st.CapacityTokens == 0 {
+		return 0
+	}
+	return min(float64(st.RunningReservedTokens)/float64(st.CapacityTokens), 1)
 }
 
 // Scheduler groups many requests into each engine step. Submit, Stats and
@@ -68,6 +96,12 @@ type Scheduler struct {
 	running int
 	steps   uint64
 	closing bool
+	// Admission state (admission.go).
+	adm             AdmissionConfig // cfg.Admission with defaults
+	now             func() time.Time
+	reserved        int // tokens reserved by running and waiting requests
+	runningReserved int
+	drain           drainMeter
 
 	// Loop-owned state.
 	slots  []*sequence
@@ -90,7 +124,12 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 	if cfg.Seeds == nil {
 		cfg.Seeds = rand.Uint64
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	s := &Scheduler{
+		adm:    cfg.Admission.withDefaults(),
+		now:    cfg.Clock,
 		engine: engine,
 		vocab:  vocab,
 		cfg:    cfg,
@@ -100,17 +139,20 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 		done:   make(chan struct{}),
 		slots:  make([]*sequence, cfg.Slots),
 	}
+	s.drain.since = s.now()
 	go s.loop()
 	return s, nil
 }
 
-// Submit queues a request. It never blocks: a full queue gives ErrQueueFull,
-// a closing scheduler ErrClosed, a malformed request a *RequestError. The
-// request ends when ctx ends or Handle.Cancel is called.
+// Submit admits or queues a request, or refuses it. It never blocks: a
+// loaded scheduler gives an *OverloadError (errors.Is ErrOverloaded; a full
+// queue also ErrQueueFull), a closing one ErrClosed, a malformed request a
+// *RequestError. The request ends when ctx ends or Handle.Cancel is called.
 func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 	if err := s.check(&req); err != nil {
 		return nil, err
 	}
+	gpu, gpuOK := s.gpuSnapshot()
 	seed := s.cfg.Seeds()
 	if req.Sampling.Seed != nil {
 		seed = *req.Sampling.Seed
@@ -122,19 +164,39 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 		text:    textState{stops: req.Stop},
 		slot:    -1,
 	}
+	need := len(req.Prompt) + req.MaxTokens
 	s.mu.Lock()
-	switch {
-	case s.closing:
+	now := s.now()
+	if s.closing {
 		s.mu.Unlock()
 		seq.h.cancel()
+		s.observe(Decision{Outcome: OutcomeRejected, Reason: ReasonClosed, Priority: req.Priority})
 		return nil, ErrClosed
-	case len(s.queue) >= s.cfg.QueueSize+s.cfg.Slots-s.running:
+	}
+	d := s.adm.Decide(need, s.loadLocked(), gpu, gpuOK, now)
+	d.Priority = req.Priority
+	var victim *sequence
+	if d.Reason == ReasonQueueFull {
+		if victim = s.evictLocked(req.Priority); victim != nil {
+			d.Outcome, d.Reason = OutcomeQueued, ReasonSlotsBusy
+		}
+	}
+	if d.Outcome == OutcomeRejected {
+		err := &OverloadError{Reason: d.Reason, RetryAfter: s.retryAfterLocked(d.Reason, need, now)}
 		s.mu.Unlock()
 		seq.h.cancel()
-		return nil, ErrQueueFull
+		s.observe(d)
+		return nil, err
 	}
-	s.queue = append(s.queue, seq)
+	seq.adm = admissionState{queuedAt: now, reserve: need}
+	seq.h.track(s.now, func(c Chunk, first time.Time) { s.released(seq, c, first) })
+	s.reserved += need
+	s.enqueueLocked(seq)
 	s.mu.Unlock()
+	s.observe(d)
+	if victim != nil {
+		s.drop([]*sequence{victim}, ReasonPreempted, now)
+	}
 	s.signal()
 	return seq.h, nil
 }
@@ -185,7 +247,12 @@ func (s *Scheduler) check(req *Request) error {
 func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Slots: s.cfg.Slots, Running: s.running, Waiting: len(s.queue), Steps: s.steps}
+	reqRate, _, _ := s.drain.rates(s.now())
+	return Stats{
+		Slots: s.cfg.Slots, Running: s.running, Waiting: len(s.queue), Steps: s.steps,
+		QueueSize: s.cfg.QueueSize, ReservedTokens: s.reserved, RunningReservedTokens: s.runningReserved,
+		CapacityTokens: s.cfg.Slots * s.cfg.CtxPerSlot, DrainRate: reqRate,
+	}
 }
 
 // Close stops accepting requests, lets queued and running ones finish until

@@ -93,6 +93,14 @@ type Constraint interface {
 	MinTokens() int
 }
 
+// Allower is an optional extension of Constraint: a cheap test of one
+// token. The scheduler then samples from the raw logits first and masks
+// only when the token drawn is not allowed (rejection sampling: the same
+// distribution as masking first, at the cost of one check per token).
+type Allower interface {
+	Allows(tok int32, remaining int) bool
+}
+
 // Forcer is an optional extension of Constraint: the tokens the constraint
 // requires next (a literal run of a grammar). The scheduler asks once when
 // the request starts and after every Accept, counts them as generated, and
@@ -117,6 +125,9 @@ type Request struct {
 	// output is complete; end-of-generation tokens then end the sequence
 	// only when the constraint allows and accepts them.
 	Constraint Constraint
+	// Priority orders waiting requests (see Priority); the zero value is
+	// PriorityNormal.
+	Priority Priority
 }
 
 // FinishReason says why a sequence ended.
@@ -135,6 +146,10 @@ const (
 	FinishError
 	// FinishShutdown: the scheduler closed before the sequence was served.
 	FinishShutdown
+	// FinishRejected: admission dropped the request before it started (it
+	// waited longer than the maximum queue wait, or a request of a higher
+	// priority took its place); Err is an *OverloadError.
+	FinishRejected
 )
 
 // String returns the OpenAI name of the reason where one exists.
@@ -150,6 +165,8 @@ func (r FinishReason) String() string {
 		return "error"
 	case FinishShutdown:
 		return "shutdown"
+	case FinishRejected:
+		return "rejected"
 	default:
 		return ""
 	}
@@ -159,6 +176,9 @@ func (r FinishReason) String() string {
 type Usage struct {
 	PromptTokens     int
 	CompletionTokens int
+	// CachedTokens are prompt tokens served from reused KV instead of being
+	// computed (0 until prefix reuse lands).
+	CachedTokens int
 }
 
 // Errors returned by Submit.

@@ -99,6 +99,7 @@ func (s *Server) nextAction(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	job.req.Priority = requestPriority(c)
 	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
 	defer cancel()
 	h, err := m.Generator.Submit(ctx, job.req)

@@ -51,6 +51,19 @@ type Config struct {
 	// DefaultMaxTokens applies when a request gives no max_tokens; it is
 	// capped by the context left after the prompt.
 	DefaultMaxTokens int
+	// HeaderLimit is the largest request header block in bytes (431
+	// above); DefaultHeaderLimit when 0.
+	HeaderLimit int
+	// APIKeys, when any, are required on /v1/* as "Authorization: Bearer
+	// <key>" (401 without a valid one). /health, /health/ready and /metrics
+	// stay open.
+	APIKeys []APIKey
+	// RateLimit is the generation requests per second allowed to one API
+	// key (to one client address without keys); 0: no limit. Over it: 429.
+	RateLimit float64
+	// RateBurst is how many requests a client may send at once within its
+	// rate; 0: RateLimit rounded up, at least 1.
+	RateBurst int
 }
 
 // Deps are the server's collaborators.
@@ -59,4 +72,12 @@ type Deps struct {
 	// Clock returns the current time; time.Now when nil.
 	Clock  func() time.Time
 	Models []*Model
+	// Metrics records request metrics for /metrics; pass the same value to
+	// the scheduler as its batching.Observer. nil: the server makes its own
+	// (then only its own rejections are counted).
+	Metrics *Metrics
+	// Load is the scheduler's load for /metrics; nil: no load gauges.
+	Load LoadReporter
+	// GPU is the GPU telemetry for /metrics; nil: none.
+	GPU batching.GPUSignals
 }

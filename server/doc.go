@@ -17,5 +17,12 @@
 //     copies of everything it needs.
 //   - Shutdown stops accepting connections and lets in-flight requests,
 //     open streams included, finish; when its context ends first, the
-//     remaining generations are cancelled.
+//     remaining generations are cancelled. Drain, before it, turns
+//     /health/ready and new generation requests to 503 while admitted ones
+//     finish.
+//   - Operations: API keys (auth.go, compared in constant time), per-client
+//     rate limits (ratelimit.go), readiness and drain (ready.go), and
+//     /metrics (metrics.go), which reads cached values only and never waits
+//     on the engine. Every POST under /v1 passes the gate: draining, then
+//     the rate limit.
 package server

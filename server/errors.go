@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"go.uber.org/zap"
@@ -60,6 +63,11 @@ func finishError(ctx context.Context, c batching.Chunk) error {
 		return errShuttingDown
 	case batching.FinishShutdown:
 		return errShuttingDown
+	case batching.FinishRejected: // dropped from the queue: c.Err says why
+		if c.Err != nil {
+			return c.Err
+		}
+		return &batching.OverloadError{Reason: batching.ReasonQueueTimeout, RetryAfter: time.Second}
 	default:
 		return &generationError{reason: c.Finish, err: c.Err}
 	}
@@ -88,8 +96,9 @@ type errorBody struct {
 
 // httpFailure is an error as the client sees it.
 type httpFailure struct {
-	status     int
-	retryAfter bool
+	status int
+	// retryAfter, when positive, is sent as Retry-After in whole seconds.
+	retryAfter time.Duration
 	body       errorBody
 }
 
@@ -108,7 +117,19 @@ const (
 	typeInvalid    = "invalid_request_error"
 	typeServer     = "server_error"
 	typeOverloaded = "overloaded"
+	typeRateLimit  = "requests" // OpenAI's type of a request-rate 429
 )
+
+// overloadMessages explain each admission rejection to the client.
+var overloadMessages = map[string]string{
+	batching.ReasonQueueFull:    "The server is at capacity: too many requests are waiting. Retry after the time in Retry-After.",
+	batching.ReasonKVFull:       "The server is at capacity: the tokens reserved by queued and running requests exceed its KV cache budget. Retry after the time in Retry-After.",
+	batching.ReasonGPUMemory:    "GPU memory is nearly full: only short requests (prompt plus max_tokens) are admitted now. Retry after the time in Retry-After, or shorten the request.",
+	batching.ReasonGPUThrottled: "The GPU is throttled (thermal or power) and every slot is busy. Retry after the time in Retry-After.",
+	batching.ReasonGPUStale:     "GPU telemetry is stale, so the server counts itself saturated and every slot is busy. Retry after the time in Retry-After.",
+	batching.ReasonQueueTimeout: "The request waited too long for a slot. Retry after the time in Retry-After.",
+	batching.ReasonPreempted:    "A request of a higher priority took this request's place in the queue. Retry after the time in Retry-After.",
+}
 
 // httpError is the one place an error becomes an HTTP status and body.
 // internal reports whether the error is the server's fault and worth
@@ -119,6 +140,9 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 		schedErr *batching.RequestError
 		fibErr   *fiber.Error
 		genErr   *generationError
+		overErr  *batching.OverloadError
+		rateErr  *rateLimitError
+		authErr  *authError
 	)
 	switch {
 	case errors.As(err, &reqErr):
@@ -129,10 +153,31 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 		return failure(status, typeInvalid, reqErr.param, reqErr.code, reqErr.msg), false
 	case errors.As(err, &schedErr):
 		return failure(http.StatusBadRequest, typeInvalid, schedErr.Field, "", schedErr.Error()), false
+	case errors.As(err, &authErr):
+		f := failure(http.StatusUnauthorized, typeInvalid, "", "invalid_api_key", authErr.Error())
+		return f, false
+	case errors.As(err, &rateErr):
+		f := failure(http.StatusTooManyRequests, typeRateLimit, "", "rate_limit_exceeded",
+			"Rate limit reached for this API key (or client address). Retry after the time in Retry-After.")
+		f.retryAfter = rateErr.retryAfter
+		return f, false
+	case errors.As(err, &overErr):
+		msg := overloadMessages[overErr.Reason]
+		if msg == "" {
+			msg = "The server is overloaded. Retry after the time in Retry-After."
+		}
+		f := failure(http.StatusServiceUnavailable, typeOverloaded, "", overErr.Reason, msg)
+		f.retryAfter = overErr.RetryAfter
+		return f, false
 	case errors.Is(err, batching.ErrQueueFull):
 		f := failure(http.StatusServiceUnavailable, typeOverloaded, "", "queue_full",
 			"The server is at capacity: too many requests are waiting. Retry shortly.")
-		f.retryAfter = true
+		f.retryAfter = time.Second
+		return f, false
+	case errors.Is(err, errDraining):
+		f := failure(http.StatusServiceUnavailable, typeServer, "", "shutting_down",
+			"The server is shutting down and admits no new requests.")
+		f.retryAfter = drainRetryAfter
 		return f, false
 	case errors.Is(err, batching.ErrClosed), errors.Is(err, errShuttingDown):
 		return failure(http.StatusServiceUnavailable, typeServer, "", "shutting_down",
@@ -160,6 +205,9 @@ func (s *Server) fiberFailure(e *fiber.Error) httpFailure {
 		return failure(e.Code, typeInvalid, "", "unknown_url", e.Message)
 	case http.StatusMethodNotAllowed:
 		return failure(e.Code, typeInvalid, "", "method_not_allowed", e.Message)
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return failure(e.Code, typeInvalid, "", "request_header_too_large",
+			fmt.Sprintf("The request headers exceed the limit of %d bytes.", s.cfg.HeaderLimit))
 	}
 	typ := typeInvalid
 	if e.Code >= 500 {
@@ -175,8 +223,11 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	if internal {
 		s.log.Error("request failed", zap.String("path", strings.Clone(c.Path())), zap.Error(err))
 	}
-	if f.retryAfter {
-		c.Set(fiber.HeaderRetryAfter, "1")
+	if f.retryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
+	}
+	if f.status == http.StatusUnauthorized {
+		c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
 	}
 	return c.Status(f.status).JSON(f.body)
 }

@@ -8,3 +8,6 @@ var AppendJSONString = appendJSONString
 // SetKeepAlive sets how often a stream without text yet writes a comment.
 // Call it before the server serves.
 func SetKeepAlive(s *Server, d time.Duration) { s.keepAlive = d }
+
+// RequestPriority exposes the priority the auth middleware resolved.
+var RequestPriority = requestPriority

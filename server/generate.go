@@ -137,7 +137,7 @@ func (s *Server) generate(c *fiber.Ctx, m *Model, prompt []int32, opts genOption
 	if err != nil {
 		return err
 	}
-	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop}
+	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop, Priority: requestPriority(c)}
 	if opts.format != nil {
 		if req.Constraint, err = structuredOutput(m, opts.format); err != nil {
 			return err

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -20,6 +22,7 @@ import (
 const (
 	DefaultBodyLimit      = 8 << 20
 	DefaultRequestTimeout = 10 * time.Minute
+	DefaultHeaderLimit    = 16 << 10
 	// idleTimeout closes keep-alive connections that send nothing.
 	idleTimeout = 2 * time.Minute
 	// writeSlack is added to RequestTimeout to bound writing one response:
@@ -45,6 +48,14 @@ type Server struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 	inflight   inflight
+
+	// Operations (ready.go, auth.go, ratelimit.go, metrics.go).
+	state   atomic.Int32 // stateStarting, stateReady, stateDraining
+	drainMu sync.Mutex   // orders Drain against gate's in-flight count
+	conns   connSet
+	keys    *keyring
+	limiter *rateLimiter
+	metrics *Metrics
 }
 
 // New validates cfg and deps and builds the server. Zero Config fields take
@@ -59,7 +70,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, models: byID, keepAlive: defaultKeepAlive}
+	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, models: byID, keepAlive: defaultKeepAlive, metrics: deps.Metrics}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -67,12 +78,23 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.keys, err = newKeyring(cfg.APIKeys); err != nil {
+		return nil, err
+	}
+	s.limiter = newRateLimiter(s.now)
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if err := s.metrics.reg.Register(&gauges{s: s, load: deps.Load, gpu: deps.GPU}); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 	if s.modelList, err = renderModelList(deps.Models); err != nil {
 		return nil, err
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		BodyLimit:             cfg.BodyLimit,
+		ReadBufferSize:        cfg.HeaderLimit,
 		ErrorHandler:          s.handleError,
 		DisableStartupMessage: true,
 		ReadTimeout:           cfg.RequestTimeout,
@@ -81,6 +103,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	})
 	// Responses written while shutting down close their connection.
 	s.app.Server().CloseOnShutdown = true
+	s.app.Server().ConnState = s.conns.track // ready.go
 	s.routes()
 	return s, nil
 }
@@ -93,6 +116,13 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("server config: request timeout must not be negative, got %s", cfg.RequestTimeout)
 	case cfg.DefaultMaxTokens < 0:
 		return cfg, fmt.Errorf("server config: default max tokens must not be negative, got %d", cfg.DefaultMaxTokens)
+	case cfg.HeaderLimit < 0:
+		return cfg, fmt.Errorf("server config: header limit must not be negative, got %d", cfg.HeaderLimit)
+	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
+		return cfg, fmt.Errorf("server config: rate limit and burst must not be negative, got %g and %d", cfg.RateLimit, cfg.RateBurst)
+	}
+	if cfg.HeaderLimit == 0 {
+		cfg.HeaderLimit = DefaultHeaderLimit
 	}
 	if cfg.BodyLimit == 0 {
 		cfg.BodyLimit = DefaultBodyLimit
@@ -157,6 +187,10 @@ func (s *Server) routes() {
 				zap.Any("panic", e), zap.StackSkip("stack", 2))
 		},
 	}))
+	s.app.Get("/health/ready", s.ready)        // ready.go
+	s.app.Get("/metrics", s.metrics.handler()) // metrics.go
+	s.app.Use("/v1", s.authenticate)           // API keys, priority: auth.go
+	s.app.Use("/v1", s.gate)                   // POSTs: draining, rate limits: ready.go
 	s.app.Post("/v1/chat/completions", s.chatCompletions)
 	s.app.Post("/v1/completions", s.completions)
 	s.app.Post("/v1/actions/next", s.nextAction)
@@ -181,6 +215,10 @@ func (s *Server) Serve(ln net.Listener) error {
 // generations still running (their streams end with an error event) and
 // returns ctx's error. Call it before closing the Generator.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.startDraining() // ready.go: no new generations from here on
+	stop := make(chan struct{})
+	defer close(stop)
+	go s.closeLingering(ctx, stop) // ready.go
 	if err := s.app.ShutdownWithContext(ctx); err != nil {
 		s.cancelBase()
 		return fmt.Errorf("shutdown: %w", err)

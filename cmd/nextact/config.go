@@ -36,6 +36,22 @@ type serveConfig struct {
 	MaxPageBytes      int
 	MaxRationaleBytes int
 	MaxTextBytes      int
+
+	// Access (keys.go).
+	APIKeys     listFlag
+	APIKeyFile  string
+	RateLimit   float64
+	RateBurst   int
+	HeaderLimit int
+	// Admission and GPU telemetry.
+	MaxQueueWait       time.Duration
+	KVOvercommit       float64
+	GPUMemoryHighWater float64
+	ShortRequestTokens int
+	GPUSampleInterval  time.Duration
+	GPUStaleAfter      time.Duration
+	GPUIgnoreThrottle  bool
+	MaxRetryAfter      time.Duration
 }
 
 func defaultCacheDir() string {
@@ -73,9 +89,11 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.MaxPageBytes, "max-page-bytes", 512<<10, "largest page a next-action request may carry (413 above)")
 	fs.IntVar(&c.MaxRationaleBytes, "max-rationale-bytes", 1000, "longest rationale of the prompted action format, in bytes")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", 100, "longest text a type_and_submit action may type, in bytes")
+	addOpsFlags(fs, &c)
 	if err := envDefaults(fs); err != nil {
 		return c, err
 	}
+	c.APIKeys.fromEnv = true // a key on the command line replaces the environment's
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -122,5 +140,5 @@ func (c serveConfig) validate() error {
 	case c.ActionMaxTokens < 1 || c.MaxPageBytes < 1 || c.MaxTextBytes < 1 || c.MaxRationaleBytes < 0:
 		return fmt.Errorf("--action-max-tokens, --max-page-bytes and --max-text-bytes must be positive")
 	}
-	return nil
+	return c.validateOps()
 }

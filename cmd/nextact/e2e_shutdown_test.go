@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +20,15 @@ import (
 // that did not wait for it.
 func streamBody(model string) string {
 	return fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":600,"temperature":0,"stream":true}`, model)
+}
+
+// longStreamBody forces a long stream (~900 tokens on the embedded model):
+// greedy decoding of "hi" ends after a few dozen tokens, a JSON string of at
+// least 3,000 characters does not.
+func longStreamBody(model string) string {
+	return fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":3500,"temperature":0,"stream":true,`+
+		`"response_format":{"type":"json_schema","json_schema":{"name":"long","schema":{"type":"object",`+
+		`"properties":{"s":{"type":"string","minLength":3000}},"required":["s"]}}}}`, model)
 }
 
 // openStream starts a stream and returns once its first event arrived.
@@ -73,7 +83,9 @@ func TestShutdownLetsStreamFinish(t *testing.T) {
 	}
 }
 
-// SIGTERM on the real process: in-flight streams finish, the process exits 0.
+// SIGTERM on the real process during 8 streams, 4 running and 4 waiting:
+// readiness goes to 503, new requests get 503, all 8 streams complete, and
+// the process exits 0.
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server process")
@@ -82,7 +94,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "serve", "--addr", "127.0.0.1:0", "--slots", "4", "--ctx", "512", "--step-tokens", "64", "--threads", "1", "--log-level", "info")
+	cmd := exec.Command(exe, "serve", "--addr", "127.0.0.1:0", "--slots", "4", "--ctx", "4096", "--step-tokens", "64", "--threads", "1", "--log-level", "info")
 	cmd.Env = append(os.Environ(), "NEXTACT_TEST_RUN_MAIN=1", "NEXTACT_CACHE_DIR="+cacheDir)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -109,30 +121,55 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("server did not start")
 	}
-	const streams = 4
+	if code := getStatus(t, base+"/health/ready"); code != http.StatusOK {
+		t.Fatalf("ready before SIGTERM: %d", code)
+	}
+	const streams = 8
 	var wg sync.WaitGroup
-	results := make([]bool, streams)
-	opened := make(chan struct{}, streams)
+	results := make([]error, streams)
+	opened := make(chan error, streams)
 	for i := range streams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, r := openStream(t, base, "nextact-tiny")
+		wg.Go(func() {
+			resp, r, err := startStream(base, longStreamBody("nextact-tiny"))
+			opened <- err
+			if err != nil {
+				results[i] = err
+				return
+			}
 			defer resp.Body.Close()
-			opened <- struct{}{}
-			_, results[i] = sseEvents(t, r)
-		}()
+			results[i] = readToDone(r)
+		})
 	}
 	for range streams {
-		<-opened
+		if err := <-opened; err != nil {
+			t.Fatalf("open stream: %v", err)
+		}
 	}
+	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	deadline := time.Now().Add(20 * time.Second)
+	for getStatus(t, base+"/health/ready") != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("readiness did not drop after SIGTERM")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(streamBody("nextact-tiny")))
+	if err != nil {
+		t.Fatalf("a new request while draining failed at the transport level: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"shutting_down"`) {
+		t.Errorf("new request while draining: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
 	wg.Wait()
-	for i, ok := range results {
-		if !ok {
-			t.Errorf("stream %d did not finish with [DONE]", i)
+	t.Logf("8 streams drained in %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	for i, err := range results {
+		if err != nil {
+			t.Errorf("stream %d: %v", i, err)
 		}
 	}
 	errc := make(chan error, 1)
@@ -145,4 +182,56 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("process did not exit after draining")
 	}
+}
+
+// startStream starts a stream and returns once its first event arrived.
+func startStream(base, body string) (*http.Response, *bufio.Reader, error) {
+	resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	r := bufio.NewReader(resp.Body)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			resp.Body.Close()
+			return nil, nil, fmt.Errorf("first event: %w", err)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			return resp, r, nil
+		}
+	}
+}
+
+// readToDone reads a stream to [DONE]; an error event or an early end is an
+// error.
+func readToDone(r *bufio.Reader) error {
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("stream cut before [DONE]: %w", err)
+		}
+		data, ok := strings.CutPrefix(strings.TrimSpace(line), "data: ")
+		switch {
+		case !ok:
+		case data == "[DONE]":
+			return nil
+		case strings.HasPrefix(data, `{"error"`):
+			return fmt.Errorf("error event: %s", data)
+		}
+	}
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/runtime/llamacpp"
+	"github.com/nextact/nextact/runtime/nvml"
 	"github.com/nextact/nextact/server"
 )
 
@@ -26,6 +27,7 @@ type stack struct {
 	sched  *batching.Scheduler
 	srv    *server.Server
 	model  *server.Model
+	gpu    *nvml.Sampler // nil with --gpu-sample-interval 0
 	log    *zap.Logger
 }
 
@@ -53,6 +55,10 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	if info.ContextLength > 0 && c.Ctx > info.ContextLength {
 		return nil, fmt.Errorf("--ctx %d exceeds the model's trained context of %d", c.Ctx, info.ContextLength)
 	}
+	keys, err := c.apiKeys()
+	if err != nil {
+		return nil, err
+	}
 	engine, err := llamacpp.Open(llamacpp.Config{
 		ModelPath: path, GPULayers: c.GPULayers, Slots: c.Slots, CtxPerSlot: c.Ctx,
 		StepTokens: c.StepTokens, Threads: c.Threads, FlashAttention: c.FlashAttention,
@@ -60,10 +66,14 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	gpu := startTelemetry(c, log)
+	metrics := server.NewMetrics()
 	sched, err := batching.New(engine, engine, batching.Config{
 		Slots: c.Slots, QueueSize: c.Queue, StepTokens: c.StepTokens, CtxPerSlot: c.Ctx,
+		Admission: c.admission(), GPU: gpuSignals(gpu), Observer: metrics,
 	}, log)
 	if err != nil {
+		closeTelemetry(gpu)
 		engine.Close()
 		return nil, err
 	}
@@ -74,6 +84,7 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	actions, err := actionConfig(c, engine)
 	if err != nil {
 		_ = sched.Close(context.Background())
+		closeTelemetry(gpu)
 		engine.Close()
 		return nil, err
 	}
@@ -84,15 +95,19 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	}
 	srv, err := server.New(server.Config{
 		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
-	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{model}})
+		HeaderLimit: c.HeaderLimit, APIKeys: keys, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
+	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{model},
+		Metrics: metrics, Load: sched, GPU: gpuSignals(gpu)})
 	if err != nil {
 		_ = sched.Close(context.Background())
+		closeTelemetry(gpu)
 		engine.Close()
 		return nil, err
 	}
 	log.Info("serving model", zap.String("id", id), zap.String("path", path),
-		zap.String("chat_format", string(format)), zap.Int("trained_ctx", info.ContextLength))
-	return &stack{engine: engine, sched: sched, srv: srv, model: model, log: log}, nil
+		zap.String("chat_format", string(format)), zap.Int("trained_ctx", info.ContextLength),
+		zap.Int("api_keys", len(keys)), zap.Float64("rate_limit", c.RateLimit))
+	return &stack{engine: engine, sched: sched, srv: srv, model: model, gpu: gpu, log: log}, nil
 }
 
 // actionConfig sets up constrained next-action decoding for the engine's
@@ -131,9 +146,11 @@ func modTime(path string) time.Time {
 	return time.Now()
 }
 
-// shutdown stops accepting, lets in-flight requests finish within ctx, ends
-// whatever is left, and frees the engine.
+// shutdown drains (readiness 503, new requests 503, in-flight requests
+// finish within ctx), stops accepting, ends whatever is left, and frees the
+// engine.
 func (s *stack) shutdown(ctx context.Context) error {
+	derr := s.srv.Drain(ctx)
 	herr := s.srv.Shutdown(ctx)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -142,7 +159,37 @@ func (s *stack) shutdown(ctx context.Context) error {
 	}
 	serr := s.sched.Close(closeCtx)
 	s.engine.Close()
-	return errors.Join(herr, serr)
+	closeTelemetry(s.gpu)
+	return errors.Join(derr, herr, serr)
+}
+
+// startTelemetry starts NVML sampling unless --gpu-sample-interval is 0.
+// Without a driver it logs and admission uses the scheduler's own signals.
+func startTelemetry(c serveConfig, log *zap.Logger) *nvml.Sampler {
+	if c.GPUSampleInterval == 0 {
+		log.Info("GPU telemetry off (--gpu-sample-interval 0)")
+		return nil
+	}
+	s := nvml.New(nvml.Config{Interval: c.GPUSampleInterval, Logger: log})
+	s.Start()
+	return s
+}
+
+// gpuSignals avoids a typed nil interface when telemetry is off.
+func gpuSignals(s *nvml.Sampler) batching.GPUSignals {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+func closeTelemetry(s *nvml.Sampler) {
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.Close(ctx)
 }
 
 // serve runs `nextact serve` until ctx ends (SIGINT/SIGTERM), then drains.
@@ -168,13 +215,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("listening", zap.String("addr", ln.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- st.srv.Serve(ln) }()
+	st.srv.MarkReady() // the model is loaded; connections wait in the backlog
 	select {
 	case err := <-errc:
 		_ = st.shutdown(context.Background())
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: finishing in-flight requests", zap.Duration("timeout", c.ShutdownTimeout))
+	log.Info("draining: readiness 503, new requests 503, in-flight requests finish", zap.Duration("timeout", c.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer cancel()
 	if err := st.shutdown(sctx); err != nil {
