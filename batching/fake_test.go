@@ -119,3 +119,24 @@ func (e *fakeEngine) held() int {
 	defer e.mu.Unlock()
 	return len(e.hist)
 }
+
+// reusingEngine is the fake engine with KV reuse, so the prefix cache is on.
+type reusingEngine struct{ *fakeEngine }
+
+func (e reusingEngine) TrimSeq(seq int32, keep int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h := e.hist[seq]
+	if keep > len(h) {
+		return fmt.Errorf("trim seq %d to %d: it holds %d", seq, keep, len(h))
+	}
+	e.hist[seq] = h[:keep:keep]
+	return nil
+}
+
+func (e reusingEngine) CopySeq(src, dst int32) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.hist[dst] = append([]int32(nil), e.hist[src]...)
+	return nil
+}

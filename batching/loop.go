@@ -21,6 +21,10 @@ type sequence struct {
 	tokens    []int32
 	owned     bool // tokens no longer aliases req.Prompt
 	promptLen int
+	// kv is how the slot's KV starts; cached counts the prompt tokens
+	// reused from it.
+	kv        kvPlan
+	cached    int
 	nPast     int
 	generated int
 	// logitRow is the batch entry whose logits belong to this sequence in
@@ -91,18 +95,17 @@ func (s *Scheduler) admit() (active int, closing bool) {
 	}
 	clear(s.queue[len(kept):])
 	s.queue = kept
-	for i := range s.slots {
-		if s.slots[i] == nil && len(s.queue) > 0 {
-			q := s.queue[0]
-			s.queue[0] = nil
-			s.queue = s.queue[1:]
-			q.slot = int32(i)
-			s.slots[i] = q
-			s.running++
-			q.tokens, q.promptLen = q.req.Prompt, len(q.req.Prompt)
-			admitted = append(admitted, q)
-			s.started(q, now) // admission: KV reservation, queue time
-		}
+	for s.running < len(s.slots) && len(s.queue) > 0 {
+		q := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		i, plan := s.pickSlot(q.req.Prompt)
+		q.slot, q.kv = int32(i), plan
+		s.slots[i] = q
+		s.running++
+		q.tokens, q.promptLen = q.req.Prompt, len(q.req.Prompt)
+		admitted = append(admitted, q)
+		s.started(q, now) // admission: KV reservation, queue time
 	}
 	active, closing = s.running, s.closing
 	s.mu.Unlock()
@@ -111,6 +114,11 @@ func (s *Scheduler) admit() (active int, closing bool) {
 		q.h.finish("", FinishCancelled, nil, Usage{PromptTokens: len(q.req.Prompt)})
 	}
 	for _, q := range admitted {
+		if err := s.startKV(q); err != nil {
+			s.finish(q, FinishError, err)
+			active--
+			continue
+		}
 		if q.req.Constraint == nil {
 			continue
 		}
@@ -312,14 +320,12 @@ func (s *Scheduler) finish(q *sequence, reason FinishReason, err error) {
 	if reason == FinishStop || reason == FinishLength {
 		text = q.text.flush()
 	}
-	if cerr := s.engine.ClearSeq(q.slot); cerr != nil {
-		s.log.Error("clear sequence", zap.Int32("seq", q.slot), zap.Error(cerr))
-	}
+	s.release(q, reason)
 	s.slots[q.slot] = nil
 	s.mu.Lock()
 	s.running--
 	s.mu.Unlock()
-	q.h.finish(text, reason, err, Usage{PromptTokens: q.promptLen, CompletionTokens: q.generated})
+	q.h.finish(text, reason, err, Usage{PromptTokens: q.promptLen, CompletionTokens: q.generated, CachedTokens: q.cached})
 }
 
 // shutdownAll ends every queued and running request with FinishShutdown.

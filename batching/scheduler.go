@@ -26,6 +26,9 @@ type Config struct {
 	CtxPerSlot int
 	// Seeds draws a seed for requests that give none; nil uses math/rand/v2.
 	Seeds func() uint64
+	// NoPrefixCache turns the prefix cache off even when the engine can
+	// reuse KV (see KVReuser).
+	NoPrefixCache bool
 	// Admission holds the admission thresholds (see Decide).
 	Admission AdmissionConfig
 	// GPU is the GPU telemetry admission reads; nil: none.
@@ -108,6 +111,11 @@ type Scheduler struct {
 	batch  Batch
 	rr     int // round-robin start for prompt chunks
 	owners []*sequence
+	// Prefix cache (prefix.go): the engine's KVReuser when enabled, and
+	// what each idle slot's KV holds.
+	reuser   KVReuser
+	resident []slotKV
+	useClock uint64
 }
 
 // New validates cfg and starts the loop goroutine.
@@ -138,6 +146,11 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 		slots:  make([]*sequence, cfg.Slots),
+
+		resident: make([]slotKV, cfg.Slots),
+	}
+	if r, ok := engine.(KVReuser); ok && !cfg.NoPrefixCache {
+		s.reuser = r
 	}
 	s.drain.since = s.now()
 	go s.loop()

@@ -31,6 +31,7 @@ type serveConfig struct {
 	ShutdownTimeout  time.Duration
 	LogLevel         string
 
+	NoPrefixCache     bool
 	ActionFormat      string
 	ActionMaxTokens   int
 	MaxPageBytes      int
@@ -84,6 +85,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.DefaultMaxTokens, "default-max-tokens", 1024, "max_tokens when a request gives none (capped by the context left)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.NoPrefixCache, "no-prefix-cache", false, "turn off KV reuse of shared prompt prefixes")
 	fs.StringVar(&c.ActionFormat, "action-format", "prompted", "default prompt format of /v1/actions/next: prompted or finetuned")
 	fs.IntVar(&c.ActionMaxTokens, "action-max-tokens", 512, "max_tokens of /v1/actions/next when a request gives none")
 	fs.IntVar(&c.MaxPageBytes, "max-page-bytes", 512<<10, "largest page a next-action request may carry (413 above)")

@@ -70,7 +70,7 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	metrics := server.NewMetrics()
 	sched, err := batching.New(engine, engine, batching.Config{
 		Slots: c.Slots, QueueSize: c.Queue, StepTokens: c.StepTokens, CtxPerSlot: c.Ctx,
-		Admission: c.admission(), GPU: gpuSignals(gpu), Observer: metrics,
+		Admission: c.admission(), GPU: gpuSignals(gpu), Observer: metrics, NoPrefixCache: c.NoPrefixCache,
 	}, log)
 	if err != nil {
 		closeTelemetry(gpu)

@@ -86,8 +86,9 @@ type Engine struct {
 }
 
 var (
-	_ batching.Engine = (*Engine)(nil)
-	_ batching.Vocab  = (*Engine)(nil)
+	_ batching.Engine   = (*Engine)(nil)
+	_ batching.Vocab    = (*Engine)(nil)
+	_ batching.KVReuser = (*Engine)(nil)
 )
 
 var backendInit = sync.OnceFunc(llama.BackendInit)
@@ -298,6 +299,32 @@ func (e *Engine) ClearSeq(seq int32) error {
 	if !e.ctx.KvCacheSeqRm(int(seq), 0, -1) {
 		return fmt.Errorf("clear sequence %d: refused", seq)
 	}
+	return nil
+}
+
+// TrimSeq drops a sequence's positions from keep on.
+func (e *Engine) TrimSeq(seq int32, keep int) error {
+	if seq < 0 || int(seq) >= e.cfg.Slots {
+		return fmt.Errorf("sequence %d outside [0, %d)", seq, e.cfg.Slots)
+	}
+	if keep < 0 || keep > e.cfg.CtxPerSlot {
+		return fmt.Errorf("trim to %d outside [0, %d]", keep, e.cfg.CtxPerSlot)
+	}
+	if !e.ctx.KvCacheSeqRm(int(seq), keep, -1) {
+		return fmt.Errorf("trim sequence %d to %d: refused", seq, keep)
+	}
+	return nil
+}
+
+// CopySeq makes dst a copy of all of src. Each sequence has its own KV
+// buffer here, and llama.cpp aborts the process on a partial copy of one:
+// only whole copies are made (trim afterwards). The data moves at the next
+// Decode.
+func (e *Engine) CopySeq(src, dst int32) error {
+	if src < 0 || int(src) >= e.cfg.Slots || dst < 0 || int(dst) >= e.cfg.Slots || src == dst {
+		return fmt.Errorf("copy sequence %d to %d: need two different sequences in [0, %d)", src, dst, e.cfg.Slots)
+	}
+	e.ctx.KvCacheSeqCp(int(src), int(dst), -1, -1)
 	return nil
 }
 

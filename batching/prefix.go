@@ -1,0 +1,131 @@
+package batching
+
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// KVReuser is an optional Engine extension that turns on the prefix cache:
+// a finished sequence's KV stays resident in its slot, and a new request
+// starts from the longest prefix of its prompt that some slot holds,
+// prefilling only the rest.
+type KVReuser interface {
+	// TrimSeq drops a sequence's positions from keep on.
+	TrimSeq(seq int32, keep int) error
+	// CopySeq makes dst a copy of the whole of src (llama.cpp aborts on a
+	// partial copy: copy all, then trim).
+	CopySeq(src, dst int32) error
+}
+
+// minReuse is the shortest prefix worth a slot's resident KV: below it a
+// request takes an empty or least recently used slot instead, keeping other
+// slots' caches.
+const minReuse = 16
+
+// kvPlan is how an admitted request's slot gets its starting KV.
+type kvPlan struct {
+	copyFrom int32 // a running slot to copy from, or -1
+	keep     int   // positions reused
+	clear    bool  // the slot held other KV that must go first
+}
+
+// slotKV is the loop-owned record of what an idle slot's KV holds.
+type slotKV struct {
+	tokens  []int32
+	lastUse uint64
+}
+
+// pickSlot chooses a free slot for prompt (one must exist) and how to start
+// its KV. Loop goroutine only.
+func (s *Scheduler) pickSlot(prompt []int32) (int, kvPlan) {
+	free, bestFree, freeMatch := -1, -1, 0
+	for i, q := range s.slots {
+		if q != nil {
+			continue
+		}
+		if m := commonPrefix(prompt, s.resident[i].tokens); m > freeMatch {
+			bestFree, freeMatch = i, m
+		}
+		if free < 0 || s.colder(i, free) {
+			free = i
+		}
+	}
+	limit := len(prompt) - 1 // at least one token is fed, for logits
+	if s.reuser == nil {
+		return free, kvPlan{copyFrom: -1, clear: len(s.resident[free].tokens) > 0}
+	}
+	runSlot, runMatch := -1, 0
+	for i, q := range s.slots {
+		if q != nil {
+			if m := commonPrefix(prompt, q.tokens[:q.nPast]); m > runMatch {
+				runSlot, runMatch = i, m
+			}
+		}
+	}
+	switch {
+	case freeMatch >= minReuse && freeMatch >= runMatch:
+		return bestFree, kvPlan{copyFrom: -1, keep: min(freeMatch, limit), clear: true}
+	case runMatch >= minReuse:
+		return free, kvPlan{copyFrom: int32(runSlot), keep: min(runMatch, limit), clear: true}
+	}
+	return free, kvPlan{copyFrom: -1, clear: len(s.resident[free].tokens) > 0}
+}
+
+// colder reports whether free slot a is a better victim than b: empty
+// first, then least recently used.
+func (s *Scheduler) colder(a, b int) bool {
+	ea, eb := len(s.resident[a].tokens) == 0, len(s.resident[b].tokens) == 0
+	if ea != eb {
+		return ea
+	}
+	return s.resident[a].lastUse < s.resident[b].lastUse
+}
+
+// startKV sets up an admitted sequence's KV as planned. A failure ends the
+// request with an error and leaves the slot empty.
+func (s *Scheduler) startKV(q *sequence) error {
+	p := q.kv
+	s.resident[q.slot] = slotKV{}
+	var err error
+	switch {
+	case p.copyFrom >= 0:
+		if err = s.reuser.CopySeq(p.copyFrom, q.slot); err == nil {
+			err = s.reuser.TrimSeq(q.slot, p.keep)
+		}
+	case p.keep > 0:
+		err = s.reuser.TrimSeq(q.slot, p.keep)
+	case p.clear:
+		err = s.engine.ClearSeq(q.slot)
+	}
+	if err != nil {
+		_ = s.engine.ClearSeq(q.slot)
+		return fmt.Errorf("prepare KV of slot %d: %w", q.slot, err)
+	}
+	q.nPast, q.cached = p.keep, p.keep
+	return nil
+}
+
+// release is what finish does with a slot's KV: keep it resident for later
+// prefixes when it is consistent, else clear it.
+func (s *Scheduler) release(q *sequence, reason FinishReason) {
+	if s.reuser != nil && reason != FinishError && reason != FinishShutdown && q.nPast > 0 {
+		s.resident[q.slot] = slotKV{tokens: q.tokens[:q.nPast], lastUse: s.useClock}
+		s.useClock++
+		return
+	}
+	s.resident[q.slot] = slotKV{}
+	if err := s.engine.ClearSeq(q.slot); err != nil {
+		s.log.Error("clear sequence", zap.Int32("seq", q.slot), zap.Error(err))
+	}
+}
+
+func commonPrefix(a, b []int32) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
