@@ -88,29 +88,49 @@ func (s *Server) nextAction(c *fiber.Ctx) error {
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.model(req.Model)
+	m, err := s.actionModel(req.Model)
 	if err != nil {
 		return err
+	}
+	resp, err := s.runAction(m, &req, requestPriority(c), start)
+	if err != nil {
+		return err
+	}
+	return c.JSON(resp)
+}
+
+// actionModel finds a model that serves next actions; any other is a 404.
+func (s *Server) actionModel(id string) (*Model, error) {
+	m, err := s.model(id)
+	if err != nil {
+		return nil, err
 	}
 	if m.Actions == nil {
-		return &requestError{notFound: true, param: "model", code: "model_not_found", msg: fmt.Sprintf("The model %q does not serve next actions.", req.Model)}
+		return nil, &requestError{notFound: true, param: "model", code: "model_not_found", msg: fmt.Sprintf("The model %q does not serve next actions.", id)}
 	}
-	job, err := s.actionJob(m, &req)
+	return m, nil
+}
+
+// runAction generates the next action of r on m, a model that serves
+// actions (see actionModel), and returns the answer of POST
+// /v1/actions/next. start is the request's arrival, for the timing.
+func (s *Server) runAction(m *Model, r *nextaction.NextActionRequest, prio batching.Priority, start time.Time) (*nextaction.NextActionResponse, error) {
+	job, err := s.actionJob(m, r)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	job.req.Priority = requestPriority(c)
+	job.req.Priority = prio
 	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
 	defer cancel()
 	h, err := m.Generator.Submit(ctx, job.req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var first time.Duration
 	for {
 		ch, err := h.Next(ctx)
 		if err != nil {
-			return waitError(err)
+			return nil, waitError(err)
 		}
 		if first == 0 && (ch.Text != "" || ch.Done) {
 			first = s.now().Sub(start)
@@ -119,9 +139,9 @@ func (s *Server) nextAction(c *fiber.Ctx) error {
 			continue
 		}
 		if err := finishError(ctx, ch); err != nil {
-			return err
+			return nil, err
 		}
-		return s.answerAction(c, job, ch.Usage, first, s.now().Sub(start))
+		return answerAction(job, ch.Usage, first, s.now().Sub(start))
 	}
 }
 
@@ -240,7 +260,7 @@ func actionSampling(r *nextaction.NextActionRequest) (batching.Sampling, error) 
 // answerAction turns the constrained output into the response. The
 // constraint guarantees a parseable, valid action; anything else is a bug,
 // reported as a 500.
-func (s *Server) answerAction(c *fiber.Ctx, job *actionJob, u batching.Usage, first, total time.Duration) error {
+func answerAction(job *actionJob, u batching.Usage, first, total time.Duration) (*nextaction.NextActionResponse, error) {
 	var (
 		rationale string
 		action    nextaction.Action
@@ -256,17 +276,18 @@ func (s *Server) answerAction(c *fiber.Ctx, job *actionJob, u batching.Usage, fi
 		err = action.Validate(job.page, job.limits.MaxTextBytes)
 	}
 	if err != nil {
-		return fmt.Errorf("constrained output is not a valid action: %w", err)
+		return nil, fmt.Errorf("constrained output is not a valid action: %w", err)
 	}
-	return c.JSON(nextaction.NextActionResponse{
+	return &nextaction.NextActionResponse{
 		Action:    action,
 		Rationale: rationale,
 		Usage: nextaction.Usage{
 			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
-			TotalTokens: u.PromptTokens + u.CompletionTokens,
+			TotalTokens:         u.PromptTokens + u.CompletionTokens,
+			PromptTokensDetails: &nextaction.PromptTokensDetails{CachedTokens: u.CachedTokens},
 		},
 		Timing: nextaction.Timing{TotalMs: ms(total), FirstTokenMs: ms(first)},
-	})
+	}, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

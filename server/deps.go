@@ -64,6 +64,12 @@ type Config struct {
 	// RateBurst is how many requests a client may send at once within its
 	// rate; 0: RateLimit rounded up, at least 1.
 	RateBurst int
+	// SessionTTL is how long a session (/v1/sessions) lives idle: each step
+	// and GET restarts it; DefaultSessionTTL when 0.
+	SessionTTL time.Duration
+	// MaxSessions bounds the open sessions; one more is a 503
+	// too_many_sessions. DefaultMaxSessions when 0.
+	MaxSessions int
 }
 
 // Deps are the server's collaborators.

@@ -16,10 +16,11 @@ import (
 	"github.com/nextact/nextact/batching"
 )
 
-// requestError is a request the server refuses: a 400, or a 404 when
-// notFound is set.
+// requestError is a request the server refuses: a 400, a 404 when
+// notFound is set, a 409 when conflict is set.
 type requestError struct {
 	notFound bool
+	conflict bool   // the resource is busy (a session's step in flight)
 	param    string // offending field; empty for none
 	code     string // short machine-readable code; empty for none
 	msg      string
@@ -29,6 +30,18 @@ func (e *requestError) Error() string { return e.msg }
 
 func invalid(param, format string, args ...any) *requestError {
 	return &requestError{param: param, msg: fmt.Sprintf(format, args...)}
+}
+
+// sessionLimitError is a new session refused because MaxSessions are open:
+// a server-wide capacity limit, so a 503 (not a client's 429), retried
+// when the oldest idle session can expire.
+type sessionLimitError struct {
+	max        int
+	retryAfter time.Duration
+}
+
+func (e *sessionLimitError) Error() string {
+	return fmt.Sprintf("The server holds its maximum of %d sessions. End sessions you no longer need (DELETE /v1/sessions/{id}) or retry after the time in Retry-After, when idle sessions expire.", e.max)
 }
 
 // generationError is a generation that ended without a usable result.
@@ -143,12 +156,16 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 		overErr  *batching.OverloadError
 		rateErr  *rateLimitError
 		authErr  *authError
+		sessErr  *sessionLimitError
 	)
 	switch {
 	case errors.As(err, &reqErr):
 		status := http.StatusBadRequest
-		if reqErr.notFound {
+		switch {
+		case reqErr.notFound:
 			status = http.StatusNotFound
+		case reqErr.conflict:
+			status = http.StatusConflict
 		}
 		return failure(status, typeInvalid, reqErr.param, reqErr.code, reqErr.msg), false
 	case errors.As(err, &schedErr):
@@ -160,6 +177,10 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 		f := failure(http.StatusTooManyRequests, typeRateLimit, "", "rate_limit_exceeded",
 			"Rate limit reached for this API key (or client address). Retry after the time in Retry-After.")
 		f.retryAfter = rateErr.retryAfter
+		return f, false
+	case errors.As(err, &sessErr):
+		f := failure(http.StatusServiceUnavailable, typeOverloaded, "", "too_many_sessions", sessErr.Error())
+		f.retryAfter = sessErr.retryAfter
 		return f, false
 	case errors.As(err, &overErr):
 		msg := overloadMessages[overErr.Reason]

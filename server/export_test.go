@@ -11,3 +11,9 @@ func SetKeepAlive(s *Server, d time.Duration) { s.keepAlive = d }
 
 // RequestPriority exposes the priority the auth middleware resolved.
 var RequestPriority = requestPriority
+
+// SessionCount is the sessions held, expired ones not yet swept included.
+func SessionCount(s *Server) int { return s.sessions.len() }
+
+// SweepSessions runs one pass of the session janitor.
+func SweepSessions(s *Server) { s.sessions.sweep() }

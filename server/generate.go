@@ -172,9 +172,10 @@ func (s *Server) generate(c *fiber.Ctx, m *Model, prompt []int32, opts genOption
 
 func buildResponse(meta responseMeta, res batching.Chunk) any {
 	u := usageBody{
-		PromptTokens:     res.Usage.PromptTokens,
-		CompletionTokens: res.Usage.CompletionTokens,
-		TotalTokens:      res.Usage.PromptTokens + res.Usage.CompletionTokens,
+		PromptTokens:        res.Usage.PromptTokens,
+		CompletionTokens:    res.Usage.CompletionTokens,
+		TotalTokens:         res.Usage.PromptTokens + res.Usage.CompletionTokens,
+		PromptTokensDetails: promptTokensDetails{CachedTokens: res.Usage.CachedTokens},
 	}
 	if meta.kind == textEndpoint {
 		return completionResponse{

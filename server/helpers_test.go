@@ -36,8 +36,10 @@ type envOptions struct {
 	cfg          server.Config
 	engine       func(*fakeEngine) // sets knobs before the scheduler starts
 	extraModels  []*server.Model
-	skipShutdown bool        // the test shuts the server down itself
-	logger       *zap.Logger // zaptest's when nil
+	skipShutdown bool                   // the test shuts the server down itself
+	logger       *zap.Logger            // zaptest's when nil
+	clock        func() time.Time       // testNow when nil
+	actions      func() *server.Actions // next actions for testModel; nil: none
 }
 
 type env struct {
@@ -93,11 +95,18 @@ func newEnv(t *testing.T, o envOptions) *env {
 		{ID: mistralModel, Created: testNow.Add(-time.Hour), ContextLength: o.ctxLen,
 			Format: models.FormatMistral, Tokenizer: tok, Generator: sched},
 	}
+	if o.actions != nil {
+		ms[0].Actions = o.actions()
+	}
+	clock := o.clock
+	if clock == nil {
+		clock = func() time.Time { return testNow }
+	}
 	if o.cfg.RequestTimeout == 0 {
 		o.cfg.RequestTimeout = 20 * time.Second
 	}
 	srv, err := server.New(o.cfg, server.Deps{
-		Logger: log, Clock: func() time.Time { return testNow }, Models: append(ms, o.extraModels...),
+		Logger: log, Clock: clock, Models: append(ms, o.extraModels...),
 	})
 	if err != nil {
 		t.Fatal(err)

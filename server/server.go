@@ -56,6 +56,8 @@ type Server struct {
 	keys    *keyring
 	limiter *rateLimiter
 	metrics *Metrics
+
+	sessions *sessionStore // sessions.go
 }
 
 // New validates cfg and deps and builds the server. Zero Config fields take
@@ -82,6 +84,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.limiter = newRateLimiter(s.now)
+	s.sessions = newSessionStore(cfg.SessionTTL, cfg.MaxSessions, s.now)
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
@@ -120,6 +123,14 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("server config: header limit must not be negative, got %d", cfg.HeaderLimit)
 	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
 		return cfg, fmt.Errorf("server config: rate limit and burst must not be negative, got %g and %d", cfg.RateLimit, cfg.RateBurst)
+	case cfg.SessionTTL < 0 || cfg.MaxSessions < 0:
+		return cfg, fmt.Errorf("server config: session TTL and max sessions must not be negative, got %s and %d", cfg.SessionTTL, cfg.MaxSessions)
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = DefaultMaxSessions
 	}
 	if cfg.HeaderLimit == 0 {
 		cfg.HeaderLimit = DefaultHeaderLimit
@@ -194,6 +205,10 @@ func (s *Server) routes() {
 	s.app.Post("/v1/chat/completions", s.chatCompletions)
 	s.app.Post("/v1/completions", s.completions)
 	s.app.Post("/v1/actions/next", s.nextAction)
+	s.app.Post("/v1/sessions", s.createSession) // sessions.go
+	s.app.Post("/v1/sessions/:id/steps", s.sessionStep)
+	s.app.Get("/v1/sessions/:id", s.getSession)
+	s.app.Delete("/v1/sessions/:id", s.deleteSession)
 	s.app.Get("/v1/models", s.listModels)
 	s.app.Get("/health", s.health)
 }
@@ -213,9 +228,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for in-flight requests,
 // open streams included, to finish. When ctx ends first it cancels the
 // generations still running (their streams end with an error event) and
-// returns ctx's error. Call it before closing the Generator.
+// returns ctx's error. Call it before closing the Generator. It also stops
+// the session janitor; the sessions themselves are dropped with the server.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.startDraining() // ready.go: no new generations from here on
+	s.startDraining()        // ready.go: no new generations from here on
+	defer s.sessions.close() // stops the session janitor
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.closeLingering(ctx, stop) // ready.go

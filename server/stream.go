@@ -232,7 +232,9 @@ func (f *eventFormat) usage(u batching.Usage) []byte {
 	f.buf = strconv.AppendInt(f.buf, int64(u.CompletionTokens), 10)
 	f.buf = append(f.buf, `,"total_tokens":`...)
 	f.buf = strconv.AppendInt(f.buf, int64(u.PromptTokens+u.CompletionTokens), 10)
-	f.buf = append(f.buf, "}}\n\n"...)
+	f.buf = append(f.buf, `,"prompt_tokens_details":{"cached_tokens":`...)
+	f.buf = strconv.AppendInt(f.buf, int64(u.CachedTokens), 10)
+	f.buf = append(f.buf, "}}}\n\n"...)
 	return f.buf
 }
 

@@ -32,6 +32,8 @@ type serveConfig struct {
 	LogLevel         string
 
 	NoPrefixCache     bool
+	SessionTTL        time.Duration
+	MaxSessions       int
 	ActionFormat      string
 	ActionMaxTokens   int
 	MaxPageBytes      int
@@ -86,6 +88,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.NoPrefixCache, "no-prefix-cache", false, "turn off KV reuse of shared prompt prefixes")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 30*time.Minute, "idle time after which a shopper session and its history are dropped")
+	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "most shopper sessions open at once (503 too_many_sessions above)")
 	fs.StringVar(&c.ActionFormat, "action-format", "prompted", "default prompt format of /v1/actions/next: prompted or finetuned")
 	fs.IntVar(&c.ActionMaxTokens, "action-max-tokens", 512, "max_tokens of /v1/actions/next when a request gives none")
 	fs.IntVar(&c.MaxPageBytes, "max-page-bytes", 512<<10, "largest page a next-action request may carry (413 above)")
@@ -139,6 +143,8 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--request-timeout must be positive, got %s", c.RequestTimeout)
 	case c.DefaultMaxTokens < 1:
 		return fmt.Errorf("--default-max-tokens must be at least 1, got %d", c.DefaultMaxTokens)
+	case c.SessionTTL <= 0 || c.MaxSessions < 1:
+		return fmt.Errorf("--session-ttl and --max-sessions must be positive")
 	case c.ActionMaxTokens < 1 || c.MaxPageBytes < 1 || c.MaxTextBytes < 1 || c.MaxRationaleBytes < 0:
 		return fmt.Errorf("--action-max-tokens, --max-page-bytes and --max-text-bytes must be positive")
 	}

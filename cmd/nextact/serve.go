@@ -96,6 +96,7 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	srv, err := server.New(server.Config{
 		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
 		HeaderLimit: c.HeaderLimit, APIKeys: keys, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
+		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions,
 	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{model},
 		Metrics: metrics, Load: sched, GPU: gpuSignals(gpu)})
 	if err != nil {
