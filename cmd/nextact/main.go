@@ -3,6 +3,8 @@
 // scheduler and the HTTP server together, and runs them.
 //
 //	nextact serve [flags]   serve a model (the embedded default without --model)
+//	nextact bench [flags]   drive simulated shoppers against a server and report
+//	nextact gen-model       write a seeded random-weight GGUF
 //	nextact version         print the version
 package main
 
@@ -36,6 +38,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "bench":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runBench(ctx, args[1:], stdout, stderr)
+	case "gen-model":
+		return runGenModel(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "nextact", version)
 		return 0
@@ -54,6 +62,8 @@ func usage(w io.Writer) {
 
 commands:
   serve     serve a GGUF model over HTTP (the embedded default without --model)
+  bench     drive simulated shoppers against a server; see docs/BENCH.md
+  gen-model write a seeded random-weight GGUF (e.g. a bigger model to benchmark)
   version   print the version
 
 Run 'nextact serve -h' for the serve flags; each flag also reads NEXTACT_<NAME>
