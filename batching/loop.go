@@ -23,8 +23,10 @@ type sequence struct {
 	promptLen int
 	// kv is how the slot's KV starts; cached counts the prompt tokens
 	// reused from it.
-	kv        kvPlan
-	cached    int
+	kv     kvPlan
+	cached int
+	// held is forced text not yet emitted (see acceptConstrained).
+	held      string
 	nPast     int
 	generated int
 	// logitRow is the batch entry whose logits belong to this sequence in
@@ -264,10 +266,16 @@ func (s *Scheduler) acceptConstrained(q *sequence, tok int32) {
 		s.finish(q, FinishError, err)
 		return
 	}
+	// Text forced at admission (a grammar's opening) goes out with the
+	// first sampled token, so the first text marks the end of prefill.
+	text := q.held
 	if !s.vocab.IsEOG(tok) {
-		q.h.emit(s.vocab.Piece(tok))
+		text += s.vocab.Piece(tok)
 	}
+	q.held = ""
 	forced := s.takeForced(q)
+	q.h.emit(text + q.held)
+	q.held = ""
 	switch {
 	case done:
 		s.finish(q, FinishStop, nil)
@@ -279,7 +287,8 @@ func (s *Scheduler) acceptConstrained(q *sequence, tok int32) {
 	}
 }
 
-// takeForced emits and counts the tokens a Forcer constraint requires next.
+// takeForced counts the tokens a Forcer constraint requires next and adds
+// their text to q.held, which the caller emits.
 func (s *Scheduler) takeForced(q *sequence) []int32 {
 	f, ok := q.req.Constraint.(Forcer)
 	if !ok {
@@ -287,7 +296,7 @@ func (s *Scheduler) takeForced(q *sequence) []int32 {
 	}
 	forced := f.Forced()
 	for _, t := range forced {
-		q.h.emit(s.vocab.Piece(t))
+		q.held += s.vocab.Piece(t)
 	}
 	q.generated += len(forced)
 	return forced
@@ -318,7 +327,7 @@ func (s *Scheduler) failBatch(err error) {
 func (s *Scheduler) finish(q *sequence, reason FinishReason, err error) {
 	text := ""
 	if reason == FinishStop || reason == FinishLength {
-		text = q.text.flush()
+		text = q.held + q.text.flush()
 	}
 	s.release(q, reason)
 	s.slots[q.slot] = nil

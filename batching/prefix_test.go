@@ -133,3 +133,56 @@ func TestPrefixCacheCopiesFromRunning(t *testing.T) {
 	}
 	a.Cancel()
 }
+
+// openingConstraint forces "AB" at the start, then allows anything and is
+// done after three sampled tokens.
+type openingConstraint struct {
+	started bool
+	n       int
+}
+
+func (c *openingConstraint) Mask([]float32, int) error { return nil }
+func (c *openingConstraint) MinTokens() int            { return 5 }
+func (c *openingConstraint) Done() bool                { return c.n >= 3 }
+func (c *openingConstraint) Accept(int32) (bool, error) {
+	c.n++
+	return c.n >= 3, nil
+}
+func (c *openingConstraint) Forced() []int32 {
+	if c.started {
+		return nil
+	}
+	c.started = true
+	return []int32{'A', 'B'}
+}
+
+// Text a grammar forces at the start goes out with the first sampled token,
+// so the first text a client sees marks the end of prefill (TTFT).
+func TestForcedOpeningWaitsForFirstToken(t *testing.T) {
+	t.Parallel()
+	e := newFakeEngine()
+	e.gate = make(chan struct{})
+	s, err := batching.New(e, e, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 16, CtxPerSlot: 256}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close(context.Background()) }()
+	h, err := s.Submit(context.Background(), batching.Request{Prompt: prompt("hello"), MaxTokens: 10, Constraint: &openingConstraint{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	c, err := h.Next(ctx)
+	cancel()
+	if err == nil {
+		t.Fatalf("text %q before the prompt was read", c.Text)
+	}
+	close(e.gate)
+	c, err = h.Next(context.Background())
+	if err != nil || !strings.HasPrefix(c.Text, "AB") || len(c.Text) < 3 {
+		t.Fatalf("first chunk %q (%v), want the opening and a sampled token", c.Text, err)
+	}
+	if c, _ = h.Wait(context.Background()); c.Usage.CompletionTokens != 5 {
+		t.Fatalf("usage %+v, want 2 forced + 3 sampled", c.Usage)
+	}
+}
