@@ -70,7 +70,7 @@ func TestConcurrentGreedyEqualsAlone(t *testing.T) {
 			return ""
 		}
 		text, finish := chatText(t, out)
-		return fmt.Sprintf("%q/%s/%v", text, finish, out["usage"])
+		return fmt.Sprintf("%q/%s/%v", text, finish, tokenCounts(out["usage"]))
 	}
 	alone := make([]string, len(prompts))
 	for i, p := range prompts {
@@ -144,7 +144,7 @@ func TestStreamMatchesNonStream(t *testing.T) {
 		if got.String() != want || finish != wantFinish {
 			t.Fatalf("stream %q/%s, non-stream %q/%s", got.String(), finish, want, wantFinish)
 		}
-		if fmt.Sprint(usage) != fmt.Sprint(wantUsage) {
+		if tokenCounts(usage) != tokenCounts(wantUsage) {
 			t.Fatalf("stream usage %v, non-stream %v", usage, wantUsage)
 		}
 	}
@@ -181,4 +181,11 @@ func TestDisconnectMidStreamFreesSlot(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("next request: %d %v", code, out)
 	}
+}
+
+// tokenCounts is a usage object without prompt_tokens_details: how many
+// prompt tokens came from the prefix cache depends on what ran before.
+func tokenCounts(u any) string {
+	m, _ := u.(map[string]any)
+	return fmt.Sprintf("prompt %v completion %v total %v", m["prompt_tokens"], m["completion_tokens"], m["total_tokens"])
 }
