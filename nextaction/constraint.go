@@ -120,8 +120,7 @@ func (c *ByteConstraint) freeOnly(budget int) (lo, hi int32, ok bool) {
 
 // exitBytes is every byte an nByte thread may take now or once the free
 // text in the state has reached its minimum.
-func (c *ByteConstraint) exitBytes() map[byte]struct{} {
-	set := map[byte]struct{}{}
+func (c *ByteConstraint) exitBytes() (set [256]bool) {
 	var scan []thread
 	for _, t := range c.state {
 		n := &c.g.nodes[t.node]
@@ -131,7 +130,7 @@ func (c *ByteConstraint) exitBytes() map[byte]struct{} {
 	}
 	for _, t := range append(scan, c.state...) {
 		if n := &c.g.nodes[t.node]; n.kind == nByte {
-			set[n.b] = struct{}{}
+			set[n.b] = true
 		}
 	}
 	return set
@@ -151,7 +150,11 @@ func (c *ByteConstraint) hasFree() bool {
 // text are simulated.
 func (c *ByteConstraint) maskFree(logits []float32, budget int, lo, hi int32) error {
 	c.allowed = c.allowed[:0]
-	for b := range c.exitBytes() {
+	exits := c.exitBytes()
+	for b, ok := range exits {
+		if !ok {
+			continue
+		}
 		for _, t := range c.v.unsafeBy[b] {
 			if c.fitsAfterText(t, budget) {
 				c.allowed = append(c.allowed, t)
