@@ -86,7 +86,7 @@ func (s *Scheduler) colder(a, b int) bool {
 // request with an error and leaves the slot empty.
 func (s *Scheduler) startKV(q *sequence) error {
 	p := q.kv
-	s.resident[q.slot] = slotKV{}
+	s.setResident(q.slot, slotKV{})
 	var err error
 	switch {
 	case p.copyFrom >= 0:
@@ -110,14 +110,22 @@ func (s *Scheduler) startKV(q *sequence) error {
 // prefixes when it is consistent, else clear it.
 func (s *Scheduler) release(q *sequence, reason FinishReason) {
 	if s.reuser != nil && reason != FinishError && reason != FinishShutdown && q.nPast > 0 {
-		s.resident[q.slot] = slotKV{tokens: q.tokens[:q.nPast], lastUse: s.useClock}
+		s.setResident(q.slot, slotKV{tokens: q.tokens[:q.nPast], lastUse: s.useClock})
 		s.useClock++
 		return
 	}
-	s.resident[q.slot] = slotKV{}
+	s.setResident(q.slot, slotKV{})
 	if err := s.engine.ClearSeq(q.slot); err != nil {
 		s.log.Error("clear sequence", zap.Int32("seq", q.slot), zap.Error(err))
 	}
+}
+
+// setResident records what idle slot i keeps, and the total for Stats.
+func (s *Scheduler) setResident(i int32, kv slotKV) {
+	s.mu.Lock()
+	s.idleResident += len(kv.tokens) - len(s.resident[i].tokens)
+	s.mu.Unlock()
+	s.resident[i] = kv
 }
 
 func commonPrefix(a, b []int32) int {

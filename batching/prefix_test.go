@@ -91,9 +91,17 @@ func TestPrefixCacheFullHit(t *testing.T) {
 	defer func() { _ = s.Close(context.Background()) }()
 	p := prompt(strings.Repeat("same prompt ", 4))
 	a := run(t, s, batching.Request{Prompt: p, MaxTokens: 5})
+	// The slot keeps the prompt and the 4 generated tokens that were fed
+	// (the last one sampled never is).
+	if got := s.Stats().IdleResidentTokens; got != len(p)+4 {
+		t.Fatalf("idle resident tokens %d after the first run, want %d", got, len(p)+4)
+	}
 	b := run(t, s, batching.Request{Prompt: p, MaxTokens: 5})
 	if a.Text != b.Text || b.Usage.CachedTokens != len(p)-1 {
 		t.Fatalf("second run %q cached %d, first %q (prompt %d)", b.Text, b.Usage.CachedTokens, a.Text, len(p))
+	}
+	if got := s.Stats().IdleResidentTokens; got != len(p)+4 {
+		t.Fatalf("idle resident tokens %d after the second run, want %d", got, len(p)+4)
 	}
 }
 

@@ -70,6 +70,8 @@ type Stats struct {
 	// DrainRate is requests leaving the scheduler per second, over the last
 	// 10 s.
 	DrainRate float64
+	// IdleResidentTokens is the KV tokens idle slots keep for prefix reuse.
+	IdleResidentTokens int
 }
 
 // KVUsage is the fraction of the KV capacity reserved by running requests,
@@ -105,6 +107,7 @@ type Scheduler struct {
 	reserved        int // tokens reserved by running and waiting requests
 	runningReserved int
 	drain           drainMeter
+	idleResident    int // sum of the resident tokens of idle slots (prefix.go)
 
 	// Loop-owned state.
 	slots  []*sequence
@@ -265,6 +268,7 @@ func (s *Scheduler) Stats() Stats {
 		Slots: s.cfg.Slots, Running: s.running, Waiting: len(s.queue), Steps: s.steps,
 		QueueSize: s.cfg.QueueSize, ReservedTokens: s.reserved, RunningReservedTokens: s.runningReserved,
 		CapacityTokens: s.cfg.Slots * s.cfg.CtxPerSlot, DrainRate: reqRate,
+		IdleResidentTokens: s.idleResident,
 	}
 }
 

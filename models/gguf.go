@@ -25,6 +25,12 @@ type Info struct {
 	EmbeddingLength int
 	BlockCount      int
 	HeadCount       int
+	// HeadCountKV is attention.head_count_kv (HeadCount when absent).
+	HeadCountKV int
+	// KeyLength and ValueLength are the per-head sizes of K and V
+	// (attention.key_length / value_length; EmbeddingLength/HeadCount when
+	// absent).
+	KeyLength, ValueLength int
 	// ChatTemplate is tokenizer.chat_template; it may be empty.
 	ChatTemplate string
 	// FileType is the weights' type, e.g. "Q8_0" ("" when not recorded).
@@ -73,10 +79,35 @@ func Inspect(path string) (Info, error) {
 	if info.Name == "" {
 		info.Name = strings.TrimSuffix(filepath.Base(path), ".gguf")
 	}
+	info.HeadCountKV = kvInt(kv, arch, "attention.head_count_kv")
+	if info.HeadCountKV == 0 {
+		info.HeadCountKV = info.HeadCount
+	}
+	info.KeyLength = kvInt(kv, arch, "attention.key_length")
+	info.ValueLength = kvInt(kv, arch, "attention.value_length")
+	if info.HeadCount > 0 {
+		if info.KeyLength == 0 {
+			info.KeyLength = info.EmbeddingLength / info.HeadCount
+		}
+		if info.ValueLength == 0 {
+			info.ValueLength = info.EmbeddingLength / info.HeadCount
+		}
+	}
 	if t, ok := kv["general.file_type"].(uint32); ok {
 		info.FileType = ggml.FileType(t).String()
 	}
 	return info, nil
+}
+
+// kvCacheElemBytes is the size of one K or V element: llama.cpp's default
+// cache type, f16, which nextact does not change.
+const kvCacheElemBytes = 2
+
+// KVBytesPerToken is the KV cache memory one token of one sequence takes:
+// every layer's K and V for the KV heads, in f16. Zero when the metadata
+// does not say.
+func (i Info) KVBytesPerToken() int64 {
+	return int64(i.BlockCount) * int64(i.HeadCountKV) * int64(i.KeyLength+i.ValueLength) * kvCacheElemBytes
 }
 
 // kvInt reads the integer {arch}.{name} whatever its integer type; a

@@ -43,11 +43,19 @@ func TestInspectGenerated(t *testing.T) {
 				EmbeddingLength: s.EmbeddingLength,
 				BlockCount:      s.BlockCount,
 				HeadCount:       s.HeadCount,
+				HeadCountKV:     s.HeadCountKV,
+				KeyLength:       s.EmbeddingLength / s.HeadCount,
+				ValueLength:     s.EmbeddingLength / s.HeadCount,
 				ChatTemplate:    got.ChatTemplate,
 				FileType:        "Q8_0",
 			}
 			if got != want {
 				t.Errorf("Inspect =\n%+v\nwant\n%+v", got, want)
+			}
+			// K and V, f16, per KV head, per layer.
+			wantKV := int64(s.BlockCount * s.HeadCountKV * 2 * (s.EmbeddingLength / s.HeadCount) * 2)
+			if kv := got.KVBytesPerToken(); kv != wantKV {
+				t.Errorf("KVBytesPerToken = %d, want %d", kv, wantKV)
 			}
 			if f, err := models.DetectChatFormat(got.ChatTemplate); f != models.FormatLlama3 {
 				t.Errorf("template detected as %q, %v; want llama3", f, err)

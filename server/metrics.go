@@ -166,6 +166,9 @@ var (
 	descCapacity   = prometheus.NewDesc("nextact_kv_capacity_tokens", "Tokens the KV cache holds: slots times context per slot.", nil, nil)
 	descDrain      = prometheus.NewDesc("nextact_drain_rate", "Requests leaving the scheduler per second over the last 10 s.", nil, nil)
 	descReady      = prometheus.NewDesc("nextact_ready", "1 when /health/ready answers 200.", nil, nil)
+	descSessions   = prometheus.NewDesc("nextact_sessions_open", "Shopper sessions held (expired ones until the next sweep).", nil, nil)
+	descSessBytes  = prometheus.NewDesc("nextact_session_history_bytes", "Text the open sessions keep: personas, pages, actions, rationales.", nil, nil)
+	descResident   = prometheus.NewDesc("nextact_kv_idle_resident_tokens", "KV tokens kept in idle slots for prefix reuse.", nil, nil)
 	descDraining   = prometheus.NewDesc("nextact_draining", "1 while draining for shutdown.", nil, nil)
 	descGPUUp      = prometheus.NewDesc("nextact_gpu_telemetry_available", "1 when NVML telemetry is available.", nil, nil)
 	descGPUAge     = prometheus.NewDesc("nextact_gpu_sample_age_seconds", "Age of the last GPU sample; admission counts a stale one as saturated.", nil, nil)
@@ -190,7 +193,7 @@ type gauges struct {
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWaiting, descRunning, descKVUsage, descLoRA, descSlots, descQueueCap,
-		descReserved, descCapacity, descDrain, descReady, descDraining, descGPUUp, descGPUAge, descGPUInfo,
+		descReserved, descCapacity, descDrain, descReady, descSessions, descSessBytes, descResident, descDraining, descGPUUp, descGPUAge, descGPUInfo,
 		descGPUMemUsed, descGPUMemTot, descGPUUtil, descGPUTemp, descGPUPower, descGPUReasons, descGPUThrot} {
 		ch <- d
 	}
@@ -204,6 +207,9 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	state := g.s.readiness()
 	gauge(descReady, boolValue(state == stateReady))
 	gauge(descDraining, boolValue(state == stateDraining))
+	open, bytes := g.s.sessions.held()
+	gauge(descSessions, float64(open))
+	gauge(descSessBytes, float64(bytes))
 	if g.load != nil {
 		st := g.load.Stats()
 		gauge(descWaiting, float64(st.Waiting))
@@ -215,6 +221,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 		gauge(descReserved, float64(st.ReservedTokens))
 		gauge(descCapacity, float64(st.CapacityTokens))
 		gauge(descDrain, st.DrainRate)
+		gauge(descResident, float64(st.IdleResidentTokens))
 	}
 	sample, ok := batching.GPUSample{}, false
 	if g.gpu != nil {

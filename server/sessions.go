@@ -49,6 +49,7 @@ type session struct {
 	lastUsed time.Time
 	busy     bool // a step is in flight
 	steps    []nextaction.Step
+	bytes    int64 // persona and history text held, for the metrics
 }
 
 // sessionStore holds the open sessions and sweeps the expired ones.
@@ -59,7 +60,8 @@ type sessionStore struct {
 
 	mu      sync.Mutex
 	byID    map[string]*session
-	sweeper bool // the janitor runs
+	bytes   int64 // sum of the sessions' bytes
+	sweeper bool  // the janitor runs
 	closed  bool
 	stop    chan struct{}
 	done    chan struct{}
@@ -92,7 +94,9 @@ func (st *sessionStore) add(sess *session) (sessionObject, error) {
 		return sessionObject{}, &sessionLimitError{max: st.max, retryAfter: st.nextExpiryLocked(now)}
 	}
 	sess.created, sess.lastUsed = now, now
+	sess.bytes = int64(len(sess.persona))
 	st.byID[sess.id] = sess
+	st.bytes += sess.bytes
 	if !st.sweeper {
 		st.sweeper = true
 		go st.janitor()
@@ -117,7 +121,7 @@ func (st *sessionStore) nextExpiryLocked(now time.Time) time.Duration {
 func (st *sessionStore) lookupLocked(id string, now time.Time) (*session, error) {
 	sess := st.byID[id]
 	if sess != nil && st.expiredLocked(sess, now) {
-		delete(st.byID, id)
+		st.dropLocked(sess)
 		sess = nil
 	}
 	if sess == nil {
@@ -168,6 +172,9 @@ func (st *sessionStore) end(sess *session, step *nextaction.Step) {
 	sess.lastUsed = st.now()
 	if step != nil && st.byID[sess.id] == sess {
 		sess.steps = append(sess.steps, *step)
+		n := int64(len(step.Page) + len(step.Rationale) + len(step.Action.Type) + len(step.Action.Name) + len(step.Action.Text))
+		sess.bytes += n
+		st.bytes += n
 	}
 }
 
@@ -179,14 +186,19 @@ func (st *sessionStore) remove(id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	delete(st.byID, sess.id)
+	st.dropLocked(sess)
 	return sess.id, nil
 }
 
+func (st *sessionStore) dropLocked(sess *session) {
+	delete(st.byID, sess.id)
+	st.bytes -= sess.bytes
+}
+
 func (st *sessionStore) sweepLocked(now time.Time) {
-	for id, sess := range st.byID {
+	for _, sess := range st.byID {
 		if st.expiredLocked(sess, now) {
-			delete(st.byID, id)
+			st.dropLocked(sess)
 		}
 	}
 }
@@ -203,6 +215,15 @@ func (st *sessionStore) len() int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return len(st.byID)
+}
+
+// held is the number of sessions held and the bytes of text (personas,
+// pages, actions, rationales) they keep, expired ones not yet swept
+// included.
+func (st *sessionStore) held() (int, int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.byID), st.bytes
 }
 
 // janitor sweeps every min(TTL/4, a minute) until close.

@@ -207,6 +207,11 @@ func TestSessionRoundTrip(t *testing.T) {
 	if n := len(e.getSession(t, s.ID).Steps); n != 3 {
 		t.Fatalf("after failed steps: %d steps, want 3", n)
 	}
+	held := len("A frugal student.")
+	for _, st := range e.getSession(t, s.ID).Steps {
+		held += len(st.Page) + len(st.Rationale) + len(st.Action.Type) + len(st.Action.Name) + len(st.Action.Text)
+	}
+	e.wantSessionGauges(t, 1, held)
 
 	resp, b := e.do(t, http.MethodDelete, "/v1/sessions/"+s.ID, "")
 	if resp.StatusCode != http.StatusOK || string(b) != `{"id":"`+s.ID+`","object":"session.deleted","deleted":true}` {
@@ -223,6 +228,23 @@ func TestSessionRoundTrip(t *testing.T) {
 	}
 	if n := server.SessionCount(e.srv); n != 0 {
 		t.Fatalf("%d sessions left", n)
+	}
+	e.wantSessionGauges(t, 0, 0)
+}
+
+// wantSessionGauges checks the sessions' gauges on /metrics.
+func (e *env) wantSessionGauges(t *testing.T, open, bytes int) {
+	t.Helper()
+	resp, b := e.do(t, http.MethodGet, "/metrics", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, b)
+	}
+	fams := parseMetrics(t, string(b))
+	if got := value(fams, "nextact_sessions_open"); got != float64(open) {
+		t.Errorf("nextact_sessions_open %v, want %d", got, open)
+	}
+	if got := value(fams, "nextact_session_history_bytes"); got != float64(bytes) {
+		t.Errorf("nextact_session_history_bytes %v, want %d", got, bytes)
 	}
 }
 
@@ -283,6 +305,7 @@ func TestSessionExpiry(t *testing.T) {
 	if n := server.SessionCount(e.srv); n != 0 {
 		t.Fatalf("%d sessions after the TTL and a sweep", n)
 	}
+	e.wantSessionGauges(t, 0, 0) // expired histories are no longer counted
 	for _, id := range []string{a.ID, c.ID} {
 		resp, body := e.do(t, http.MethodPost, "/v1/sessions/"+id+"/steps", page)
 		wantErr(t, "step on expired session", resp, body, http.StatusNotFound, "session_not_found")
@@ -430,6 +453,7 @@ func TestSessionChurn(t *testing.T) {
 	if c := server.SessionCount(e.srv); c != 0 {
 		t.Fatalf("%d sessions left", c)
 	}
+	e.wantSessionGauges(t, 0, 0)
 	waitFor(t, "the scheduler to go idle", func() bool {
 		st := e.sched.Stats()
 		return st.Running == 0 && st.Waiting == 0 && st.ReservedTokens == 0

@@ -32,6 +32,7 @@ type serveConfig struct {
 	LogLevel         string
 
 	NoPrefixCache     bool
+	KVBudget          byteSize
 	SessionTTL        time.Duration
 	MaxSessions       int
 	ActionFormat      string
@@ -88,6 +89,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.NoPrefixCache, "no-prefix-cache", false, "turn off KV reuse of shared prompt prefixes")
+	fs.Var(&c.KVBudget, "kv-budget", "most memory the KV cache (slots x ctx tokens) may take, e.g. 3GiB; start fails above it (0: no bound)")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", 30*time.Minute, "idle time after which a shopper session and its history are dropped")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "most shopper sessions open at once (503 too_many_sessions above)")
 	fs.StringVar(&c.ActionFormat, "action-format", "prompted", "default prompt format of /v1/actions/next: prompted or finetuned")

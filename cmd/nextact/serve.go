@@ -55,6 +55,10 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	if info.ContextLength > 0 && c.Ctx > info.ContextLength {
 		return nil, fmt.Errorf("--ctx %d exceeds the model's trained context of %d", c.Ctx, info.ContextLength)
 	}
+	kvPerToken := info.KVBytesPerToken()
+	if err := checkKVBudget(c.Slots, c.Ctx, kvPerToken, c.KVBudget); err != nil {
+		return nil, err
+	}
 	keys, err := c.apiKeys()
 	if err != nil {
 		return nil, err
@@ -107,6 +111,7 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	}
 	log.Info("serving model", zap.String("id", id), zap.String("path", path),
 		zap.String("chat_format", string(format)), zap.Int("trained_ctx", info.ContextLength),
+		zap.Int64("kv_bytes_per_token", kvPerToken), zap.Int64("kv_bytes", kvPerToken*int64(c.Slots)*int64(c.Ctx)),
 		zap.Int("api_keys", len(keys)), zap.Float64("rate_limit", c.RateLimit))
 	return &stack{engine: engine, sched: sched, srv: srv, model: model, gpu: gpu, log: log}, nil
 }
