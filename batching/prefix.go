@@ -37,32 +37,41 @@ type slotKV struct {
 }
 
 // pickSlot chooses a free slot for prompt (one must exist) and how to start
-// its KV. Loop goroutine only.
+// its KV, and indexes the slot as holding prompt. Loop goroutine only.
 func (s *Scheduler) pickSlot(prompt []int32) (int, kvPlan) {
-	free, bestFree, freeMatch := -1, -1, 0
+	free := -1
 	for i, q := range s.slots {
-		if q != nil {
-			continue
-		}
-		if m := commonPrefix(prompt, s.resident[i].tokens); m > freeMatch {
-			bestFree, freeMatch = i, m
-		}
-		if free < 0 || s.colder(i, free) {
+		if q == nil && (free < 0 || s.colder(i, free)) {
 			free = i
 		}
 	}
-	limit := len(prompt) - 1 // at least one token is fed, for logits
 	if s.reuser == nil {
 		return free, kvPlan{copyFrom: -1, clear: len(s.resident[free].tokens) > 0}
 	}
-	runSlot, runMatch := -1, 0
+	i, plan := s.planKV(prompt, free)
+	s.index.set(int32(i), prompt)
+	return i, plan
+}
+
+// planKV finds the longest prefix of prompt some slot holds: an idle slot's
+// resident KV is reused in place, a running slot's (as far as it has been
+// fed) is copied whole and trimmed; below minReuse, free is taken as is.
+func (s *Scheduler) planKV(prompt []int32, free int) (int, kvPlan) {
+	s.index.match(prompt, s.matches)
+	bestFree, freeMatch, runSlot, runMatch := -1, 0, -1, 0
 	for i, q := range s.slots {
+		m := s.matches[i]
 		if q != nil {
-			if m := commonPrefix(prompt, q.tokens[:q.nPast]); m > runMatch {
+			// A running slot is indexed by its prompt; only what has been
+			// fed is in its KV.
+			if m = min(m, q.nPast); m > runMatch {
 				runSlot, runMatch = i, m
 			}
+		} else if m > freeMatch {
+			bestFree, freeMatch = i, m
 		}
 	}
+	limit := len(prompt) - 1 // at least one token is fed, for logits
 	switch {
 	case freeMatch >= minReuse && freeMatch >= runMatch:
 		return bestFree, kvPlan{copyFrom: -1, keep: min(freeMatch, limit), clear: true}
@@ -100,6 +109,7 @@ func (s *Scheduler) startKV(q *sequence) error {
 	}
 	if err != nil {
 		_ = s.engine.ClearSeq(q.slot)
+		s.index.remove(q.slot)
 		return fmt.Errorf("prepare KV of slot %d: %w", q.slot, err)
 	}
 	q.nPast, q.cached = p.keep, p.keep
@@ -111,10 +121,12 @@ func (s *Scheduler) startKV(q *sequence) error {
 func (s *Scheduler) release(q *sequence, reason FinishReason) {
 	if s.reuser != nil && reason != FinishError && reason != FinishShutdown && q.nPast > 0 {
 		s.setResident(q.slot, slotKV{tokens: q.tokens[:q.nPast], lastUse: s.useClock})
+		s.index.set(q.slot, q.tokens[:q.nPast])
 		s.useClock++
 		return
 	}
 	s.setResident(q.slot, slotKV{})
+	s.index.remove(q.slot)
 	if err := s.engine.ClearSeq(q.slot); err != nil {
 		s.log.Error("clear sequence", zap.Int32("seq", q.slot), zap.Error(err))
 	}

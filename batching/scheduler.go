@@ -14,7 +14,7 @@ import (
 // Config sizes the scheduler.
 type Config struct {
 	// Slots is the number of sequences decoded together (engine sequence
-	// ids 0..Slots-1).
+	// ids 0..Slots-1), at most 256.
 	Slots int
 	// QueueSize bounds the requests waiting for a slot; one more is refused
 	// with ErrQueueFull.
@@ -41,8 +41,8 @@ type Config struct {
 
 func (c Config) validate() error {
 	switch {
-	case c.Slots < 1:
-		return fmt.Errorf("slots must be at least 1, got %d", c.Slots)
+	case c.Slots < 1 || c.Slots > maxSlots:
+		return fmt.Errorf("slots must be in [1, %d], got %d", maxSlots, c.Slots)
 	case c.QueueSize < 0:
 		return fmt.Errorf("queue must not be negative, got %d", c.QueueSize)
 	case c.StepTokens < c.Slots:
@@ -119,6 +119,10 @@ type Scheduler struct {
 	reuser   KVReuser
 	resident []slotKV
 	useClock uint64
+	// index is the radix tree of every slot's KV: an idle slot's resident
+	// tokens, a running slot's prompt (radix.go); matches is match's output.
+	index   *prefixIndex
+	matches []int
 }
 
 // New validates cfg and starts the loop goroutine.
@@ -154,6 +158,7 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 	}
 	if r, ok := engine.(KVReuser); ok && !cfg.NoPrefixCache {
 		s.reuser = r
+		s.index, s.matches = newPrefixIndex(cfg.Slots), make([]int, cfg.Slots)
 	}
 	s.drain.since = s.now()
 	go s.loop()
