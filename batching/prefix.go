@@ -25,7 +25,7 @@ const minReuse = 16
 
 // kvPlan is how an admitted request's slot gets its starting KV.
 type kvPlan struct {
-	copyFrom int32 // a running slot to copy from, or -1
+	copyFrom int32 // a slot to copy the whole KV of (then trim), or -1
 	keep     int   // positions reused
 	clear    bool  // the slot held other KV that must go first
 }
@@ -39,24 +39,33 @@ type slotKV struct {
 // pickSlot chooses a free slot for prompt (one must exist) and how to start
 // its KV, and indexes the slot as holding prompt. Loop goroutine only.
 func (s *Scheduler) pickSlot(prompt []int32) (int, kvPlan) {
-	free := -1
+	victim := -1
 	for i, q := range s.slots {
-		if q == nil && (free < 0 || s.colder(i, free)) {
-			free = i
+		if q == nil && (victim < 0 || s.colder(i, victim)) {
+			victim = i
 		}
 	}
 	if s.reuser == nil {
-		return free, kvPlan{copyFrom: -1, clear: len(s.resident[free].tokens) > 0}
+		return victim, kvPlan{copyFrom: -1, clear: len(s.resident[victim].tokens) > 0}
 	}
-	i, plan := s.planKV(prompt, free)
+	i, plan := s.planKV(prompt, victim)
 	s.index.set(int32(i), prompt)
 	return i, plan
 }
 
-// planKV finds the longest prefix of prompt some slot holds: an idle slot's
-// resident KV is reused in place, a running slot's (as far as it has been
-// fed) is copied whole and trimmed; below minReuse, free is taken as is.
-func (s *Scheduler) planKV(prompt []int32, free int) (int, kvPlan) {
+// planKV finds the longest prefix of prompt some slot holds and plans how
+// the new sequence gets it, given victim, the free slot to take otherwise
+// (empty, else least recently used):
+//   - the idle slot holding the longest prefix (the least recently used of
+//     equals) is trimmed and reused in place, unless what it holds beyond
+//     the prefix is at least as long as the prefix and an empty slot is
+//     there: then (say only a shared system prompt matches a long idle
+//     session) the empty slot gets a copy trimmed to the prefix, and the
+//     idle session keeps all its KV;
+//   - a running slot's KV (as far as it has been fed) is copied whole and
+//     trimmed when it holds a longer prefix than any idle slot;
+//   - below minReuse tokens the victim is taken as is.
+func (s *Scheduler) planKV(prompt []int32, victim int) (int, kvPlan) {
 	s.index.match(prompt, s.matches)
 	bestFree, freeMatch, runSlot, runMatch := -1, 0, -1, 0
 	for i, q := range s.slots {
@@ -67,18 +76,22 @@ func (s *Scheduler) planKV(prompt []int32, free int) (int, kvPlan) {
 			if m = min(m, q.nPast); m > runMatch {
 				runSlot, runMatch = i, m
 			}
-		} else if m > freeMatch {
+		} else if m > freeMatch || (m == freeMatch && m > 0 && s.colder(i, bestFree)) {
 			bestFree, freeMatch = i, m
 		}
 	}
 	limit := len(prompt) - 1 // at least one token is fed, for logits
 	switch {
 	case freeMatch >= minReuse && freeMatch >= runMatch:
-		return bestFree, kvPlan{copyFrom: -1, keep: min(freeMatch, limit), clear: true}
+		keep := min(freeMatch, limit)
+		if lost := len(s.resident[bestFree].tokens) - freeMatch; lost >= freeMatch && len(s.resident[victim].tokens) == 0 {
+			return victim, kvPlan{copyFrom: int32(bestFree), keep: keep, clear: true}
+		}
+		return bestFree, kvPlan{copyFrom: -1, keep: keep, clear: true}
 	case runMatch >= minReuse:
-		return free, kvPlan{copyFrom: int32(runSlot), keep: min(runMatch, limit), clear: true}
+		return victim, kvPlan{copyFrom: int32(runSlot), keep: min(runMatch, limit), clear: true}
 	}
-	return free, kvPlan{copyFrom: -1, clear: len(s.resident[free].tokens) > 0}
+	return victim, kvPlan{copyFrom: -1, clear: len(s.resident[victim].tokens) > 0}
 }
 
 // colder reports whether free slot a is a better victim than b: empty

@@ -194,3 +194,29 @@ func TestForcedOpeningWaitsForFirstToken(t *testing.T) {
 		t.Fatalf("usage %+v, want 2 forced + 3 sampled", c.Usage)
 	}
 }
+
+// A request that shares only a system prompt with a long idle session
+// takes a copy of the prefix into another slot instead of trimming the
+// session's KV in place, so the session's next step still finds all of
+// it; ties between idle slots go to the least recently used.
+func TestPrefixCacheKeepsLongSessionWhole(t *testing.T) {
+	t.Parallel()
+	e := reusingEngine{newFakeEngine()}
+	e.noEOG = true
+	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 4, StepTokens: 64, CtxPerSlot: 2048}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close(context.Background()) }()
+	system := "system: you are a shopper on a store. "
+	session := system + strings.Repeat("a long history of pages and actions. ", 8)
+	first := run(t, s, batching.Request{Prompt: prompt(session), MaxTokens: 4})
+	other := run(t, s, batching.Request{Prompt: prompt(system + "Different shopper"), MaxTokens: 4})
+	if other.Usage.CachedTokens != len(system) {
+		t.Fatalf("other shopper reused %d tokens, want the system prompt's %d", other.Usage.CachedTokens, len(system))
+	}
+	next := session + first.Text + " the next page"
+	if got := run(t, s, batching.Request{Prompt: prompt(next), MaxTokens: 4}); got.Usage.CachedTokens < len(session) {
+		t.Fatalf("the session's next step reused %d tokens, want at least %d: its KV was cut", got.Usage.CachedTokens, len(session))
+	}
+}

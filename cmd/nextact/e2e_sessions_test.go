@@ -68,3 +68,68 @@ func testConfig2k() serveConfig {
 	c.Ctx = 2048
 	return c
 }
+
+// Sessions whose KV is evicted between their steps (4 sessions on 2 slots,
+// stepped in turn) rebuild it from the stored history and answer exactly
+// what a server without the prefix cache answers to the same history sent
+// statelessly.
+func TestSessionEvictedKVRebuilds(t *testing.T) {
+	cached := testConfig2k()
+	cached.Slots = 2
+	plain := cached
+	plain.NoPrefixCache = true
+	a, b := startServer(t, cached), startServer(t, plain)
+
+	const sessions, steps = 4, 3
+	ids := make([]string, sessions)
+	histories := make([][]nextaction.Step, sessions)
+	for i := range ids {
+		_, _, created := post(t, a.URL+"/v1/sessions", map[string]any{"model": a.modelID(), "format": "prompted"})
+		ids[i] = created["id"].(string)
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	evicted, prevPrompt := 0, make([]int, sessions)
+	for step := range steps {
+		for i, id := range ids {
+			page, _, _ := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 5, MaxInputs: 1, ApproxBytes: -1})
+			got := actionAt(t, a.URL+"/v1/sessions/"+id+"/steps", map[string]any{"page": page, "max_tokens": 48})
+			want := actionAt(t, b.URL+"/v1/actions/next", map[string]any{"model": b.modelID(), "format": "prompted",
+				"page": page, "history": histories[i], "max_tokens": 48})
+			if got.Action != want.Action || got.Rationale != want.Rationale {
+				t.Fatalf("session %d step %d: with the cache %+v %q, without %+v %q", i, step, got.Action, got.Rationale, want.Action, want.Rationale)
+			}
+			if d := want.Usage.PromptTokensDetails; d != nil && d.CachedTokens != 0 {
+				t.Fatalf("server without the cache reports %d cached tokens", d.CachedTokens)
+			}
+			// The previous step's prompt is a prefix of this one's: served
+			// from cache in full when it stayed resident, in part after an
+			// eviction (the shared system prompt only, or nothing).
+			if step > 0 && got.Usage.PromptTokensDetails.CachedTokens < prevPrompt[i] {
+				evicted++
+			}
+			prevPrompt[i] = got.Usage.PromptTokens
+			histories[i] = append(histories[i], nextaction.Step{Page: page, Action: got.Action, Rationale: got.Rationale})
+		}
+	}
+	if evicted == 0 {
+		t.Fatal("no step found its session's KV evicted; the test does not exercise a rebuild")
+	}
+	t.Logf("%d of %d later steps rebuilt an evicted history", evicted, sessions*(steps-1))
+}
+
+func actionAt(t *testing.T, url string, body map[string]any) nextaction.NextActionResponse {
+	t.Helper()
+	code, _, out := post(t, url, body)
+	if code != 200 {
+		t.Fatalf("POST %s: %d %v", url, code, out)
+	}
+	var res nextaction.NextActionResponse
+	data, _ := json.Marshal(out)
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Usage.PromptTokensDetails == nil {
+		t.Fatalf("POST %s: no prompt_tokens_details: %v", url, out)
+	}
+	return res
+}
