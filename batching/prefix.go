@@ -30,9 +30,11 @@ type kvPlan struct {
 	clear    bool  // the slot held other KV that must go first
 }
 
-// slotKV is the loop-owned record of what an idle slot's KV holds.
+// slotKV is the loop-owned record of an idle slot's KV: how many tokens
+// it holds (the tokens themselves are in the index) and when it was last
+// used.
 type slotKV struct {
-	tokens  []int32
+	n       int
 	lastUse uint64
 }
 
@@ -46,7 +48,7 @@ func (s *Scheduler) pickSlot(prompt []int32) (int, kvPlan) {
 		}
 	}
 	if s.reuser == nil {
-		return victim, kvPlan{copyFrom: -1, clear: len(s.resident[victim].tokens) > 0}
+		return victim, kvPlan{copyFrom: -1, clear: s.resident[victim].n > 0}
 	}
 	i, plan := s.planKV(prompt, victim)
 	s.index.set(int32(i), prompt)
@@ -84,20 +86,20 @@ func (s *Scheduler) planKV(prompt []int32, victim int) (int, kvPlan) {
 	switch {
 	case freeMatch >= minReuse && freeMatch >= runMatch:
 		keep := min(freeMatch, limit)
-		if lost := len(s.resident[bestFree].tokens) - freeMatch; lost >= freeMatch && len(s.resident[victim].tokens) == 0 {
+		if lost := s.resident[bestFree].n - freeMatch; lost >= freeMatch && s.resident[victim].n == 0 {
 			return victim, kvPlan{copyFrom: int32(bestFree), keep: keep, clear: true}
 		}
 		return bestFree, kvPlan{copyFrom: -1, keep: keep, clear: true}
 	case runMatch >= minReuse:
 		return victim, kvPlan{copyFrom: int32(runSlot), keep: min(runMatch, limit), clear: true}
 	}
-	return victim, kvPlan{copyFrom: -1, clear: len(s.resident[victim].tokens) > 0}
+	return victim, kvPlan{copyFrom: -1, clear: s.resident[victim].n > 0}
 }
 
 // colder reports whether free slot a is a better victim than b: empty
 // first, then least recently used.
 func (s *Scheduler) colder(a, b int) bool {
-	ea, eb := len(s.resident[a].tokens) == 0, len(s.resident[b].tokens) == 0
+	ea, eb := s.resident[a].n == 0, s.resident[b].n == 0
 	if ea != eb {
 		return ea
 	}
@@ -133,7 +135,7 @@ func (s *Scheduler) startKV(q *sequence) error {
 // prefixes when it is consistent, else clear it.
 func (s *Scheduler) release(q *sequence, reason FinishReason) {
 	if s.reuser != nil && reason != FinishError && reason != FinishShutdown && q.nPast > 0 {
-		s.setResident(q.slot, slotKV{tokens: q.tokens[:q.nPast], lastUse: s.useClock})
+		s.setResident(q.slot, slotKV{n: q.nPast, lastUse: s.useClock})
 		s.index.set(q.slot, q.tokens[:q.nPast])
 		s.useClock++
 		return
@@ -148,7 +150,7 @@ func (s *Scheduler) release(q *sequence, reason FinishReason) {
 // setResident records what idle slot i keeps, and the total for Stats.
 func (s *Scheduler) setResident(i int32, kv slotKV) {
 	s.mu.Lock()
-	s.idleResident += len(kv.tokens) - len(s.resident[i].tokens)
+	s.idleResident += kv.n - s.resident[i].n
 	s.mu.Unlock()
 	s.resident[i] = kv
 }
