@@ -90,3 +90,57 @@ func TestPrefixCacheOnRealEngine(t *testing.T) {
 	}
 	t.Logf("%d of %d steps reused KV; %d rebuilt part of an evicted session", hits, sessions*steps, rebuilt)
 }
+
+// On the real engine, a request sharing only the system prompt with a long
+// idle session gets a copy of that prefix in an empty slot (llama.cpp's
+// whole-sequence copy, then a trim), the session keeps its KV for its next
+// step, and every output equals a run without the cache.
+func TestPrefixCacheCopyFromIdleOnRealEngine(t *testing.T) {
+	e := open(t, 2, 1024, 256)
+	tok := func(s string) []int32 {
+		toks, err := e.Tokenize(s, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return toks
+	}
+	system := tok("You are a shopper on a store; say what you do next on each page.")
+	session := append(append([]int32(nil), system...), tok(strings.Repeat(" <page of shopper 1: item item item>", 6))...)
+	other := append(append([]int32(nil), system...), tok(" <page of shopper 2: shoes>")...)
+	run := func(noCache bool) (texts []string, cached []int) {
+		s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 4, StepTokens: 256, CtxPerSlot: 1024, NoPrefixCache: noCache}, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = s.Close(context.Background()) }()
+		step := func(prompt []int32) string {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			h, err := s.Submit(ctx, batching.Request{Prompt: prompt, MaxTokens: 6})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := h.Wait(ctx)
+			if err != nil || c.Err != nil {
+				t.Fatalf("wait: %v %v", err, c.Err)
+			}
+			texts, cached = append(texts, c.Text), append(cached, c.Usage.CachedTokens)
+			return c.Text
+		}
+		answer := step(session)
+		step(other)
+		step(append(append(append([]int32(nil), session...), tok(answer)...), tok(" <page of shopper 1: cart>")...))
+		return texts, cached
+	}
+	want, _ := run(true)
+	got, cached := run(false)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("request %d: with reuse %q, without %q", i, got[i], want[i])
+		}
+	}
+	if cached[1] < len(system) || cached[2] < len(session) {
+		t.Fatalf("cached tokens %v: want the system prompt (%d) for the other shopper and the whole session (%d) for its next step",
+			cached, len(system), len(session))
+	}
+}
