@@ -495,3 +495,42 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// slowRecorder takes its time to record a finished request.
+type slowRecorder struct{ recorder }
+
+func (r *slowRecorder) Finished(rep batching.Report) {
+	time.Sleep(2 * time.Millisecond)
+	r.recorder.Finished(rep)
+}
+
+// A caller that has read a request's last chunk finds it reported: the
+// observer (metrics) runs before the end is visible.
+func TestFinishedReportedBeforeCallerSeesEnd(t *testing.T) {
+	t.Parallel()
+	e := newFakeEngine()
+	e.noEOG = true
+	rec := &slowRecorder{}
+	s := newSched(t, e, batching.Config{Slots: 1, QueueSize: 4, Observer: rec})
+	for i := range 30 {
+		h, err := s.Submit(context.Background(), batching.Request{Prompt: prompt("count me"), MaxTokens: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			c, err := h.Next(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Done {
+				break
+			}
+		}
+		rec.mu.Lock()
+		n := len(rec.reports)
+		rec.mu.Unlock()
+		if n != i+1 {
+			t.Fatalf("request %d ended with %d reports", i, n)
+		}
+	}
+}

@@ -106,20 +106,24 @@ func (h *Handle) emit(text string) {
 	h.wake()
 }
 
-// finish records the end; called by the loop only, once.
+// finish records the end; called by the loop only, once. The end hook
+// (accounting, metrics) runs before the end is visible, so a caller that
+// has its answer finds it counted.
 func (h *Handle) finish(text string, reason FinishReason, err error, u Usage) {
+	final := Chunk{Done: true, Finish: reason, Err: err, Usage: u}
 	h.mu.Lock()
-	h.pending.WriteString(text)
-	h.done = true
-	h.final = Chunk{Done: true, Finish: reason, Err: err, Usage: u}
-	if h.firstAt.IsZero() && text != "" && h.now != nil {
-		h.firstAt = h.now()
-	}
-	final, first := h.final, h.firstAt
+	first := h.firstAt
 	h.mu.Unlock()
+	if first.IsZero() && text != "" && h.now != nil {
+		first = h.now()
+	}
 	if h.onFinish != nil {
 		h.onFinish(final, first)
 	}
+	h.mu.Lock()
+	h.pending.WriteString(text)
+	h.done, h.final, h.firstAt = true, final, first
+	h.mu.Unlock()
 	h.cancel() // release the derived context's resources
 	h.wake()
 }
