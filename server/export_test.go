@@ -13,7 +13,7 @@ func SetKeepAlive(s *Server, d time.Duration) { s.keepAlive = d }
 var RequestPriority = requestPriority
 
 // SessionCount is the sessions held, expired ones not yet swept included.
-func SessionCount(s *Server) int { return s.sessions.len() }
+func SessionCount(s *Server) int { n, _ := s.sessions.held(); return n }
 
 // SweepSessions runs one pass of the session janitor.
 func SweepSessions(s *Server) { s.sessions.sweep() }

@@ -210,13 +210,6 @@ func (st *sessionStore) sweep() {
 	st.sweepLocked(st.now())
 }
 
-// len is the number of sessions held, expired ones not yet swept included.
-func (st *sessionStore) len() int {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return len(st.byID)
-}
-
 // held is the number of sessions held and the bytes of text (personas,
 // pages, actions, rationales) they keep, expired ones not yet swept
 // included.
