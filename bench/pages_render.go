@@ -12,13 +12,17 @@ import (
 )
 
 // Page is one rendered store page: simplified HTML and the names of its
-// clickable and input elements, in document order (what
-// nextaction.ParsePage finds in it).
+// clickable, input and container elements, in document order (what
+// nextaction.ParsePage finds in it). As in the paper's pages, the
+// containers that group controls are named too (a result item's <div
+// name="columbia_shirt"> around columbia_shirt.view_product); they are
+// never targets.
 type Page struct {
 	Kind       PageKind
 	HTML       string
 	Clickables []string
 	Inputs     []string
+	Containers []string
 }
 
 // Render returns the page of st at the store's page size: the most
@@ -70,7 +74,7 @@ func (s *Store) render(st State, detail int, pad bool) Page {
 	if detail >= 1 {
 		w.raw("</body></html>\n")
 	}
-	return Page{Kind: st.Kind, HTML: w.b.String(), Clickables: w.clickables, Inputs: w.inputs}
+	return Page{Kind: st.Kind, HTML: w.b.String(), Clickables: w.clickables, Inputs: w.inputs, Containers: w.containers}
 }
 
 func (s *Store) title(st State) string {
@@ -98,10 +102,23 @@ type pageWriter struct {
 	seen       map[string]bool
 	clickables []string
 	inputs     []string
+	containers []string
 }
 
 func (w *pageWriter) raw(s string)  { w.b.WriteString(s) }
 func (w *pageWriter) text(s string) { w.b.WriteString(html.EscapeString(s)) }
+
+// group opens <tag name="name" attrs>, a named container (unnamed when the
+// name is taken); the caller closes it.
+func (w *pageWriter) group(tag, name, attrs string) {
+	if w.seen[name] {
+		w.raw("<" + tag + attrs + ">")
+		return
+	}
+	w.seen[name] = true
+	w.containers = append(w.containers, name)
+	w.raw("<" + tag + ` name="` + name + `"` + attrs + ">")
+}
 
 // named writes <tag name="name" attrs>label</tag> for a clickable.
 func (w *pageWriter) named(tag, name, attrs, label string) {
@@ -141,7 +158,7 @@ func (w *pageWriter) input(name, value string) {
 }
 
 func (s *Store) header(w *pageWriter, st State) {
-	w.raw("<header>")
+	w.group("header", "nav", "")
 	w.named("a", "nav.home", "", "ShopSim")
 	w.raw(" ")
 	w.input("search_input", st.Query)
@@ -194,7 +211,7 @@ func (s *Store) sortBy(w *pageWriter) {
 }
 
 func (s *Store) resultItem(w *pageWriter, p Product, rng *rand.Rand) {
-	w.raw("<div>")
+	w.group("div", p.Slug, "")
 	w.named("a", p.Slug+".view_product", "", p.Title)
 	w.raw(" <span>" + stars(p.Stars) + "</span>")
 	if w.detail >= 1 {
@@ -212,7 +229,7 @@ func (s *Store) resultItem(w *pageWriter, p Product, rng *rand.Rand) {
 }
 
 func (s *Store) pagination(w *pageWriter, st State) {
-	w.raw("<nav class=\"pagination\">")
+	w.group("nav", "pagination", ` class="pagination"`)
 	if st.PageNum > 1 {
 		w.named("a", "pagination.previous_page", "", "Previous")
 	}
@@ -244,7 +261,8 @@ var priceBands = []struct {
 
 func (s *Store) refinements(w *pageWriter, st State, all []int) {
 	on := func(key string) bool { return slices.Contains(st.Filters, key) }
-	w.raw("<aside>\n<h3>Customer Reviews</h3><ul>")
+	w.group("aside", "refinements", "")
+	w.raw("\n<h3>Customer Reviews</h3><ul>")
 	for _, n := range []int{4, 3}[:1+min(w.detail, 1)] {
 		key := fmt.Sprintf("customer_reviews.%d_stars_up", n)
 		w.raw("<li>")
@@ -362,7 +380,9 @@ func (s *Store) lastPage(st State) int {
 func (s *Store) productPage(w *pageWriter, st State, rng *rand.Rand) {
 	p := s.Products[st.Product]
 	w.named("a", "nav.back_to_results", "", "‹ Back to results")
-	w.raw("\n<div id=\"product\"><h1>")
+	w.raw("\n")
+	w.group("div", "product", ` id="product"`)
+	w.raw("<h1>")
 	w.text(p.Title)
 	w.raw("</h1>\n")
 	if w.detail >= 1 {
@@ -395,7 +415,8 @@ func (s *Store) productPage(w *pageWriter, st State, rng *rand.Rand) {
 		}
 		w.raw("</ul>\n")
 	}
-	w.raw("<div id=\"buybox\"><span>In Stock</span> ")
+	w.group("div", "product.buybox", ` id="buybox"`)
+	w.raw("<span>In Stock</span> ")
 	if w.detail >= 2 {
 		w.raw("<select>")
 		for q := 1; q <= 3; q++ {
@@ -434,7 +455,7 @@ func (s *Store) cartPage(w *pageWriter, st State) {
 	for _, i := range st.Cart {
 		p := s.Products[i]
 		total += p.Cents
-		w.raw(`<div class="sc-item">`)
+		w.group("div", "cart."+p.Slug, ` class="sc-item"`)
 		w.named("a", "cart."+p.Slug+".view_product", "", p.Title)
 		w.raw(" <span>" + price(p.Cents) + "</span> <span>In Stock</span> ")
 		w.named("button", "cart."+p.Slug+".delete", "", "Delete")
@@ -469,16 +490,22 @@ func (s *Store) checkoutPage(w *pageWriter, st State) {
 	for _, i := range st.Cart {
 		total += s.Products[i].Cents
 	}
-	w.raw(fmt.Sprintf("<h1>Checkout (%d items)</h1>\n<section><h3>1 Shipping address</h3><p>Jordan Lee, 1200 Pine St Apt 4, Seattle, WA 98101</p>", len(st.Cart)))
+	w.raw(fmt.Sprintf("<h1>Checkout (%d items)</h1>\n", len(st.Cart)))
+	w.group("section", "checkout.address", "")
+	w.raw("<h3>1 Shipping address</h3><p>Jordan Lee, 1200 Pine St Apt 4, Seattle, WA 98101</p>")
 	w.named("a", "checkout.address.change", "", "Change")
-	w.raw("</section>\n<section><h3>2 Payment method</h3><p>Visa ending in 4242</p>")
+	w.raw("</section>\n")
+	w.group("section", "checkout.payment", "")
+	w.raw("<h3>2 Payment method</h3><p>Visa ending in 4242</p>")
 	w.named("a", "checkout.payment.change", "", "Change")
 	if w.detail >= 1 {
 		w.raw(" ")
 		w.input("checkout.gift_card_code", "")
 		w.named("button", "checkout.apply_gift_card", "", "Apply")
 	}
-	w.raw("</section>\n<section><h3>3 Review items and shipping</h3><ul>")
+	w.raw("</section>\n")
+	w.group("section", "checkout.shipping", "")
+	w.raw("<h3>3 Review items and shipping</h3><ul>")
 	for _, i := range st.Cart {
 		w.raw("<li>")
 		w.text(s.Products[i].Title)

@@ -62,9 +62,13 @@ func TestPagesParseAsRendered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(parsed.Clickables(), p.Clickables) || !slices.Equal(parsed.Inputs(), p.Inputs) {
-				t.Fatalf("size %d %s page: parsed clickables %v inputs %v, rendered %v %v",
-					size, st.Kind, parsed.Clickables(), parsed.Inputs(), p.Clickables, p.Inputs)
+			if !slices.Equal(parsed.Clickables(), p.Clickables) || !slices.Equal(parsed.Inputs(), p.Inputs) ||
+				!slices.Equal(parsed.Containers(), p.Containers) {
+				t.Fatalf("size %d %s page: parsed clickables %v inputs %v containers %v, rendered %v %v %v",
+					size, st.Kind, parsed.Clickables(), parsed.Inputs(), parsed.Containers(), p.Clickables, p.Inputs, p.Containers)
+			}
+			if len(p.Containers) == 0 {
+				t.Errorf("size %d %s page names no container", size, st.Kind)
 			}
 			if parsed.Dropped != 0 || parsed.Duplicates != 0 {
 				t.Errorf("size %d %s page: %d names dropped, %d duplicated", size, st.Kind, parsed.Dropped, parsed.Duplicates)
@@ -79,6 +83,35 @@ func TestPagesParseAsRendered(t *testing.T) {
 			}
 			if strings.Contains(p.HTML, "http://") || strings.Contains(p.HTML, "https://") {
 				t.Errorf("%s page has an absolute URL", st.Kind)
+			}
+		}
+	}
+}
+
+// The fallback actions of every page, many times over, name a clickable or
+// an input that ParsePage finds, never a named container.
+func TestFallbackNeverPicksContainer(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{800, 4000, 40000} {
+		s := bench.NewStore(5, size)
+		for _, st := range everyKind(s) {
+			p := s.Render(st)
+			parsed, err := nextaction.ParsePage(p.HTML)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(uint64(size), 9))
+			for i := range 200 {
+				a := s.Fallback(p, rng)
+				if i%2 == 1 {
+					a = s.FallbackContinuing(p, rng)
+				}
+				if slices.Contains(parsed.Containers(), a.Name) {
+					t.Fatalf("size %d %s page: fallback %+v names a container", size, st.Kind, a)
+				}
+				if err := a.Validate(parsed, 100); err != nil {
+					t.Fatalf("size %d %s page: fallback %+v: %v", size, st.Kind, a, err)
+				}
 			}
 		}
 	}

@@ -90,7 +90,7 @@ func TestActionConstraintAlwaysValid(t *testing.T) {
 	cache := nextaction.NewGrammarCache(64)
 	limits := nextaction.Limits{MaxRationaleBytes: 40, MaxTextBytes: 12}
 	for i := range 300 {
-		html, _, _ := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3})
+		html, _, _, _ := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3})
 		page, err := nextaction.ParsePage(html)
 		if err != nil {
 			t.Fatal(err)

@@ -2,13 +2,23 @@
 // shopper of Lu et al. 2025 ("Beyond Believability"). It knows pages,
 // actions and prompts, and nothing about engines.
 //
-// A page is simplified HTML in which every element a shopper can click or
-// type into carries a hierarchical name attribute
-// (columbia_shirt.view_product, search_input). ParsePage reads it with a
-// real HTML parser into its named elements, telling clickables from inputs,
-// and drops names that cannot be emitted verbatim inside a JSON string. A
-// page with no named elements is valid: the only legal action on it is
-// terminate.
+// A page is simplified HTML built as in the paper: every element a shopper
+// can click or type into carries a hierarchical name attribute made from
+// the names of its ancestors, and the ancestors carry names too, only
+// because the hierarchy is built from them:
+//
+//	<div name="columbia_shirt">                       container
+//	  <a name="columbia_shirt.view_product">View</a>  clickable
+//	</div>
+//	<input name="search_input">                       input
+//
+// ParsePage reads a page with a real HTML parser into its named elements,
+// each a Clickable (a, button, select, option, summary, label, button-like
+// inputs, elements with a control role or onclick), an Input (text-like
+// inputs, textarea) or a Container (anything else: div, span, li, img ...),
+// and drops names that cannot be emitted verbatim inside a JSON string.
+// Containers are never the target of an action. A page with no clickable
+// or input is valid: the only legal action on it is terminate.
 //
 // An Action is one of
 //

@@ -11,8 +11,9 @@ import (
 )
 
 const (
-	click = nextaction.Clickable
-	input = nextaction.Input
+	click     = nextaction.Clickable
+	input     = nextaction.Input
+	container = nextaction.Container
 )
 
 func TestParsePage(t *testing.T) {
@@ -40,7 +41,7 @@ func TestParsePage(t *testing.T) {
 				<input name="search_input" placeholder="Search Amazon">
 				<button name="search_button">Go</button>`,
 			want: []nextaction.Element{
-				{Name: "columbia_shirt", Kind: click, Tag: "div", Label: "View product"},
+				{Name: "columbia_shirt", Kind: container, Tag: "div"},
 				{Name: "columbia_shirt.view_product", Kind: click, Tag: "a", Label: "View product"},
 				{Name: "search_input", Kind: input, Tag: "input", Label: "Search Amazon"},
 				{Name: "search_button", Kind: click, Tag: "button", Label: "Go"},
@@ -69,7 +70,7 @@ func TestParsePage(t *testing.T) {
 				{Name: "c1", Kind: click, Tag: "input", Label: "Prime"},
 				{Name: "c2", Kind: click, Tag: "input"},
 				{Name: "c3", Kind: click, Tag: "input"},
-				{Name: "c4", Kind: click, Tag: "input"},
+				{Name: "c4", Kind: container, Tag: "input"},
 				{Name: "c5", Kind: click, Tag: "select", Label: "One"},
 				{Name: "c5.o1", Kind: click, Tag: "option", Label: "One"},
 			},
@@ -78,10 +79,10 @@ func TestParsePage(t *testing.T) {
 			name: "labels",
 			html: `<a name="a1"><img src="x.png" alt="ignored"> <span>Deal</span> &amp; <b>more</b></a>
 				<button name="a2" aria-label="  Close   dialog "></button>
-				<li name="a3"><script>var x = 1;</script><style>p{}</style>Visible</li>
+				<li name="a3" role="menuitem"><script>var x = 1;</script><style>p{}</style>Visible</li>
 				<a name="a4">` + strings.Repeat("x", 100) + `</a>
 				<a name="a5">` + strings.Repeat("é", 50) + `</a>
-				<span name="a6" title="T">  </span>`,
+				<span name="a6" title="T" onclick="f()">  </span>`,
 			want: []nextaction.Element{
 				{Name: "a1", Kind: click, Tag: "a", Label: "Deal & more"},
 				{Name: "a2", Kind: click, Tag: "button", Label: "Close dialog"},
@@ -206,7 +207,9 @@ func TestPageKey(t *testing.T) {
 		same  bool
 	}{
 		{"identical", base, true},
-		{"other order, tags, labels, content", `<p>hello</p><button name="y">why</button><div name="x"></div><textarea name="q">t</textarea>`, true},
+		{"other order, tags, labels, content", `<p>hello</p><button name="y">why</button><label name="x"></label><textarea name="q">t</textarea>`, true},
+		{"containers ignored", `<div name="box"><a name="x">X</a><input name="q"><section name="s"><button name="y">Y</button></section></div>`, true},
+		{"container replaced by a target", `<div name="q"><a name="x">X</a><button name="y">Y</button></div><input name="q">`, true},
 		{"unsafe and duplicate names ignored", base + `<a name="x">again</a><a name='a"b'>q</a>`, true},
 		{"kind differs", `<a name="x">X</a><a name="q"></a><button name="y">Y</button>`, false},
 		{"name added", base + `<a name="z">Z</a>`, false},
@@ -241,7 +244,7 @@ func TestRandomPageParses(t *testing.T) {
 	}
 	for seed := range uint64(1000) {
 		o := opts[seed%uint64(len(opts))]
-		html, clickables, inputs := nextaction.RandomPage(rand.New(rand.NewPCG(seed, 7)), o)
+		html, clickables, inputs, _ := nextaction.RandomPage(rand.New(rand.NewPCG(seed, 7)), o)
 		p, err := nextaction.ParsePage(html)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
@@ -266,9 +269,9 @@ func TestRandomPageParses(t *testing.T) {
 
 func TestRandomPageDeterministic(t *testing.T) {
 	t.Parallel()
-	a, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 2)), nextaction.PageOptions{})
-	b, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 2)), nextaction.PageOptions{})
-	c, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 3)), nextaction.PageOptions{})
+	a, _, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 2)), nextaction.PageOptions{})
+	b, _, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 2)), nextaction.PageOptions{})
+	c, _, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 3)), nextaction.PageOptions{})
 	if a != b {
 		t.Error("same seed, different pages")
 	}
@@ -283,7 +286,7 @@ func TestRandomPageVariety(t *testing.T) {
 	t.Parallel()
 	var empty, deep, maxDots, inputsSeen int
 	for seed := range uint64(300) {
-		_, cs, is := nextaction.RandomPage(rand.New(rand.NewPCG(seed, 0)), nextaction.PageOptions{MaxClickables: 12, MaxInputs: 2})
+		_, cs, is, _ := nextaction.RandomPage(rand.New(rand.NewPCG(seed, 0)), nextaction.PageOptions{MaxClickables: 12, MaxInputs: 2})
 		if len(cs)+len(is) == 0 {
 			empty++
 		}
@@ -303,7 +306,7 @@ func TestRandomPageVariety(t *testing.T) {
 
 func BenchmarkParsePage(b *testing.B) {
 	for _, size := range []int{8 << 10, 64 << 10} {
-		html, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 1)), nextaction.PageOptions{MaxClickables: 200, MaxInputs: 5, ApproxBytes: size})
+		html, _, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 1)), nextaction.PageOptions{MaxClickables: 200, MaxInputs: 5, ApproxBytes: size})
 		b.Run(strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
 			b.SetBytes(int64(len(html)))
 			for b.Loop() {
@@ -314,5 +317,199 @@ func BenchmarkParsePage(b *testing.B) {
 				_ = p.Key()
 			}
 		})
+	}
+}
+
+// TestTargetRule is the rule of what a named element is, tag by tag, input
+// type by input type and role by role.
+func TestTargetRule(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		html string
+		want nextaction.Kind
+	}{
+		// Clickable tags.
+		{`<a name="e">x</a>`, click},
+		{`<a name="e" href="/p">x</a>`, click},
+		{`<button name="e">x</button>`, click},
+		{`<select name="e"><option>1</option></select>`, click},
+		{`<select><option name="e">1</option></select>`, click},
+		{`<details><summary name="e">More</summary></details>`, click},
+		{`<label name="e">Size</label>`, click},
+		// Inputs by type.
+		{`<input name="e">`, input},
+		{`<input type="" name="e">`, input},
+		{`<input type="text" name="e">`, input},
+		{`<input type=" SEARCH " name="e">`, input},
+		{`<input type="email" name="e">`, input},
+		{`<input type="number" name="e">`, input},
+		{`<input type="tel" name="e">`, input},
+		{`<input type="url" name="e">`, input},
+		{`<input type="password" name="e">`, input},
+		{`<input type="no-such-type" name="e">`, input}, // browsers render a text field
+		{`<textarea name="e"></textarea>`, input},
+		{`<input type="button" name="e">`, click},
+		{`<input type="submit" name="e">`, click},
+		{`<input type="reset" name="e">`, click},
+		{`<input type="image" name="e" src="b.png">`, click},
+		{`<input type="checkbox" name="e">`, click},
+		{`<input type="Radio" name="e">`, click},
+		{`<input type="hidden" name="e">`, container},
+		{`<input type="file" name="e">`, container},
+		{`<input type="date" name="e">`, container},
+		{`<input type="datetime-local" name="e">`, container},
+		{`<input type="month" name="e">`, container},
+		{`<input type="week" name="e">`, container},
+		{`<input type="time" name="e">`, container},
+		{`<input type="range" name="e">`, container},
+		{`<input type="color" name="e">`, container},
+		{`<input type="hidden" name="e" onclick="f()">`, click},
+		// Containers.
+		{`<div name="e">text only</div>`, container},
+		{`<div name="e"><a name="e.x">x</a></div>`, container},
+		{`<span name="e">x</span>`, container},
+		{`<section name="e"></section>`, container},
+		{`<ul><li name="e">x</li></ul>`, container},
+		{`<ul name="e"><li>x</li></ul>`, container},
+		{`<form name="e"></form>`, container},
+		{`<table name="e"><tr><td>x</td></tr></table>`, container},
+		{`<img name="e" src="x.png" alt="x">`, container},
+		{`<nav name="e"></nav>`, container},
+		{`<p name="e">x</p>`, container},
+		{`<div name="e" role="presentation">x</div>`, container},
+		{`<div name="e" role="textbox">x</div>`, container},
+		{`<div name="e" role="">x</div>`, container},
+		// Roles and onclick make anything clickable.
+		{`<div name="e" role="button">x</div>`, click},
+		{`<span name="e" role="link">x</span>`, click},
+		{`<div name="e" role="checkbox"></div>`, click},
+		{`<div name="e" role="radio"></div>`, click},
+		{`<div name="e" role="switch"></div>`, click},
+		{`<div name="e" role="tab"></div>`, click},
+		{`<li name="e" role="menuitem">x</li>`, click},
+		{`<li name="e" role="option">x</li>`, click},
+		{`<div name="e" role="combobox"></div>`, click},
+		{`<div name="e" role="BUTTON"></div>`, click},
+		{`<div name="e" role="presentation link"></div>`, click},
+		{`<img name="e" src="x.png" onclick="zoom()">`, click},
+		{`<div name="e" onclick="">x</div>`, click},
+		{`<tr name="e" onclick="open()"><td>x</td></tr>`, container}, // a tr outside a table is dropped by the parser: no element
+	}
+	for _, tt := range tests {
+		t.Run(tt.html, func(t *testing.T) {
+			t.Parallel()
+			p, err := nextaction.ParsePage(tt.html)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got nextaction.Kind
+			for _, e := range p.Elements {
+				if e.Name == "e" {
+					got = e.Kind
+				}
+			}
+			if strings.HasPrefix(tt.html, "<tr") {
+				if got != 0 {
+					t.Fatalf("kind %v, want no element", got)
+				}
+				return
+			}
+			if got != tt.want {
+				t.Errorf("kind %v, want %v", got, tt.want)
+			}
+			isTarget := tt.want != container
+			if slices.Contains(p.Clickables(), "e") != (tt.want == click) || slices.Contains(p.Inputs(), "e") != (tt.want == input) ||
+				slices.Contains(p.Containers(), "e") == isTarget {
+				t.Errorf("accessors disagree with kind %v: clickables %q, inputs %q, containers %q", tt.want, p.Clickables(), p.Inputs(), p.Containers())
+			}
+		})
+	}
+}
+
+// TestContainersNeverTargets: named containers at every depth are in no
+// action's target set: the action grammar never offers them and Validate
+// refuses them; a page of containers only allows terminate.
+func TestContainersNeverTargets(t *testing.T) {
+	t.Parallel()
+	page := `<div name="store"><section name="store.results"><ul name="store.results.list">
+		<li name="store.results.list.item1"><div name="store.results.list.item1.card" class="c">
+		<a name="store.results.list.item1.card.view_product">View</a>
+		<span name="store.results.list.item1.card.price">$29</span>
+		<div name="store.results.list.item1.card.buttons"><button name="store.results.list.item1.card.buttons.add_to_cart">Add</button></div>
+		</div></li></ul></section>
+		<form name="store.search"><input name="store.search.search_input"><input type="hidden" name="store.search.token"></form></div>`
+	p, err := nextaction.ParsePage(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Clickables(), []string{"store.results.list.item1.card.view_product", "store.results.list.item1.card.buttons.add_to_cart"}; !slices.Equal(got, want) {
+		t.Errorf("clickables %q, want %q", got, want)
+	}
+	if got, want := p.Inputs(), []string{"store.search.search_input"}; !slices.Equal(got, want) {
+		t.Errorf("inputs %q, want %q", got, want)
+	}
+	containers := p.Containers()
+	if len(containers) != 9 {
+		t.Errorf("containers %q, want 9", containers)
+	}
+	for _, c := range containers {
+		for _, a := range []nextaction.Action{{Type: "click", Name: c}, {Type: "type_and_submit", Name: c, Text: "x"}} {
+			if err := a.Validate(p, 100); err == nil {
+				t.Errorf("%s on container %q validated", a.Type, c)
+			}
+		}
+	}
+	g, err := nextaction.ActionGrammar(p, nextaction.FormatFinetuned, nextaction.Limits{MaxTextBytes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range containers {
+		if g.Match([]byte(`{"type":"click","name":"` + c + `"}`)) {
+			t.Errorf("grammar allows a click on container %q", c)
+		}
+	}
+	if !g.Match([]byte(`{"type":"click","name":"store.results.list.item1.card.view_product"}`)) {
+		t.Error("grammar refuses a click on a link")
+	}
+
+	only, err := nextaction.ParsePage(`<div name="cart2"><span name="cart2.total">$5</span><img name="cart2.logo" src="l.png"></div>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err = nextaction.ActionGrammar(only, nextaction.FormatFinetuned, nextaction.Limits{MaxTextBytes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Match([]byte(`{"type":"terminate"}`)) || g.Match([]byte(`{"type":"click","name":"cart2"}`)) {
+		t.Error("a page of containers only must allow terminate alone")
+	}
+}
+
+// TestRandomPageContainers: generated pages name containers at every
+// depth, and none of them is a target.
+func TestRandomPageContainers(t *testing.T) {
+	t.Parallel()
+	var total, deep int
+	for seed := range uint64(500) {
+		html, cs, ins, conts := nextaction.RandomPage(rand.New(rand.NewPCG(seed, 3)), nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
+		p, err := nextaction.ParsePage(html)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Containers(); !slices.Equal(got, conts) {
+			t.Fatalf("seed %d: containers\n got %q\nwant %q\n%s", seed, got, conts, html)
+		}
+		for _, c := range conts {
+			if slices.Contains(cs, c) || slices.Contains(ins, c) {
+				t.Fatalf("seed %d: container %q is a target", seed, c)
+			}
+			if strings.Count(c, ".") >= 2 {
+				deep++
+			}
+		}
+		total += len(conts)
+	}
+	if total == 0 || deep == 0 {
+		t.Errorf("containers %d, deep ones %d: want both > 0", total, deep)
 	}
 }

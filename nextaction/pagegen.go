@@ -32,13 +32,17 @@ const (
 )
 
 // RandomPage returns a random simplified-HTML page and the names of its
-// clickable and input elements in document order: what ParsePage finds in
-// it. Elements sit in a random tree of div, section, nav, ul/li ... with
-// hierarchical names (segments of [a-z0-9_] joined by ".", sometimes deep),
-// labels, and unnamed decoration, including a script and a comment holding
-// element-like text that a real parser ignores. The page depends only on
-// opts and rng's state.
-func RandomPage(rng *rand.Rand, opts PageOptions) (page string, clickables, inputs []string) {
+// clickable, input and container elements in document order: what
+// ParsePage finds in it. Elements sit in a random tree of div, section,
+// nav, ul/li ... with hierarchical names (segments of [a-z0-9_] joined by
+// "."), sometimes deep, built as the paper's pages are: a named container
+// (a div, span, li, img, a hidden input ...) gives its name to the
+// elements inside it and is never a target; clickables are links,
+// buttons, options, labels, button-like inputs and other elements made
+// clickable by a control role or onclick. Labels, and unnamed decoration,
+// including a script and a comment holding element-like text that a real
+// parser ignores. The page depends only on opts and rng's state.
+func RandomPage(rng *rand.Rand, opts PageOptions) (page string, clickables, inputs, containers []string) {
 	maxC := orDefault(opts.MaxClickables, DefaultMaxClickables)
 	maxI := orDefault(opts.MaxInputs, DefaultMaxInputs)
 	size := orDefault(opts.ApproxBytes, DefaultApproxBytes)
@@ -63,7 +67,7 @@ func RandomPage(rng *rand.Rand, opts PageOptions) (page string, clickables, inpu
 		g.b.WriteString("</p>\n")
 	}
 	g.b.WriteString("</body></html>\n")
-	return g.b.String(), g.clickables, g.inputs
+	return g.b.String(), g.clickables, g.inputs, g.containers
 }
 
 func orDefault(v, def int) int {
@@ -82,6 +86,7 @@ type pageGen struct {
 	used       map[string]bool
 	clickables []string
 	inputs     []string
+	containers []string
 	slot       int // decoration bytes between elements, on average
 }
 
@@ -103,6 +108,8 @@ func (g *pageGen) block(items []Kind, scope []string, depth int) {
 			k := 1 + g.rng.IntN(m)
 			g.selectBox(k, scope)
 			items = items[k:]
+		case r == 4 && g.rng.IntN(3) == 0:
+			g.namedDecoration(scope)
 		default:
 			g.leaf(items[0], scope)
 			items = items[1:]
@@ -111,10 +118,40 @@ func (g *pageGen) block(items []Kind, scope []string, depth int) {
 	g.decorate()
 }
 
+// namedDecoration writes a named element that is not a target: a badge,
+// an image, a hidden or date input.
+func (g *pageGen) namedDecoration(scope []string) {
+	name := g.claim(scope, []string{g.segment()})
+	switch g.rng.IntN(4) {
+	case 0:
+		g.b.WriteString(`<img src="/b.png"`)
+		g.nameAttr(name, Container)
+		g.b.WriteString(` alt="`)
+		g.words(1, 2)
+		g.b.WriteString("\">\n")
+	case 1:
+		g.b.WriteString(`<input type="hidden"`)
+		g.nameAttr(name, Container)
+		g.b.WriteString(">\n")
+	case 2:
+		g.b.WriteString(`<input type="date"`)
+		g.nameAttr(name, Container)
+		g.b.WriteString(">\n")
+	default:
+		g.b.WriteString("<span")
+		g.nameAttr(name, Container)
+		g.b.WriteString(">")
+		g.words(1, 4)
+		g.b.WriteString("</span>\n")
+	}
+}
+
 var containerTags = []string{"div", "div", "section", "nav", "article", "aside", "header", "span", "ul"}
 
 // container writes an element holding items, sometimes under a new name
-// scope, sometimes itself named (taking the first item, a clickable).
+// scope, then often itself named with that scope (a container, as in the
+// paper's pages), and sometimes made a clickable by a control role or
+// onclick (taking the first item, a clickable).
 func (g *pageGen) container(items []Kind, scope []string, depth int) {
 	tag := pick(g.rng, containerTags)
 	inner := scope
@@ -126,9 +163,15 @@ func (g *pageGen) container(items []Kind, scope []string, depth int) {
 	}
 	g.b.WriteString("<" + tag)
 	g.class()
-	if len(inner) > len(scope) && items[0] == Clickable && g.rng.IntN(4) == 0 {
-		g.nameAttr(g.claim(inner, nil), Clickable)
-		items = items[1:]
+	if len(inner) > len(scope) {
+		switch r := g.rng.IntN(8); {
+		case r == 0 && items[0] == Clickable:
+			g.clickAttr()
+			g.nameAttr(g.claim(inner, nil), Clickable)
+			items = items[1:]
+		case r < 5:
+			g.nameAttr(g.claim(inner, nil), Container)
+		}
 	}
 	g.b.WriteString(">\n")
 	if tag != "ul" {
@@ -166,8 +209,9 @@ func (g *pageGen) selectBox(k int, scope []string) {
 
 var (
 	inputTypeAttrs = []string{"", "", "text", "search", "email", "number", "tel", "url", "password", "Search", " text "}
-	clickInputs    = []string{"submit", "button", "checkbox", "radio", "reset", "image", "hidden", "date"}
-	clickTags      = []string{"a", "a", "a", "button", "button", "input", "div", "span", "li", "label", "img"}
+	clickInputs    = []string{"submit", "button", "checkbox", "radio", "reset", "image", " Submit "}
+	clickTags      = []string{"a", "a", "a", "button", "button", "input", "div", "span", "li", "label", "img", "summary"}
+	genRoles       = []string{"button", "link", "checkbox", "radio", "switch", "tab", "menuitem", "option", "combobox", "Button", "presentation link"}
 )
 
 // leaf writes one named element of kind k.
@@ -201,20 +245,25 @@ func (g *pageGen) leaf(k Kind, scope []string) {
 		g.b.WriteString("\">\n")
 	case "img":
 		g.b.WriteString(`<img src="/i/` + strconv.Itoa(g.rng.IntN(1000)) + `.jpg"`)
+		g.clickAttr()
 		g.nameAttr(name, Clickable)
 		g.b.WriteString(` alt="`)
 		g.words(1, 3)
 		g.b.WriteString("\">\n")
 	case "li":
 		g.b.WriteString("<ul><li")
+		g.clickAttr()
 		g.nameAttr(name, Clickable)
 		g.b.WriteString(">")
 		g.words(1, 5)
 		g.b.WriteString("</li></ul>\n")
 	default:
 		g.b.WriteString("<" + tag)
-		if tag == "a" {
+		switch tag {
+		case "a":
 			g.b.WriteString(` href="/p/` + strconv.Itoa(g.rng.IntN(100000)) + `"`)
+		case "div", "span":
+			g.clickAttr()
 		}
 		g.nameAttr(name, Clickable)
 		if g.rng.IntN(6) == 0 {
@@ -229,13 +278,26 @@ func (g *pageGen) leaf(k Kind, scope []string) {
 	}
 }
 
+// clickAttr writes what makes a non-interactive tag clickable: a control
+// role or an onclick attribute.
+func (g *pageGen) clickAttr() {
+	if g.rng.IntN(3) == 0 {
+		g.b.WriteString(` onclick="go(` + strconv.Itoa(g.rng.IntN(100)) + `)"`)
+		return
+	}
+	g.b.WriteString(` role="` + pick(g.rng, genRoles) + `"`)
+}
+
 // nameAttr writes the name attribute and records the name.
 func (g *pageGen) nameAttr(name string, k Kind) {
 	g.b.WriteString(` name="` + name + `"`)
-	if k == Input {
+	switch k {
+	case Input:
 		g.inputs = append(g.inputs, name)
-	} else {
+	case Clickable:
 		g.clickables = append(g.clickables, name)
+	default:
+		g.containers = append(g.containers, name)
 	}
 }
 

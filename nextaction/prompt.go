@@ -80,7 +80,9 @@ const taskIntro = "You are simulating a real human shopper browsing an online st
 // section follows it when there is a persona.
 const promptedSystem = taskIntro + ` Given the pages the shopper has seen and what they did on each, predict what the shopper does next on the current page.
 
-Each page is simplified HTML: scripts, styles and purely visual elements are removed, and every element the shopper can click or type into has a hierarchical name attribute, such as name="columbia_shirt.view_product" or name="search_input".
+Each page is simplified HTML: scripts, styles and purely visual elements are removed, and elements carry hierarchical name attributes built from the names of their containers, such as name="columbia_shirt.view_product" inside name="columbia_shirt", or name="search_input".
+
+` + targetRule + `
 
 The action is one of:
 {"type":"click","name":"<name of a clickable element of the current page>"}
@@ -93,7 +95,10 @@ Answer with exactly one JSON object and nothing else: first a short rationale, i
 
 // finetunedSystem is the system prompt of FormatFinetuned; the persona
 // section follows it when there is a persona.
-const finetunedSystem = taskIntro + ` For each page, given as simplified HTML in which every clickable and input element has a hierarchical name attribute, first explain in the first person why the shopper acts. After the ` + EndOfRationale + ` message, answer with the action as JSON: {"type":"click","name":"<clickable name>"}, {"type":"type_and_submit","name":"<input name>","text":"<typed text>"} or {"type":"terminate"}.`
+const finetunedSystem = taskIntro + ` For each page, given as simplified HTML in which elements carry hierarchical name attributes built from the names of their containers, first explain in the first person why the shopper acts. ` + targetRule + ` After the ` + EndOfRationale + ` message, answer with the action as JSON: {"type":"click","name":"<clickable name>"}, {"type":"type_and_submit","name":"<input name>","text":"<typed text>"} or {"type":"terminate"}.`
+
+// targetRule tells the model what it may act on, in the terms of ParsePage.
+const targetRule = `Only named interactive elements are targets: a click names a clickable element (a link, button, select, option, summary, label, a button, submit, reset, image, checkbox or radio input, or an element with a control role or an onclick handler); type_and_submit names an input element (a text input or a textarea). Named containers (div, span, section, li, ul, form, img and the like) only group other elements and are never targets.`
 
 // personaHeading introduces the persona in the system prompt.
 const personaHeading = "\n\nThe shopper's persona:\n"

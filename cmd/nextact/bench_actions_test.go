@@ -58,7 +58,7 @@ func benchActions(b *testing.B, model string, conc int) {
 	const steps = 64
 	pages := make([]string, steps)
 	for i := range pages {
-		pages[i], _, _ = nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
+		pages[i], _, _, _ = nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
 	}
 	tokens := make([]int, steps)
 	run := func(do func(i int) (time.Duration, error)) (stepsPerSec, p50, p90 float64) {

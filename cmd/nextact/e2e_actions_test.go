@@ -20,7 +20,9 @@ import (
 // temperatures 0, 0.7 and 1.5 and in both prompt formats (each page gets
 // one of the six combinations, in turn): every answer parses,
 // has a legal type, carries a name from that page (input names only for
-// type_and_submit) and round-trips through the typed client.
+// type_and_submit, never a named container: the pages name containers at
+// every depth, as the paper's pages do) and round-trips through the typed
+// client.
 func TestNextActionAlwaysValidOnGeneratedPages(t *testing.T) {
 	c := testConfig()
 	c.Slots = 16
@@ -31,19 +33,26 @@ func TestNextActionAlwaysValidOnGeneratedPages(t *testing.T) {
 	cl := client.New(ts.URL)
 	rng := rand.New(rand.NewPCG(42, 7))
 	type job struct {
-		page              string
-		clickable, inputs map[string]bool
+		page                          string
+		clickable, inputs, containers map[string]bool
 		temp              float64
 		format            string
 		seed              uint64
 	}
 	var jobs []job
+	withContainers := 0
 	for i := range actionPages {
-		html, cs, ins := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
+		html, cs, ins, conts := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
+		if len(conts) > 0 {
+			withContainers++
+		}
 		jobs = append(jobs, job{
-			page: html, clickable: set(cs), inputs: set(ins), seed: uint64(i),
+			page: html, clickable: set(cs), inputs: set(ins), containers: set(conts), seed: uint64(i),
 			temp: []float64{0, 0.7, 1.5}[i%3], format: []string{"prompted", "finetuned"}[(i/3)%2],
 		})
+	}
+	if withContainers < actionPages/2 {
+		t.Fatalf("only %d of %d pages name a container", withContainers, actionPages)
 	}
 	var types [3]atomic.Int64
 	p := pool.New().WithErrors().WithMaxGoroutines(16)
@@ -56,6 +65,9 @@ func TestNextActionAlwaysValidOnGeneratedPages(t *testing.T) {
 				return err
 			}
 			a := res.Action
+			if j.containers[a.Name] {
+				return fmt.Errorf("%s on %q, a named container", a.Type, a.Name)
+			}
 			switch a.Type {
 			case nextaction.TypeClick:
 				types[0].Add(1)
