@@ -35,9 +35,9 @@ func TestNextActionAlwaysValidOnGeneratedPages(t *testing.T) {
 	type job struct {
 		page                          string
 		clickable, inputs, containers map[string]bool
-		temp              float64
-		format            string
-		seed              uint64
+		temp                          float64
+		format                        string
+		seed                          uint64
 	}
 	var jobs []job
 	withContainers := 0
