@@ -5,80 +5,24 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/net/html"
 
 	"github.com/nextact/nextact/bench"
+	"github.com/nextact/nextact/internal/reportschema"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/report.schema from the Report type")
 
-// schemaLines derives report.json's schema from the Report type: one line
-// "path type" per field, where a path joins JSON keys with "." and marks
-// array items with "[]", and a type is object, array, map<T>, string,
-// integer, number or boolean, with "|null" when the field may be null.
-func schemaLines() []string {
-	var out []string
-	var walk func(t reflect.Type, path string, nullable bool)
-	walk = func(t reflect.Type, path string, nullable bool) {
-		if t.Kind() == reflect.Pointer {
-			walk(t.Elem(), path, true)
-			return
-		}
-		typ := kindName(t)
-		if nullable {
-			typ += "|null"
-		}
-		if path != "" {
-			out = append(out, path+" "+typ)
-		}
-		switch t.Kind() {
-		case reflect.Struct:
-			for f := range t.Fields() {
-				key, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-				child := key
-				if path != "" {
-					child = path + "." + key
-				}
-				walk(f.Type, child, false)
-			}
-		case reflect.Slice:
-			walk(t.Elem(), path+"[]", false)
-		}
-	}
-	walk(reflect.TypeFor[bench.Report](), "", false)
-	return out
-}
-
-func kindName(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Struct:
-		return "object"
-	case reflect.Slice:
-		return "array"
-	case reflect.Map:
-		return "map<" + kindName(t.Elem()) + ">"
-	case reflect.String:
-		return "string"
-	case reflect.Bool:
-		return "boolean"
-	case reflect.Float64:
-		return "number"
-	case reflect.Int, reflect.Int64, reflect.Uint64:
-		return "integer"
-	}
-	panic("no JSON kind for " + t.String())
-}
+// schemaLines derives report.json's schema from the Report type.
+func schemaLines() []string { return reportschema.Lines(reflect.TypeFor[bench.Report]()) }
 
 const schemaFile = "testdata/report.schema"
 
@@ -98,27 +42,11 @@ func TestReportSchemaGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got != string(want) {
-		t.Errorf("the Report type does not match %s (go test ./bench -update to accept):\n%s", schemaFile, lineDiff(string(want), got))
+		t.Errorf("the Report type does not match %s (go test ./bench -update to accept):\n%s", schemaFile, reportschema.LineDiff(string(want), got))
 	}
 	if bench.SchemaVersion != 1 {
 		t.Errorf("SchemaVersion = %d; update this test and docs/BENCH.md together", bench.SchemaVersion)
 	}
-}
-
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for _, l := range w {
-		if !slices.Contains(g, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range g {
-		if !slices.Contains(w, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
 }
 
 // Every key of the schema is documented in docs/BENCH.md.
@@ -128,12 +56,9 @@ func TestReportSchemaDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range schemaLines() {
-		path, _, _ := strings.Cut(line, " ")
-		key := path[strings.LastIndexAny(path, ".")+1:]
-		key = strings.TrimSuffix(key, "[]")
+	for _, key := range reportschema.Keys(schemaLines()) {
 		if !bytes.Contains(doc, []byte("`"+key+"`")) {
-			t.Errorf("docs/BENCH.md does not document `%s` (%s)", key, path)
+			t.Errorf("docs/BENCH.md does not document `%s`", key)
 		}
 	}
 }
@@ -141,102 +66,11 @@ func TestReportSchemaDocumented(t *testing.T) {
 // loadSchema reads the golden schema as path -> type.
 func loadSchema(t *testing.T) map[string]string {
 	t.Helper()
-	raw, err := os.ReadFile(schemaFile)
+	s, err := reportschema.Load(schemaFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		p, typ, _ := strings.Cut(line, " ")
-		s[p] = typ
-	}
 	return s
-}
-
-// conform checks a decoded JSON value against the schema at path.
-func conform(schema map[string]string, path string, v any) error {
-	typ, ok := schema[path]
-	if path == "" {
-		typ, ok = "object", true
-	}
-	if !ok {
-		return fmt.Errorf("%s: not in the schema", path)
-	}
-	base, nullable := strings.CutSuffix(typ, "|null")
-	if v == nil {
-		if !nullable {
-			return fmt.Errorf("%s: null, schema says %s", path, typ)
-		}
-		return nil
-	}
-	switch {
-	case base == "object":
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: %T, want an object", path, v)
-		}
-		prefix := path + "."
-		if path == "" {
-			prefix = ""
-		}
-		for p := range schema {
-			if rest, ok := strings.CutPrefix(p, prefix); ok && !strings.ContainsAny(rest, ".[") {
-				if _, present := obj[rest]; !present {
-					return fmt.Errorf("%s: missing key %s", path, rest)
-				}
-			}
-		}
-		for k, x := range obj {
-			if err := conform(schema, prefix+k, x); err != nil {
-				return err
-			}
-		}
-	case base == "array":
-		arr, ok := v.([]any)
-		if !ok {
-			return fmt.Errorf("%s: %T, want an array", path, v)
-		}
-		for _, x := range arr {
-			if err := conform(schema, path+"[]", x); err != nil {
-				return err
-			}
-		}
-	case strings.HasPrefix(base, "map<"):
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: %T, want a map", path, v)
-		}
-		elem := strings.TrimSuffix(strings.TrimPrefix(base, "map<"), ">")
-		for k, x := range obj {
-			if err := scalar(elem, x); err != nil {
-				return fmt.Errorf("%s[%s]: %w", path, k, err)
-			}
-		}
-	default:
-		if err := scalar(base, v); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return nil
-}
-
-func scalar(typ string, v any) error {
-	ok := false
-	switch typ {
-	case "string":
-		_, ok = v.(string)
-	case "boolean":
-		_, ok = v.(bool)
-	case "number":
-		_, ok = v.(float64)
-	case "integer":
-		f, isNum := v.(float64)
-		ok = isNum && f == math.Trunc(f)
-	}
-	if !ok {
-		return fmt.Errorf("%v (%T) is not a JSON %s", v, v, typ)
-	}
-	return nil
 }
 
 // writeReport runs a small compare benchmark against fakes and writes its
@@ -272,7 +106,7 @@ func TestReportJSONConformsToSchema(t *testing.T) {
 	if err := json.Unmarshal(raw, &v); err != nil {
 		t.Fatal(err)
 	}
-	if err := conform(loadSchema(t), "", v); err != nil {
+	if err := reportschema.Conform(loadSchema(t), "", v); err != nil {
 		t.Fatal(err)
 	}
 	if v["schema_version"] != 1.0 || len(v["runs"].([]any)) != 2 || v["comparison"] == nil {
@@ -280,7 +114,7 @@ func TestReportJSONConformsToSchema(t *testing.T) {
 	}
 	// The checker rejects what does not conform.
 	bad := map[string]any{"schema_version": 1.5}
-	if conform(loadSchema(t), "", bad) == nil {
+	if reportschema.Conform(loadSchema(t), "", bad) == nil {
 		t.Error("conform accepted a report with missing keys and a fractional integer")
 	}
 }
