@@ -102,15 +102,9 @@ func resolveModel(ctx context.Context, t *Target, apiKey string, h *http.Client)
 	if t.Model != "" {
 		return nil
 	}
-	ids, err := client.New(t.URL, client.WithHTTPClient(h), client.WithAPIKey(apiKey)).Models(ctx)
-	if err != nil {
-		return fmt.Errorf("list models of %s: %w", t.URL, err)
-	}
-	if len(ids) == 0 {
-		return fmt.Errorf("list models of %s: the server lists none; pass --model", t.URL)
-	}
-	t.Model = ids[0]
-	return nil
+	m, err := client.New(t.URL, client.WithHTTPClient(h), client.WithAPIKey(apiKey)).DefaultModel(ctx)
+	t.Model = m
+	return err
 }
 
 // runAll runs every round of every target, alternating, and returns the

@@ -3,26 +3,22 @@ package bench_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"testing"
 
-	"golang.org/x/net/html"
-
 	"github.com/nextact/nextact/bench"
-	"github.com/nextact/nextact/internal/reportschema"
+	"github.com/nextact/nextact/internal/reportcheck"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/report.schema from the Report type")
 
 // schemaLines derives report.json's schema from the Report type.
-func schemaLines() []string { return reportschema.Lines(reflect.TypeFor[bench.Report]()) }
+func schemaLines() []string { return reportcheck.Lines(reflect.TypeFor[bench.Report]()) }
 
 const schemaFile = "testdata/report.schema"
 
@@ -31,19 +27,7 @@ const schemaFile = "testdata/report.schema"
 // schema_version unless it only adds).
 func TestReportSchemaGolden(t *testing.T) {
 	t.Parallel()
-	got := strings.Join(schemaLines(), "\n") + "\n"
-	if *update {
-		if err := os.WriteFile(schemaFile, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(schemaFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Errorf("the Report type does not match %s (go test ./bench -update to accept):\n%s", schemaFile, reportschema.LineDiff(string(want), got))
-	}
+	reportcheck.CheckGolden(t, schemaLines(), schemaFile, *update)
 	if bench.SchemaVersion != 1 {
 		t.Errorf("SchemaVersion = %d; update this test and docs/BENCH.md together", bench.SchemaVersion)
 	}
@@ -52,25 +36,7 @@ func TestReportSchemaGolden(t *testing.T) {
 // Every key of the schema is documented in docs/BENCH.md.
 func TestReportSchemaDocumented(t *testing.T) {
 	t.Parallel()
-	doc, err := os.ReadFile("../docs/BENCH.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range reportschema.Keys(schemaLines()) {
-		if !bytes.Contains(doc, []byte("`"+key+"`")) {
-			t.Errorf("docs/BENCH.md does not document `%s`", key)
-		}
-	}
-}
-
-// loadSchema reads the golden schema as path -> type.
-func loadSchema(t *testing.T) map[string]string {
-	t.Helper()
-	s, err := reportschema.Load(schemaFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	reportcheck.CheckDocumented(t, reportcheck.Keys(schemaLines()), "../docs/BENCH.md")
 }
 
 // writeReport runs a small compare benchmark against fakes and writes its
@@ -98,28 +64,11 @@ func writeReport(t *testing.T) string {
 func TestReportJSONConformsToSchema(t *testing.T) {
 	t.Parallel()
 	dir := writeReport(t)
-	raw, err := os.ReadFile(filepath.Join(dir, "report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v map[string]any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		t.Fatal(err)
-	}
-	if err := reportschema.Conform(loadSchema(t), "", v); err != nil {
-		t.Fatal(err)
-	}
+	v := reportcheck.CheckConforms(t, filepath.Join(dir, "report.json"), schemaFile)
 	if v["schema_version"] != 1.0 || len(v["runs"].([]any)) != 2 || v["comparison"] == nil {
 		t.Errorf("report: version %v, %d runs, comparison %v", v["schema_version"], len(v["runs"].([]any)), v["comparison"] != nil)
 	}
-	// The checker rejects what does not conform.
-	bad := map[string]any{"schema_version": 1.5}
-	if reportschema.Conform(loadSchema(t), "", bad) == nil {
-		t.Error("conform accepted a report with missing keys and a fractional integer")
-	}
 }
-
-var externalRef = regexp.MustCompile(`(?i)(https?:|//[a-z0-9]|<script|<link|<iframe|<img|src=|href=|url\()`)
 
 func TestReportHTMLSelfContained(t *testing.T) {
 	t.Parallel()
@@ -128,22 +77,8 @@ func TestReportHTMLSelfContained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := externalRef.Find(page); m != nil {
-		t.Fatalf("report.html references something outside itself: %q", m)
-	}
-	doc, err := html.Parse(bytes.NewReader(page))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svgs, tables := 0, 0
-	for n := range doc.Descendants() {
-		if n.Type == html.ElementNode && n.Data == "svg" {
-			svgs++
-		}
-		if n.Type == html.ElementNode && n.Data == "table" {
-			tables++
-		}
-	}
+	tags := reportcheck.CheckSelfContained(t, page)
+	svgs, tables := tags["svg"], tags["table"]
 	if svgs != 5 || tables != 2 {
 		t.Errorf("report.html has %d charts and %d tables, want 5 and 2", svgs, tables)
 	}
@@ -162,9 +97,7 @@ func TestReportHTMLEscapesURLs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := externalRef.Find(page); m != nil {
-		t.Fatalf("report.html has %q", m)
-	}
+	reportcheck.CheckSelfContained(t, page)
 	if !bytes.Contains(page, []byte("10.0.0.1:8080")) {
 		t.Error("the target's host is not shown")
 	}

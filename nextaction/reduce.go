@@ -45,8 +45,9 @@ type Reduction struct {
 	Stage ReduceStage
 	// BytesBefore and BytesAfter are the page's sizes.
 	BytesBefore, BytesAfter int
-	// Elements counts the page's named elements (ParsePage's Elements);
-	// ElementsDropped how many of them the cap left out (ReduceCap only).
+	// Elements counts the page's named elements (ParsePage's Elements;
+	// 0 at ReduceNone, where the page is not parsed); ElementsDropped how
+	// many of them the cap left out (ReduceCap only).
 	Elements, ElementsDropped int
 	// Flat tells that the page was written as a flat list of its named
 	// elements (tags replaced, see ReducePage) because the pruned tree did
@@ -91,15 +92,15 @@ func ReducePage(doc string, maxBytes int) (string, Reduction, error) {
 	if maxBytes < 0 {
 		return "", r, errors.New("reduce page: negative budget")
 	}
+	if len(doc) <= maxBytes {
+		r.BytesAfter = len(doc)
+		return doc, r, nil
+	}
 	want, err := ParsePage(doc)
 	if err != nil {
 		return "", r, err
 	}
 	r.Elements = len(want.Elements)
-	if len(doc) <= maxBytes {
-		r.BytesAfter = len(doc)
-		return doc, r, nil
-	}
 	root, err := xhtml.Parse(strings.NewReader(doc))
 	if err != nil {
 		return "", r, fmt.Errorf("reduce page: %w", err)

@@ -25,6 +25,12 @@ func checkReduced(t *testing.T, doc string, max int) (string, nextaction.Reducti
 	if len(out) > max && r.Stage != nextaction.ReduceNone {
 		t.Fatalf("reduced to %d bytes, over %d", len(out), max)
 	}
+	if r.Stage == nextaction.ReduceNone {
+		if out != doc || r.BytesAfter != len(doc) || len(doc) > max {
+			t.Fatalf("unchanged page: %+v", r)
+		}
+		return out, r
+	}
 	if r.BytesBefore != len(doc) || r.BytesAfter != len(out) || r.Elements != len(want.Elements) {
 		t.Fatalf("reduction %+v for %d -> %d bytes, %d elements", r, len(doc), len(out), len(want.Elements))
 	}

@@ -1,21 +1,29 @@
-// Package reportschema derives a golden, line-per-field schema of a
-// report.json from its Go type and checks decoded JSON against it. The
-// bench and eval tests use it to pin their report schemas.
+// Package reportcheck holds the checks the bench and eval tests make of
+// their reports: a golden, line-per-field schema of report.json derived
+// from its Go type, the conformance of decoded JSON to it, its keys named
+// in the docs, and a report.html that references nothing outside itself.
+// It imports testing: only tests import it.
 //
 // A schema line is "path type": the path joins JSON keys with "." and
 // marks array items with "[]" and the values of a map of objects with
 // "{}"; the type is object, array, map<T>, string,
 // integer, number or boolean, with "|null" when the field may be null (a
 // pointer).
-package reportschema
+package reportcheck
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"testing"
+
+	"golang.org/x/net/html"
 )
 
 // Lines returns the schema of t, one line per field, in field order.
@@ -229,4 +237,88 @@ func scalar(typ string, v any) error {
 		return fmt.Errorf("%v (%T) is not a JSON %s", v, v, typ)
 	}
 	return nil
+}
+
+// CheckGolden fails tb when lines differ from the golden file; with
+// update it rewrites the file first.
+func CheckGolden(tb testing.TB, lines []string, file string, update bool) {
+	tb.Helper()
+	got := strings.Join(lines, "\n") + "\n"
+	if update {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if got != string(want) {
+		tb.Errorf("the report type does not match %s (rerun the test with -update to accept):\n%s", file, LineDiff(string(want), got))
+	}
+}
+
+// CheckDocumented fails tb for each key that doc does not name in
+// backticks.
+func CheckDocumented(tb testing.TB, keys []string, doc string) {
+	tb.Helper()
+	text, err := os.ReadFile(doc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, key := range keys {
+		if !strings.Contains(string(text), "`"+key+"`") {
+			tb.Errorf("%s does not document `%s`", doc, key)
+		}
+	}
+}
+
+// externalRef matches what would make a page load something: a URL, a
+// script, a stylesheet or image link, a frame, a CSS url().
+var externalRef = regexp.MustCompile(`(?i)(https?:|//[a-z0-9]|<script|<link|<iframe|<img|src=|href=|url\()`)
+
+// CheckSelfContained fails tb when page references anything outside
+// itself or does not parse, and returns how many elements of each tag it
+// has.
+func CheckSelfContained(tb testing.TB, page []byte) map[string]int {
+	tb.Helper()
+	if m := externalRef.Find(page); m != nil {
+		tb.Fatalf("report.html references something outside itself: %q", m)
+	}
+	doc, err := html.Parse(bytes.NewReader(page))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tags := map[string]int{}
+	for n := range doc.Descendants() {
+		if n.Type == html.ElementNode {
+			tags[n.Data]++
+		}
+	}
+	return tags
+}
+
+// CheckConforms reads the JSON file at path, fails tb unless it conforms
+// to the golden schema file, and returns it decoded.
+func CheckConforms(tb testing.TB, path, schemaFile string) map[string]any {
+	tb.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		tb.Fatal(err)
+	}
+	schema, err := Load(schemaFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := Conform(schema, "", v); err != nil {
+		tb.Fatal(err)
+	}
+	if Conform(schema, "", map[string]any{"schema_version": 1.5}) == nil {
+		tb.Fatal("the checker accepted a report with missing keys and a fractional integer")
+	}
+	return v
 }
