@@ -195,3 +195,85 @@ func trimCase(c eval.Case) eval.Case {
 	}
 	return c
 }
+
+// Parquet that is not OPeRA's: a file that is not Parquet, a column of
+// another type, an action type outside the filtered config, two splits
+// without --split.
+func TestLoadParquetErrors(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		setup func(t *testing.T, dir string)
+		want  string
+	}{
+		"not parquet": {func(t *testing.T, dir string) {
+			_ = os.WriteFile(filepath.Join(dir, "x.parquet"), []byte("PAR1 but not really"), 0o644)
+		}, "x.parquet"},
+		"int column": {func(t *testing.T, dir string) {
+			writeRows(t, filepath.Join(dir, "a.parquet"), []intRow{{SessionID: "s", ActionType: 1}})
+		}, "want a string column"},
+		"scroll": {func(t *testing.T, dir string) {
+			writeRows(t, filepath.Join(dir, "a.parquet"), []strRow{{SessionID: "s", ActionType: "scroll"}})
+		}, `action_type "scroll"`},
+		"two splits": {func(t *testing.T, dir string) {
+			writeRows(t, filepath.Join(dir, "train-0.parquet"), []strRow{{SessionID: "s", ActionType: "terminate"}})
+			writeRows(t, filepath.Join(dir, "test-0.parquet"), []strRow{{SessionID: "s", ActionType: "terminate"}})
+		}, "--split"},
+		"empty directory": {func(t *testing.T, dir string) {}, "no .parquet file"},
+		"no action table": {func(t *testing.T, dir string) {
+			writeRows(t, filepath.Join(dir, "u.parquet"), []userOnly{{UserID: "u", Survey: "{}"}})
+		}, "no action table"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			tc.setup(t, dir)
+			if _, err := eval.Load(dir, ""); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+	// --split picks one.
+	dir := t.TempDir()
+	writeRows(t, filepath.Join(dir, "train-0.parquet"), []strRow{{SessionID: "s", ActionType: "terminate"}})
+	writeRows(t, filepath.Join(dir, "test-0.parquet"), []strRow{{SessionID: "t", ActionType: "terminate"}})
+	d, err := eval.Load(dir, "test")
+	if err != nil || len(d.Sessions) != 1 || d.Sessions[0].ID != "t" {
+		t.Fatalf("--split test: %v %+v", err, d)
+	}
+}
+
+type intRow struct {
+	SessionID  string `parquet:"session_id"`
+	ActionType int64  `parquet:"action_type"`
+}
+
+type strRow struct {
+	SessionID  string `parquet:"session_id"`
+	ActionType string `parquet:"action_type"`
+}
+
+type userOnly struct {
+	UserID string `parquet:"user_id"`
+	Survey string `parquet:"survey"`
+}
+
+// writeRows writes rows as a Parquet file at path.
+func writeRows[T any](t *testing.T, path string, rows []T) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := parquet.NewGenericWriter[T](f)
+	if _, err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
