@@ -63,6 +63,7 @@ func (c Config) Validate() error {
 	check(c.Budget.Ctx > c.Gen.MaxTokens && c.Budget.Ctx <= 1<<24, "ctx must be over max-tokens (%d) and at most 16777216, got %d", c.Gen.MaxTokens, c.Budget.Ctx)
 	check(c.Budget.BytesPerToken >= 1 && c.Budget.BytesPerToken <= 16, "bytes-per-token must be in [1, 16], got %g", c.Budget.BytesPerToken)
 	check(c.Budget.MaxPageBytes >= MinPageBytes && c.Budget.MaxPageBytes <= MaxPageBytes, "max-page-bytes must be in [%d, %d], got %d", MinPageBytes, MaxPageBytes, c.Budget.MaxPageBytes)
+	check(c.Budget.MaxBodyBytes >= 64<<10, "max-body-bytes must be at least 65536, got %d", c.Budget.MaxBodyBytes)
 	check(c.Budget.MaxPersonaBytes >= 0 && c.Budget.MaxPersonaBytes <= MaxFieldBytes, "max-persona-bytes must be in [0, %d], got %d", MaxFieldBytes, c.Budget.MaxPersonaBytes)
 	check(c.Run.Concurrency >= 1 && c.Run.Concurrency <= 1024, "concurrency must be in [1, 1024], got %d", c.Run.Concurrency)
 	check(c.Run.Retries >= 0 && c.Run.Retries <= 100, "retries must be in [0, 100], got %d", c.Run.Retries)
@@ -304,7 +305,7 @@ func dataReport(cfg Config, d *Dataset, sel []Session, selection string, cases, 
 func configReport(cfg Config) ConfigReport {
 	b := cfg.Budget
 	return ConfigReport{MaxTokens: cfg.Gen.MaxTokens, Temperature: cfg.Gen.Temperature, Seed: cfg.Seed, Ctx: b.Ctx, BytesPerToken: b.BytesPerToken,
-		MaxPageBytes: b.MaxPageBytes, MaxPersonaBytes: b.MaxPersonaBytes, Rationales: b.Rationales, Bootstrap: cfg.Bootstrap}
+		MaxPageBytes: b.MaxPageBytes, MaxPersonaBytes: b.MaxPersonaBytes, MaxBodyBytes: b.MaxBodyBytes, Rationales: b.Rationales, Bootstrap: cfg.Bootstrap}
 }
 
 func runInfo(s RunStats, cases int) RunInfo {

@@ -24,6 +24,9 @@ type Budget struct {
 	BytesPerToken float64
 	// MaxPersonaBytes bounds the persona (cut at a character boundary).
 	MaxPersonaBytes int
+	// MaxBodyBytes bounds a request's JSON body (nextact's --body-limit):
+	// a case whose body could exceed it is not sent.
+	MaxBodyBytes int
 	// Rationales sends the history's recorded rationales (else each is
 	// left out, as a step without one).
 	Rationales bool
@@ -216,7 +219,53 @@ func (p *Preparer) Prepare(c *Case) (Prepared, error) {
 		}
 	}
 	out.History = hist
+	if n := bodyBound(out, fixed); n > p.b.MaxBodyBytes {
+		out.Red.NotSent = fmt.Sprintf("the request body may take %d bytes, over the limit of %d", n, p.b.MaxBodyBytes)
+	}
 	return out, nil
+}
+
+// bodyBound bounds the JSON body of a request of p in either API: every
+// text JSON-escaped, the system prompt (fixed bytes, in the chat API) and
+// room for the keys.
+func bodyBound(p Prepared, fixed int) int {
+	n := 4096 + jsonLen(p.Page) + 2*fixed
+	for _, h := range p.History {
+		n += 256 + jsonLen(h.Page) + 2*jsonLen(h.Rationale) + 2*jsonLen(h.Action.Name) + 2*jsonLen(h.Action.Text)
+	}
+	return n
+}
+
+// jsonLen is the length of s as json.Marshal writes it (quoted, with
+// <, >, & and U+2028/U+2029 escaped, invalid UTF-8 replaced).
+func jsonLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6 // \ufffd
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // hasTarget reports whether doc has a clickable or input named name.

@@ -58,6 +58,7 @@ type ConfigReport struct {
 	BytesPerToken   float64 `json:"bytes_per_token"`
 	MaxPageBytes    int     `json:"max_page_bytes"`
 	MaxPersonaBytes int     `json:"max_persona_bytes"`
+	MaxBodyBytes    int     `json:"max_body_bytes"`
 	Rationales      bool    `json:"rationales"`
 	Bootstrap       int     `json:"bootstrap"`
 }

@@ -58,6 +58,7 @@ type fakeOpenAI struct {
 	mu       sync.Mutex
 	hook     func(n int64, w http.ResponseWriter, r *chatReq) bool
 	schema   atomic.Int64 // requests with response_format json_schema
+	maxBody  atomic.Int64 // the largest request body
 }
 
 func newFakeOpenAI(t testing.TB, answers map[string]string) *fakeOpenAI {
@@ -78,10 +79,12 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := f.requests.Add(1)
+	raw, _ := io.ReadAll(r.Body)
+	storeMax(&f.maxBody, int64(len(raw)))
 	var req chatReq
 	// The seed must fit the integer types of every server (OpenAI's is
 	// int64; some take int32).
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Messages) < 2 || req.Seed == nil || *req.Seed >= 1<<31 {
+	if err := json.Unmarshal(raw, &req); err != nil || len(req.Messages) < 2 || req.Seed == nil || *req.Seed >= 1<<31 {
 		http.Error(w, `{"error":{"message":"bad request"}}`, http.StatusBadRequest)
 		return
 	}
@@ -103,6 +106,12 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": text}, "finish_reason": "stop"}},
 		"usage":   map[string]int{"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
 	})
+}
+
+// storeMax raises a to v when v is larger.
+func storeMax(a *atomic.Int64, v int64) {
+	for m := a.Load(); v > m && !a.CompareAndSwap(m, v); m = a.Load() {
+	}
 }
 
 func (f *fakeOpenAI) setHook(h func(n int64, w http.ResponseWriter, r *chatReq) bool) {
@@ -243,7 +252,7 @@ func config(data, url, out string) eval.Config {
 		Data: data, Out: out, Seed: 5,
 		Target: eval.TargetConfig{URL: url, Mode: eval.ModeOpenAI, Format: "prompted"},
 		Gen:    eval.GenOptions{MaxTokens: 256},
-		Budget: eval.Budget{MaxPageBytes: 512 << 10, Ctx: 1 << 22, BytesPerToken: 1, MaxPersonaBytes: 8192, Rationales: true},
+		Budget: eval.Budget{MaxPageBytes: 512 << 10, Ctx: 1 << 22, BytesPerToken: 1, MaxPersonaBytes: 8192, MaxBodyBytes: 8 << 20, Rationales: true},
 		Run:    eval.RunOptions{Concurrency: 8, Retries: 3, MaxRetryWait: time.Minute},
 		// Few resamples: the intervals are tested elsewhere.
 		Bootstrap: 50,
@@ -500,10 +509,7 @@ func TestBudgetNeverExceeded(t *testing.T) {
 		if budget := ctxTokens - maxTokens - 32 - 10*(2+4*(len(r.Messages)-2)/2); total > budget {
 			over.Add(1)
 		}
-		last := r.Messages[len(r.Messages)-1].Content
-		if int64(len(last)) > maxPage.Load() {
-			maxPage.Store(int64(len(last)))
-		}
+		storeMax(&maxPage, int64(len(r.Messages[len(r.Messages)-1].Content)))
 		return false
 	})
 	cfg := config(data, srv.URL, t.TempDir())
@@ -521,6 +527,17 @@ func TestBudgetNeverExceeded(t *testing.T) {
 	red := rep.Reductions
 	if red.CurrentPageReduced == 0 || red.HistoryPagesOmitted+red.HistoryPagesReduced == 0 || red.Share == nil {
 		t.Errorf("nothing reduced: %+v", red)
+	}
+	// A body limit: the cases whose request could exceed it are not sent.
+	cfg = config(data, srv.URL, t.TempDir())
+	cfg.Budget.MaxBodyBytes = 64 << 10
+	srv.maxBody.Store(0)
+	rep, err = eval.Run(context.Background(), cfg, eval.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := rep.Runs[0].Metrics; m.Answers.NotSent == 0 || m.Answers.Answered == 0 || srv.maxBody.Load() > 64<<10 {
+		t.Errorf("body limit 64 KiB: answers %+v, largest body %d", m.Answers, srv.maxBody.Load())
 	}
 	// No room at all: every case not sent, nothing sent.
 	before := srv.requests.Load()
@@ -597,9 +614,7 @@ func TestHostileData(t *testing.T) {
 	srv := newFakeOpenAI(t, nil)
 	srv.setHook(func(_ int64, w http.ResponseWriter, r *chatReq) bool {
 		for _, m := range r.Messages {
-			if int64(len(m.Content)) > biggest.Load() {
-				biggest.Store(int64(len(m.Content)))
-			}
+			storeMax(&biggest, int64(len(m.Content)))
 		}
 		return false
 	})

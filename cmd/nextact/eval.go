@@ -45,6 +45,7 @@ func parseEval(args []string, stderr io.Writer) (eval.Config, error) {
 	fs.Float64Var(&c.Budget.BytesPerToken, "bytes-per-token", 1, "bytes of prompt per token of --ctx (1 can never overflow a byte-level tokenizer; more keeps more page)")
 	fs.IntVar(&c.Budget.MaxPageBytes, "max-page-bytes", 512<<10, "largest page sent (nextact serve's --max-page-bytes)")
 	fs.IntVar(&c.Budget.MaxPersonaBytes, "max-persona-bytes", 8192, "longest persona sent")
+	fs.IntVar(&c.Budget.MaxBodyBytes, "max-body-bytes", 8<<20, "largest request body (nextact serve's --body-limit): a case that could exceed it is not sent")
 	fs.BoolVar(&c.Budget.Rationales, "rationales", true, "send the history's recorded rationales")
 	fs.IntVar(&c.Run.Concurrency, "concurrency", 8, "requests in flight at once")
 	fs.IntVar(&c.Run.Retries, "retries", 8, "retries of a case after 429, 503 or a transport error")

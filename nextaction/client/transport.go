@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,10 +55,12 @@ var _ http.RoundTripper = (*StaleConnRetry)(nil)
 // RoundTrip sends req, resending it on a fresh connection as described.
 func (t *StaleConnRetry) RoundTrip(req *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		var reused, answered bool
+		// The trace runs on the transport's goroutines, which may outlive
+		// a cancelled RoundTrip.
+		var reused, answered atomic.Bool
 		trace := &httptrace.ClientTrace{
-			GotConn:              func(i httptrace.GotConnInfo) { reused = i.Reused },
-			GotFirstResponseByte: func() { answered = true },
+			GotConn:              func(i httptrace.GotConnInfo) { reused.Store(i.Reused) },
+			GotFirstResponseByte: func() { answered.Store(true) },
 		}
 		r := req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 		if attempt > 0 && req.Body != nil && req.Body != http.NoBody {
@@ -68,7 +71,7 @@ func (t *StaleConnRetry) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		resp, err := t.Base.RoundTrip(r)
-		if err == nil || !reused || answered || attempt >= staleRetries || req.Context().Err() != nil ||
+		if err == nil || !reused.Load() || answered.Load() || attempt >= staleRetries || req.Context().Err() != nil ||
 			(req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) || errors.Is(err, context.DeadlineExceeded) {
 			return resp, err
 		}
