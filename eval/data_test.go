@@ -1,6 +1,7 @@
 package eval_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -275,5 +276,36 @@ func writeRows[T any](t *testing.T, path string, rows []T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Invalid UTF-8 in Parquet reads as a JSON decoder reads it from JSONL:
+// each bad byte becomes U+FFFD.
+func TestParquetInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	type row struct {
+		SessionID  string `parquet:"session_id"`
+		ActionID   string `parquet:"action_id"`
+		ActionType string `parquet:"action_type"`
+		SemanticID string `parquet:"semantic_id"`
+		Page       string `parquet:"simplified_html"`
+	}
+	bad := "a\xff\xfeb\xe2\x82"
+	dir := t.TempDir()
+	writeRows(t, filepath.Join(dir, "a.parquet"), []row{
+		{"s", "1", "click", bad, "<p>" + bad + "</p>"},
+		{"s", "2", "click", bad, "<p>" + bad + "</p>"},
+	})
+	d, err := eval.Load(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want string
+	if err := json.Unmarshal([]byte(`"`+bad+`"`), &want); err != nil {
+		t.Fatal(err)
+	}
+	st := d.Sessions[0].Steps[1]
+	if st.Action.Name != want || st.Page != "<p>"+want+"</p>" || want != "a\uFFFD\uFFFDb\uFFFD\uFFFD" {
+		t.Errorf("read %q / %q, JSON reads %q", st.Action.Name, st.Page, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -84,11 +85,23 @@ var tableColumns = map[string][]string{
 // optionalColumns are read when present and must then be strings.
 var optionalColumns = []string{"action_id", "timestamp", "click_type", "semantic_id", "simplified_html", "rationale", "input_text"}
 
+// str is a column's value: "" for null, invalid UTF-8 replaced by U+FFFD
+// as a JSON decoder does (so the same data in Parquet and JSONL reads the
+// same).
 func str(p *string) string {
 	if p == nil {
 		return ""
 	}
-	return *p
+	if utf8.ValidString(*p) {
+		return *p
+	}
+	var b strings.Builder
+	for i := 0; i < len(*p); {
+		r, size := utf8.DecodeRuneInString((*p)[i:])
+		b.WriteRune(r) // an invalid byte decodes as U+FFFD, one byte at a time
+		i += size
+	}
+	return b.String()
 }
 
 // loadParquetDir reads every .parquet file under dir.
