@@ -107,12 +107,7 @@ func (p *Preparer) page(session string, index int, html string) (string, nextact
 		p.pages[key] = e
 	}
 	p.mu.Unlock()
-	e.once.Do(func() {
-		e.html, e.red, e.err = nextaction.ReducePage(html, p.b.MaxPageBytes)
-		if e.err == nil && e.red.Stage == nextaction.ReduceNone {
-			_, e.err = nextaction.ParsePage(html) // a page nextact could not parse is never sent
-		}
-	})
+	e.once.Do(func() { e.html, e.red, e.err = nextaction.ReducePage(html, p.b.MaxPageBytes) })
 	return e.html, e.red, e.err
 }
 
@@ -178,6 +173,11 @@ func (p *Preparer) Prepare(c *Case) (Prepared, error) {
 	}
 	if len(page) > room {
 		if page, red, err = nextaction.ReducePage(c.Page, room); err != nil {
+			return out, err
+		}
+	}
+	if red.Stage == nextaction.ReduceNone { // a reduced page was parsed; this one must parse too
+		if _, err := nextaction.ParsePage(page); err != nil {
 			return out, err
 		}
 	}
