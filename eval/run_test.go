@@ -259,6 +259,24 @@ func config(data, url, out string) eval.Config {
 	}
 }
 
+// syncBuffer is a strings.Builder safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // noSleep records the waits instead of waiting.
 type noSleep struct {
 	mu    sync.Mutex
@@ -302,12 +320,15 @@ func TestFakeOpenAIExactMetrics(t *testing.T) {
 	srv := newFakeOpenAI(t, answers)
 	cfg := config(data, srv.URL, t.TempDir())
 	cfg.Target.JSONSchema = true
-	var out strings.Builder
-	rep, err := eval.Run(context.Background(), cfg, eval.Deps{Out: &out})
+	var out, prog syncBuffer
+	rep, err := eval.Run(context.Background(), cfg, eval.Deps{Out: &out, Progress: &prog, Terminal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkExpected(t, rep, want)
+	if p := prog.String(); !strings.Contains(p, "\r\033[K[a] [") || !strings.Contains(p, fmt.Sprintf("%d/%d cases 100%%", want.cases, want.cases)) {
+		t.Errorf("progress: %q", p)
+	}
 	if got := srv.schema.Load(); got != int64(want.cases) {
 		t.Errorf("%d requests had response_format json_schema, want %d", got, want.cases)
 	}
