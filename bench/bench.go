@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -31,21 +30,11 @@ type Deps struct {
 	Version string
 }
 
-// NewHTTPClient returns a client for n concurrent sessions. It follows no
-// redirect and uses no proxy, so requests go only to the URLs given.
-func NewHTTPClient(n int) *http.Client {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        0,
-		MaxIdleConnsPerHost: n + 16,
-		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   true,
-	}
-	return &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
+// NewHTTPClient returns a client for n concurrent sessions: see
+// client.NewHTTPClient (no redirects, no proxy, idle connections closed
+// before common servers close them, a request whose reused connection
+// closed before any answer resent once more).
+func NewHTTPClient(n int) *http.Client { return client.NewHTTPClient(n) }
 
 // Bench runs cfg's workload against cfg.Target and, when cfg.Compare.URL is
 // set, against cfg.Compare too, alternately (a, b, a, b, ... for
@@ -113,15 +102,9 @@ func resolveModel(ctx context.Context, t *Target, apiKey string, h *http.Client)
 	if t.Model != "" {
 		return nil
 	}
-	ids, err := client.New(t.URL, client.WithHTTPClient(h), client.WithAPIKey(apiKey)).Models(ctx)
-	if err != nil {
-		return fmt.Errorf("list models of %s: %w", t.URL, err)
-	}
-	if len(ids) == 0 {
-		return fmt.Errorf("list models of %s: the server lists none; pass --model", t.URL)
-	}
-	t.Model = ids[0]
-	return nil
+	m, err := client.New(t.URL, client.WithHTTPClient(h), client.WithAPIKey(apiKey)).DefaultModel(ctx)
+	t.Model = m
+	return err
 }
 
 // runAll runs every round of every target, alternating, and returns the

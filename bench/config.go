@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -195,14 +194,8 @@ func (c Config) Validate() error {
 }
 
 func (t Target) validate(flag string) error {
-	u, err := url.Parse(t.URL)
-	switch {
-	case t.URL == "":
-		return fmt.Errorf("%s is required", flag)
-	case err != nil:
-		return fmt.Errorf("%s: %w", flag, err)
-	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
-		return fmt.Errorf("%s %q: want http(s)://host[:port]", flag, t.URL)
+	if err := CheckURL(flag, t.URL); err != nil {
+		return err
 	}
 	if _, err := ParseMode(string(t.Mode)); err != nil {
 		return fmt.Errorf("%s: %w", flag, err)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"html/template"
 	"math"
-	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 )
@@ -22,19 +20,15 @@ func (r *Report) HTML() ([]byte, error) {
 	}
 	data.Throughput = template.HTML(throughput(r).svg())
 	for i := range r.Runs {
-		data.Targets = append(data.Targets, hostOf(r.Runs[i].URL))
+		data.Targets = append(data.Targets, HostOf(r.Runs[i].URL))
 	}
 	var b bytes.Buffer
 	if err := reportTemplate.Execute(&b, data); err != nil {
 		return nil, fmt.Errorf("render report.html: %w", err)
 	}
-	// Belt and braces: no URL survives in the page as one, even one a
-	// server put in a model id (the page has no "//" or "http:" of its own).
-	out := bytes.ReplaceAll(b.Bytes(), []byte("//"), []byte("&#47;&#47;"))
-	return urlScheme.ReplaceAll(out, []byte("$1&#58;")), nil
+	// Belt and braces: no URL survives in the page as one.
+	return DefuseURLs(b.Bytes()), nil
 }
-
-var urlScheme = regexp.MustCompile(`(?i)(https?):`)
 
 type htmlData struct {
 	R          *Report
@@ -43,15 +37,6 @@ type htmlData struct {
 	OverTime   []template.HTML
 	Dists      []template.HTML
 	Throughput template.HTML
-}
-
-// hostOf is a target's URL without its scheme.
-func hostOf(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(target)"
-	}
-	return u.Host + u.Path
 }
 
 // summaryRows is the summary table: one row per metric, one column per

@@ -36,6 +36,12 @@
 // then the action turn). Its validation errors are *FieldError values that
 // name the offending request field.
 //
+// ReducePage shrinks a page to a byte budget by one policy (every named
+// element and its label kept, unnamed text kept from the top down, then a
+// cap), keeping exactly the elements ParsePage finds. FindPromptedAnswer
+// finds a prompted-format answer in the free text of an unconstrained
+// model.
+//
 // RandomPage generates seeded random pages for tests and benchmarks.
 // api.go holds the wire types of POST /v1/actions/next; the client
 // subpackage is a typed Go client for it.

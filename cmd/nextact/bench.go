@@ -118,6 +118,12 @@ func envDefaultsPrefix(fs *flag.FlagSet, prefix string) error {
 	return errors.Join(errs...)
 }
 
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 // runBench is `nextact bench`: 0 when the benchmark ran and some step
 // succeeded, 1 when it could not run or nothing succeeded (the report is
 // still written), 2 on bad flags.
@@ -130,11 +136,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "nextact bench:", err)
 		return 2
 	}
-	terminal := false
-	if f, ok := stdout.(*os.File); ok {
-		terminal = term.IsTerminal(int(f.Fd()))
-	}
-	rep, err := bench.Bench(ctx, cfg, bench.Deps{Out: stdout, Terminal: terminal, Version: version})
+	rep, err := bench.Bench(ctx, cfg, bench.Deps{Out: stdout, Terminal: isTerminal(stdout), Version: version})
 	if err != nil {
 		fmt.Fprintln(stderr, "nextact bench:", err)
 		return 1

@@ -4,6 +4,8 @@
 //
 //	nextact serve [flags]   serve a model (the embedded default without --model)
 //	nextact bench [flags]   drive simulated shoppers against a server and report
+//	nextact eval [flags]    the paper's accuracy metrics on recorded sessions
+//	nextact gen-eval-data   write a generated evaluation data set (JSONL and Parquet)
 //	nextact gen-model       write a seeded random-weight GGUF
 //	nextact version         print the version
 package main
@@ -42,6 +44,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "eval":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runEval(ctx, args[1:], stdout, stderr)
+	case "gen-eval-data":
+		return runGenEvalData(args[1:], stdout, stderr)
 	case "gen-model":
 		return runGenModel(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
@@ -63,6 +71,8 @@ func usage(w io.Writer) {
 commands:
   serve     serve a GGUF model over HTTP (the embedded default without --model)
   bench     drive simulated shoppers against a server; see docs/BENCH.md
+  eval      next-action accuracy and session-outcome F1 on recorded sessions; see docs/EVAL.md
+  gen-eval-data  write a generated evaluation data set (JSONL and OPeRA Parquet)
   gen-model write a seeded random-weight GGUF (e.g. a bigger model to benchmark)
   version   print the version
 
