@@ -35,7 +35,8 @@ func TestDevicesMatchAccessors(t *testing.T) {
 }
 
 // The layer count read through llama.Model's unexported pointer is the
-// GGUF's block count; without a GPU every layer is on the CPU.
+// GGUF's block count; every layer (the output layer counted) is on the
+// CPU without a GPU backend, on the GPUs with one.
 func TestModelLayers(t *testing.T) {
 	e := open(t, 1, 64, 16)
 	info, err := models.Inspect(testModel(t))
@@ -45,16 +46,20 @@ func TestModelLayers(t *testing.T) {
 	if n := e.ModelLayers(); n != info.BlockCount || n == 0 {
 		t.Fatalf("llama_model_n_layer %d, GGUF block count %d", n, info.BlockCount)
 	}
-	onCPU := 0
+	onCPU, onGPU := 0, 0
 	for _, d := range e.Devices() {
-		if d.Type == "cpu" {
+		if d.GPU() {
+			onGPU += d.Layers
+		} else {
 			onCPU += d.Layers
-		} else if d.Layers != 0 {
-			t.Errorf("%s holds %d layers on a machine without a GPU backend", d.Name, d.Layers)
 		}
 	}
-	if onCPU != info.BlockCount+1 {
-		t.Fatalf("%d layers on the CPU, want %d (the output layer counted)", onCPU, info.BlockCount+1)
+	want := [2]int{info.BlockCount + 1, 0} // CPU, GPU
+	if e.GPU() {
+		want = [2]int{0, info.BlockCount + 1}
+	}
+	if got := [2]int{onCPU, onGPU}; got != want {
+		t.Fatalf("layers on CPU, GPU: %v, want %v", got, want)
 	}
 }
 
