@@ -2,10 +2,8 @@ package llamacpp_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -75,18 +73,7 @@ func TestParallelSamplingMatchesSerialOnRealEngine(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-				defer cancel()
-				h, err := s.Submit(ctx, r)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				c, err := h.Wait(ctx)
-				if err != nil || c.Err != nil {
-					t.Errorf("request %d: %v %v", i, err, c.Err)
-				}
-				out[i] = fmt.Sprintf("%q/%v/%d", c.Text, c.Finish, c.Usage.CompletionTokens)
+				out[i] = generate(t, s, r)
 			}()
 		}
 		wg.Wait()
