@@ -5,6 +5,7 @@
 #   nextact.xz                bin/nextact
 #   nextact-cmd.test.xz       go test -c ./cmd/nextact (the TestGPU* checks)
 #   llamacpp.test.xz          go test -c ./runtime/llamacpp (the engine's tests)
+#   batching.test.xz          go test -c ./batching (the host-step benchmark)
 #   ggml-src.tar.xz           the ollama module's ggml sources, for make cuda's build.sh
 # The binaries are built for x86-64-v3 (AVX2): the GPU machines' CPUs are
 # Intel Xeons, and a -march=native build from an AMD EPYC may not run there.
@@ -25,10 +26,11 @@ echo "gpu-bundle: building for x86-64-v3 (the first build recompiles llama.cpp: 
 "$go" build -ldflags "$ldflags" -o "$out/nextact" ./cmd/nextact
 "$go" test -c -ldflags "$ldflags" -o "$out/nextact-cmd.test" ./cmd/nextact
 "$go" test -c -ldflags "$ldflags" -o "$out/llamacpp.test" ./runtime/llamacpp
+"$go" test -c -ldflags "$ldflags" -o "$out/batching.test" ./batching
 "$go" mod download github.com/ollama/ollama
 mod=$("$go" list -m -f '{{.Dir}}' github.com/ollama/ollama)
 tar -C "$mod" --exclude='ggml-vulkan' --exclude='ggml-metal' -cJf "$out/ggml-src.tar.xz" ml/backend/ggml/ggml
-xz -T0 -6 "$out/nextact" "$out/nextact-cmd.test" "$out/llamacpp.test"
+xz -T0 -6 "$out/nextact" "$out/nextact-cmd.test" "$out/llamacpp.test" "$out/batching.test"
 ls -l "$out"
 total=$(du -sm "$out" | cut -f1)
 echo "gpu-bundle: ${total} MiB (the device tool carries at most 64 MiB with the working tree)"

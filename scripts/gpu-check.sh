@@ -36,7 +36,7 @@ echo "cores: $(nproc), memory: $(free -g | awk '/Mem:/{print $2}') GiB"
 
 phase "unpack gpu-bundle"
 [ -d gpu-bundle ] || { echo "no gpu-bundle/: run make gpu-bundle and carry gpu-bundle"; exit 2; }
-for b in nextact nextact-cmd.test llamacpp.test; do
+for b in nextact nextact-cmd.test llamacpp.test batching.test; do
 	xz -dc "gpu-bundle/$b.xz" >"$W/bin/$b" && chmod +x "$W/bin/$b" || fail "unpack $b"
 done
 tar -xJf gpu-bundle/ggml-src.tar.xz -C "$W/src" || fail "unpack ggml sources"
@@ -48,12 +48,14 @@ if [ "$dry" = 1 ]; then
 fi
 
 phase "build the CUDA backend, generate the models (in parallel)"
+bg=() # wait for these only: a bare wait would also wait for the log's tee
 if [ "$dry" = 1 ]; then
 	echo "dry run: no CUDA backend" >"$OUT/cuda-build.log"
 	echo 0 >"$W/cuda.rc"
 else
 	(cd "$repo" && BUILD_DIR="$W/build" timeout 330 bash scripts/cuda/build.sh "$W/src" "$W" >"$OUT/cuda-build.log" 2>&1
 		echo $? >"$W/cuda.rc") &
+	bg+=($!)
 fi
 gen() {
 	if [ "$dry" = 1 ]; then
@@ -63,8 +65,10 @@ gen() {
 	fi
 }
 gen 1b --embd 2048 --layers 16 --heads 32 --kv-heads 8 --ffn 8192 &
+bg+=($!)
 gen 8b --embd 4096 --layers 32 --heads 32 --kv-heads 8 --ffn 14336 &
-wait
+bg+=($!)
+wait "${bg[@]}"
 tail -4 "$OUT/cuda-build.log"
 [ "$(cat "$W/cuda.rc" 2>/dev/null)" = 0 ] || { fail "CUDA backend build (see cuda-build.log)"; tail -40 "$OUT/cuda-build.log"; exit 1; }
 ls -l "$W/lib/ollama" "$W/models"
@@ -84,6 +88,10 @@ phase "engine tests (runtime/llamacpp, on the GPU)"
 (cd "$W" && timeout 120 "$W/bin/llamacpp.test" -test.count=1 -test.timeout 110s -test.v >"$W/engine.out" 2>&1) || fail "engine tests"
 show engine
 
+phase "host work of one scheduler step: 128 sequences x 128,256 tokens, logits returned at once (this CPU)"
+timeout 60 "$W/bin/batching.test" -test.run '^$' -test.bench 'HostStep/greedy|LogitsRead' -test.benchtime 30x >"$W/hoststep.out" 2>&1 || fail "host-step benchmark"
+grep -E '^Benchmark' "$W/hoststep.out" | sed 's/^/GPU-CHECK host /' | tee "$W/hoststep-figures.out"
+
 phase "1B: sweep, invariance, logits cost (--deterministic)"
 checks 1b "$W/models/1b.gguf" timeout 150 "$W/bin/nextact-cmd.test" -test.run 'TestGPU' -test.count=1 -test.v >"$W/1b.out" 2>&1 || fail "1B checks"
 show 1b
@@ -97,27 +105,36 @@ checks 8b "$W/models/8b.gguf" NEXTACT_GPU_SWEEP=1,64 NEXTACT_GPU_INVARIANCE_PROM
 show 8b
 
 phase "nextact bench on the 1B model: 128 shopper sessions, then the stateless actions API"
-port=18080
-"$W/bin/nextact" serve --addr 127.0.0.1:$port --model "$W/models/1b.gguf" --slots 128 --ctx 8192 --threads "$threads" \
+"$W/bin/nextact" serve --addr 127.0.0.1:0 --model "$W/models/1b.gguf" --slots 128 --ctx 8192 --threads "$threads" \
 	--max-queue-wait 0 --request-timeout 5m --log-level info 2>"$W/serve.log" &
 serve=$!
-for _ in $(seq 120); do
-	curl -sf "http://127.0.0.1:$port/health/ready" >"$W/ready.json" 2>/dev/null && break
+url=
+for _ in $(seq 240); do # the port it got is in its "listening" log line
+	addr=$(grep '"msg":"listening"' "$W/serve.log" | grep -o '"addr":"[^"]*"' | cut -d'"' -f4)
+	if [ -n "$addr" ] && curl -sf "http://$addr/health/ready" >"$W/ready.json" 2>/dev/null; then
+		url=http://$addr
+		break
+	fi
+	kill -0 "$serve" 2>/dev/null || break
 	sleep 0.5
 done
-echo "readiness: $(cat "$W/ready.json" 2>/dev/null)"
+[ -n "$url" ] || { fail "nextact serve did not become ready"; tail -20 "$W/serve.log"; }
+echo "serving at $url; readiness: $(cat "$W/ready.json" 2>/dev/null)"
 grep -E '"device"|"model loaded"' "$W/serve.log" | head -8
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 >"$W/util.csv" 2>/dev/null &
 smi=$!
-timeout 100 "$W/bin/nextact" bench --url "http://127.0.0.1:$port" --mode sessions --sessions "$sessions" --steps 4 --min-steps 4 \
-	--page-tokens 600 --duration 75s --out "$W/bench-sessions" || fail "bench sessions"
-timeout 70 "$W/bin/nextact" bench --url "http://127.0.0.1:$port" --mode actions --sessions "$sessions" --steps 3 --min-steps 3 \
-	--page-tokens 600 --duration 50s --out "$W/bench-actions" || fail "bench actions"
+timeout 100 "$W/bin/nextact" bench --url "$url" --mode sessions --sessions "$sessions" --steps 4 --min-steps 4 \
+	--page-tokens 600 --duration 75s --out "$W/bench-sessions" | tee "$W/bench-sessions.log" || fail "bench sessions"
+timeout 70 "$W/bin/nextact" bench --url "$url" --mode actions --sessions "$sessions" --steps 3 --min-steps 3 \
+	--page-tokens 600 --duration 50s --out "$W/bench-actions" | tee "$W/bench-actions.log" || fail "bench actions"
+for m in sessions actions; do
+	grep -E '^ +(steps|rate|tokens|ttft|itl|e2e) ' "$W/bench-$m.log" | sed "s/^ */GPU-CHECK 1b bench $m /" >"$W/bench-$m.out"
+done
 kill "$smi" 2>/dev/null
 awk -F', ' '{u+=$1; n++; if ($1>m) m=$1} END {if (n) printf "GPU-CHECK 1b bench gpu-utilization mean=%.0f%% max=%d%% samples=%d\n", u/n, m, n}' "$W/util.csv" | tee "$W/util.out"
-curl -s "http://127.0.0.1:$port/metrics" | grep -E '^nextact_inter_token_latency_seconds_(sum|count)|^nextact_gpu_(utilization|memory_used)' | head -8
+curl -s "$url/metrics" | grep -E '^nextact_inter_token_latency_seconds_(sum|count)|^nextact_gpu_(utilization|memory_used)' | head -8
 kill "$serve" 2>/dev/null
-wait "$serve" 2>/dev/null
+wait "$serve" 2>/dev/null # one pid: does not wait for the tee
 cp "$W/bench-sessions/report.json" "$OUT/bench-sessions.json" 2>/dev/null
 cp "$W/bench-actions/report.json" "$OUT/bench-actions.json" 2>/dev/null
 
