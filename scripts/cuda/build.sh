@@ -69,9 +69,18 @@ rm -rf "$build/src"
 mkdir -p "$build/src/ml/backend/ggml"
 cp -r "$ggml" "$build/src/ml/backend/ggml/ggml"
 chmod -R u+w "$build/src"
+apply() { # patch, else git apply (either is usually there with a compiler)
+	if command -v patch >/dev/null; then
+		patch -s -p1 -d "$build/src" <"$1"
+	elif command -v git >/dev/null; then
+		git -C "$build/src" apply -p1 "$1"
+	else
+		die "neither patch nor git is installed: apt-get install patch"
+	fi
+}
 for p in "$here"/patches/*.patch; do
 	echo "make cuda: patch $(basename "$p")"
-	patch -s -p1 -d "$build/src" <"$p" || die "$(basename "$p") does not apply to these sources"
+	apply "$p" || die "$(basename "$p") does not apply to these sources"
 done
 
 generator=()
