@@ -36,7 +36,7 @@ echo "cores: $(nproc), memory: $(free -g | awk '/Mem:/{print $2}') GiB"
 
 phase "unpack gpu-bundle"
 [ -d gpu-bundle ] || { echo "no gpu-bundle/: run make gpu-bundle and carry gpu-bundle"; exit 2; }
-for b in nextact nextact-cmd.test llamacpp.test batching.test; do
+for b in nextact nextact-cmd.test llamacpp.test batching.test batching-before.test; do
 	xz -dc "gpu-bundle/$b.xz" >"$W/bin/$b" && chmod +x "$W/bin/$b" || fail "unpack $b"
 done
 tar -xJf gpu-bundle/ggml-src.tar.xz -C "$W/src" || fail "unpack ggml sources"
@@ -89,8 +89,12 @@ phase "engine tests (runtime/llamacpp, on the GPU)"
 show engine
 
 phase "host work of one scheduler step: 128 sequences x 128,256 tokens, logits returned at once (this CPU)"
-timeout 60 "$W/bin/batching.test" -test.run '^$' -test.bench 'HostStep/greedy|LogitsRead' -test.benchtime 30x >"$W/hoststep.out" 2>&1 || fail "host-step benchmark"
-grep -E '^Benchmark' "$W/hoststep.out" | sed 's/^/GPU-CHECK host /' | tee "$W/hoststep-figures.out"
+# before (c74a939: a copied row per sequence, sampled one after the other) and after, alternately
+for r in 1 2 3; do
+	timeout 30 "$W/bin/batching-before.test" -test.run '^$' -test.bench 'HostStep/greedy-copy-serial$' -test.benchtime 20x
+	timeout 30 "$W/bin/batching.test" -test.run '^$' -test.bench 'HostStep/greedy$|LogitsRead' -test.benchtime 30x
+done >"$W/hoststep.out" 2>&1 || fail "host-step benchmark"
+grep -E '^Benchmark' "$W/hoststep.out" | sed -e 's/^/GPU-CHECK host /' -e 's/greedy-copy-serial/before-c74a939-greedy/' | tee "$W/hoststep-figures.out"
 
 phase "1B: sweep, invariance, logits cost (--deterministic)"
 checks 1b "$W/models/1b.gguf" timeout 150 "$W/bin/nextact-cmd.test" -test.run 'TestGPU' -test.count=1 -test.v >"$W/1b.out" 2>&1 || fail "1B checks"
