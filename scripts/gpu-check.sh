@@ -127,10 +127,10 @@ echo "serving at $url; readiness: $(cat "$W/ready.json" 2>/dev/null)"
 grep -E '"device"|"model loaded"' "$W/serve.log" | head -8
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 >"$W/util.csv" 2>/dev/null &
 smi=$!
-timeout 100 "$W/bin/nextact" bench --url "$url" --mode sessions --sessions "$sessions" --steps 4 --min-steps 4 \
-	--page-tokens 600 --duration 75s --out "$W/bench-sessions" | tee "$W/bench-sessions.log" || fail "bench sessions"
-timeout 70 "$W/bin/nextact" bench --url "$url" --mode actions --sessions "$sessions" --steps 3 --min-steps 3 \
-	--page-tokens 600 --duration 50s --out "$W/bench-actions" | tee "$W/bench-actions.log" || fail "bench actions"
+timeout 80 "$W/bin/nextact" bench --url "$url" --mode sessions --sessions "$sessions" --steps 4 --min-steps 4 \
+	--page-tokens 600 --duration 60s --out "$W/bench-sessions" | tee "$W/bench-sessions.log" || fail "bench sessions"
+timeout 55 "$W/bin/nextact" bench --url "$url" --mode actions --sessions "$sessions" --steps 3 --min-steps 3 \
+	--page-tokens 600 --duration 40s --out "$W/bench-actions" | tee "$W/bench-actions.log" || fail "bench actions"
 for m in sessions actions; do
 	grep -E '^ +(steps|rate|tokens|ttft|itl|e2e) ' "$W/bench-$m.log" | sed "s/^ */GPU-CHECK 1b bench $m /" >"$W/bench-$m.out"
 done
