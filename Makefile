@@ -18,7 +18,7 @@ APT_PACKAGES := nlohmann-json3-dev libstb-dev gcc g++ make
 TEST_APT_PACKAGES := prometheus
 ARGS ?=
 
-.PHONY: all build run test bench deps test-deps fmt clean
+.PHONY: all build run test bench deps test-deps fmt clean cuda gpu-bundle
 
 all: build
 
@@ -62,8 +62,25 @@ PKG ?= ./...
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m $(PKG)
 
+## cuda: build ggml's CUDA backend into lib/ollama, beside bin/, where bin/nextact
+## finds it: from the ollama module's own ggml sources with scripts/cuda/patches
+## (batch-invariant kernels for --deterministic). Needs nvcc (CUDA 12 or 13) and
+## CMake 3.21+; CUDA_ARCHS=90 picks the GPU architectures (default: the GPUs
+## present, else Ampere to Blackwell). See docs/GPU.md.
+OLLAMA_MODULE := github.com/ollama/ollama
+CUDA_ARCHS ?=
+cuda:
+	@command -v $(GO) >/dev/null || { echo "make cuda: Go is required (it locates the ollama module's sources)"; exit 1; }
+	$(GO) mod download $(OLLAMA_MODULE)
+	CUDA_ARCHS="$(CUDA_ARCHS)" scripts/cuda/build.sh "$$($(GO) list -m -f '{{.Dir}}' $(OLLAMA_MODULE))" "$(CURDIR)"
+
+## gpu-bundle: build what scripts/gpu-check.sh needs on a GPU machine that has no
+## Go (gpu-bundle/: x86-64-v3 binaries, test binaries, ggml sources; docs/GPU.md).
+gpu-bundle: deps
+	scripts/gpu-bundle.sh
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin
+	rm -rf bin lib build

@@ -3,6 +3,7 @@ package batching_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -20,9 +21,15 @@ type fakeEngine struct {
 	noEOG bool          // never emit the EOG token
 	delay time.Duration // per Decode, so requests overlap in time
 
-	mu        sync.Mutex
-	hist      map[int32][]int32
+	mu   sync.Mutex
+	hist map[int32][]int32
+	// rows[i] is the logits view of batch entry i (nil without logits).
+	// The views point into bufs, which the next Decode overwrites in place
+	// like llama.cpp's output buffer: a scheduler that reads a view after
+	// the next Decode reads another step's logits (and, under -race,
+	// races with the write).
 	rows      [][]float32
+	bufs      [][]float32
 	batches   [][]int32 // seq id of every entry, per step
 	failNext  error     // returned by the next Decode
 	panicNext bool
@@ -51,30 +58,39 @@ func (e *fakeEngine) Decode(b *batching.Batch) error {
 	}
 	seqs := append([]int32(nil), b.Seq...)
 	e.batches = append(e.batches, seqs)
+	for _, r := range e.bufs { // the last step's views are dead now
+		for j := range r {
+			r[j] = float32(math.NaN())
+		}
+	}
 	e.rows = e.rows[:0]
+	used := 0
 	for i := range b.Len() {
 		h := e.hist[b.Seq[i]]
 		if int(b.Pos[i]) != len(h) {
 			return fmt.Errorf("seq %d: position %d, want %d", b.Seq[i], b.Pos[i], len(h))
 		}
 		e.hist[b.Seq[i]] = append(h, b.Tokens[i])
-		if b.Logits[i] {
-			e.rows = append(e.rows, e.row(e.hist[b.Seq[i]]))
-		} else {
+		if !b.Logits[i] {
 			e.rows = append(e.rows, nil)
+			continue
 		}
+		if used == len(e.bufs) {
+			e.bufs = append(e.bufs, make([]float32, e.vocab))
+		}
+		e.rows = append(e.rows, e.fillRow(e.bufs[used], e.hist[b.Seq[i]]))
+		used++
 	}
 	return nil
 }
 
-// row makes logits whose argmax is a hash of the history; the EOG token
-// wins when the history's hash says so (about one step in 40).
-func (e *fakeEngine) row(h []int32) []float32 {
+// fillRow writes logits whose argmax is a hash of the history into r; the
+// EOG token wins when the history's hash says so (about one step in 40).
+func (e *fakeEngine) fillRow(r []float32, h []int32) []float32 {
 	var x uint32 = 2166136261
 	for _, t := range h {
 		x = (x ^ uint32(t)) * 16777619
 	}
-	r := make([]float32, e.vocab)
 	for i := range r {
 		r[i] = float32((x>>uint(i%13))%7) * 0.1
 	}

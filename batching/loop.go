@@ -32,6 +32,9 @@ type sequence struct {
 	// logitRow is the batch entry whose logits belong to this sequence in
 	// the current step, or -1.
 	logitRow int
+	// draw is this step's sample (sample.go): written by one sampling
+	// worker, then read by the loop once the workers are done.
+	draw draw
 	// adm is admission's bookkeeping (admission.go), guarded by s.mu.
 	adm admissionState
 }
@@ -135,7 +138,12 @@ func (s *Scheduler) admit() (active int, closing bool) {
 
 // plan fills the batch: first one token for every decoding sequence, then
 // chunks of prompts and forced runs, round-robin, until the step's token
-// budget is spent. Logits are asked for the last token of a sequence's tail.
+// budget is spent. Logits are asked for the last token of a sequence's
+// tail; those sequences are listed in s.sampled, in slot order.
+//
+// It reads only the slots and the budget, and writes only the batch, the
+// owners and each sequence's logitRow: the shape of the pure planner
+// (slots, budget -> step) that later work extracts.
 func (s *Scheduler) plan() {
 	b := &s.batch
 	b.Reset()
@@ -170,9 +178,22 @@ func (s *Scheduler) plan() {
 		budget -= end - q.nPast
 	}
 	s.rr = (s.rr + 1) % n
+	s.sampled = s.sampled[:0]
+	for _, q := range s.slots {
+		if q != nil && q.logitRow >= 0 {
+			s.sampled = append(s.sampled, q)
+		}
+	}
 }
 
 // step runs one engine step and hands out its results.
+//
+// Decode may return while the device still computes (CUDA: the logits are
+// synchronised when first read). Everything the next step needs that does
+// not depend on this step's tokens is done in that window, before the
+// logits are read: dropping cancelled and overdue requests, admitting
+// queued ones into free slots and setting up their KV (prefix reuse,
+// forced openings). Only then are the logits read and sampled.
 func (s *Scheduler) step() {
 	s.plan()
 	if err := s.decode(); err != nil {
@@ -186,12 +207,8 @@ func (s *Scheduler) step() {
 	for _, q := range s.owners {
 		q.nPast++
 	}
-	for _, q := range s.slots {
-		if q == nil || q.logitRow < 0 {
-			continue
-		}
-		s.sampleNext(q)
-	}
+	s.admit() // overlaps the device's compute of this step
+	s.sampleAll()
 }
 
 // decode calls the engine, turning a panic in Go-side engine code into an
@@ -203,103 +220,6 @@ func (s *Scheduler) decode() (err error) {
 		}
 	}()
 	return s.engine.Decode(&s.batch)
-}
-
-// sampleNext samples the token after q's last batch entry and decides
-// whether q goes on.
-func (s *Scheduler) sampleNext(q *sequence) {
-	logits, err := s.logits(q.logitRow)
-	if err != nil {
-		s.finish(q, FinishError, fmt.Errorf("read logits: %w", err))
-		return
-	}
-	tok, err := s.draw(q, logits)
-	if err != nil {
-		s.finish(q, FinishError, err)
-		return
-	}
-	q.generated++
-	if q.req.Constraint != nil {
-		s.acceptConstrained(q, tok)
-		return
-	}
-	if s.vocab.IsEOG(tok) {
-		s.finish(q, FinishStop, nil)
-		return
-	}
-	out, stopped := q.text.push(s.vocab.Piece(tok))
-	q.h.emit(out)
-	switch {
-	case stopped:
-		s.finish(q, FinishStop, nil)
-	case q.generated >= q.req.MaxTokens:
-		s.finish(q, FinishLength, nil)
-	default:
-		q.extend(tok)
-	}
-}
-
-// draw samples the next token, under q's constraint if it has one.
-func (s *Scheduler) draw(q *sequence, logits []float32) (int32, error) {
-	c := q.req.Constraint
-	if c == nil {
-		return q.sampler.sample(logits), nil
-	}
-	remaining := q.req.MaxTokens - q.generated
-	if a, ok := c.(Allower); ok {
-		if tok := q.sampler.sample(logits); a.Allows(tok, remaining) {
-			return tok, nil
-		}
-	}
-	if err := c.Mask(logits, remaining); err != nil {
-		return 0, err
-	}
-	return q.sampler.sample(logits), nil
-}
-
-// acceptConstrained hands tok to the constraint, then whatever it forces;
-// the constraint, not end-of-generation tokens or stop strings, decides
-// when the output is complete.
-func (s *Scheduler) acceptConstrained(q *sequence, tok int32) {
-	done, err := q.req.Constraint.Accept(tok)
-	if err != nil {
-		s.finish(q, FinishError, err)
-		return
-	}
-	// Text forced at admission (a grammar's opening) goes out with the
-	// first sampled token, so the first text marks the end of prefill.
-	text := q.held
-	if !s.vocab.IsEOG(tok) {
-		text += s.vocab.Piece(tok)
-	}
-	q.held = ""
-	forced := s.takeForced(q)
-	q.h.emit(text + q.held)
-	q.held = ""
-	switch {
-	case done:
-		s.finish(q, FinishStop, nil)
-	case q.generated >= q.req.MaxTokens:
-		s.finish(q, FinishLength, nil)
-	default:
-		q.extend(tok)
-		q.extend(forced...)
-	}
-}
-
-// takeForced counts the tokens a Forcer constraint requires next and adds
-// their text to q.held, which the caller emits.
-func (s *Scheduler) takeForced(q *sequence) []int32 {
-	f, ok := q.req.Constraint.(Forcer)
-	if !ok {
-		return nil
-	}
-	forced := f.Forced()
-	for _, t := range forced {
-		q.held += s.vocab.Piece(t)
-	}
-	q.generated += len(forced)
-	return forced
 }
 
 func (s *Scheduler) logits(row int) (l []float32, err error) {

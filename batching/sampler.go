@@ -14,23 +14,57 @@ type candidate struct {
 	p     float64
 }
 
-// sampler draws tokens for one sequence. Not goroutine-safe; the loop owns it.
+// better orders candidates: higher logit first, then lower id.
+func better(a, b candidate) bool {
+	return a.logit > b.logit || (a.logit == b.logit && a.id < b.id)
+}
+
+// sampler draws tokens for one sequence: its parameters and its random
+// stream. Not goroutine-safe: one sampling worker at a time uses it.
 type sampler struct {
-	p     Sampling
-	rng   *rand.Rand
-	cands []candidate
+	p   Sampling
+	rng *rand.Rand
 }
 
 func newSampler(p Sampling, seed uint64) *sampler {
 	return &sampler{p: p, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
-// argmax returns the index of the largest logit (the lowest on ties).
+// sampleScratch is vocabulary-sized working memory, one per sampling
+// worker (not per sequence: 128 sequences would otherwise keep 128 of
+// them), reused from step to step so sampling allocates nothing once
+// warm.
+type sampleScratch struct {
+	p     []float64   // by token: e^z inside the window, else 0
+	bins  []float64   // top-p: probability mass by bin of z
+	cands []candidate // top-k heap, top-p's cut-off bin
+}
+
+// argmax returns the index of the largest logit (the lowest on ties; a
+// NaN is never larger). It is a scan for a strictly larger value, like the
+// plain loop, but tests eight values against the running maximum at once
+// with no dependency between them, and walks a block one by one only when
+// one of them is larger, which after the first few blocks is rare: on a
+// 128k-token row it runs at the speed of a plain read of the row.
 func argmax(logits []float32) int32 {
-	best := 0
-	for i, l := range logits {
-		if l > logits[best] {
-			best = i
+	if len(logits) == 0 {
+		return 0
+	}
+	m, best := logits[0], 0
+	i := 0
+	for ; i+8 <= len(logits); i += 8 {
+		c := logits[i : i+8 : i+8]
+		if c[0] > m || c[1] > m || c[2] > m || c[3] > m || c[4] > m || c[5] > m || c[6] > m || c[7] > m {
+			for k, v := range c {
+				if v > m {
+					m, best = v, i+k
+				}
+			}
+		}
+	}
+	for ; i < len(logits); i++ {
+		if logits[i] > m {
+			m, best = logits[i], i
 		}
 	}
 	return int32(best)
@@ -40,43 +74,146 @@ func argmax(logits []float32) int32 {
 // this far below the best has probability under e^-30 relative to it.
 const logitWindow = 30
 
-// sample draws the next token from a logits row.
-func (s *sampler) sample(logits []float32) int32 {
-	if s.p.Temperature <= 0 {
-		return argmax(logits)
-	}
+// binsPerUnit is top-p's resolution: bins of 1/64 of a scaled logit over
+// the window.
+const binsPerUnit = 64
+
+// sample draws the next token from a logits row: greedy at temperature 0,
+// else from softmax(logits/T) cut to the TopK most likely tokens and then
+// to the smallest most-likely set holding TopP of the mass. Linear in the
+// vocabulary: no sort of the whole row.
+func (s *sampler) sample(logits []float32, sc *sampleScratch) int32 {
 	best := argmax(logits)
+	if s.p.Temperature <= 0 {
+		return best
+	}
 	maxL := float64(logits[best])
+	if s.p.TopK > 0 && s.p.TopK < len(logits) {
+		return s.sampleTopK(logits, maxL, sc)
+	}
 	t := s.p.Temperature
-	s.cands = s.cands[:0]
+	p := grow(sc.p, len(logits))
+	sc.p = p
+	var sum float64
 	for i, l := range logits {
 		z := (float64(l) - maxL) / t
 		if z > -logitWindow {
-			s.cands = append(s.cands, candidate{id: int32(i), logit: z})
+			e := math.Exp(z)
+			p[i] = e
+			sum += e
+		} else {
+			p[i] = 0
 		}
 	}
-	cands := s.cands
-	needSort := s.p.TopK > 0 && s.p.TopK < len(cands) || s.p.TopP > 0 && s.p.TopP < 1
-	if needSort {
-		slices.SortFunc(cands, func(a, b candidate) int {
-			return cmp.Or(cmp.Compare(b.logit, a.logit), cmp.Compare(a.id, b.id))
-		})
+	if s.p.TopP > 0 && s.p.TopP < 1 {
+		sum = s.nucleus(logits, maxL, sum, sc)
 	}
-	if s.p.TopK > 0 && s.p.TopK < len(cands) {
-		cands = cands[:s.p.TopK]
+	u := s.rng.Float64() * sum
+	for i, x := range p {
+		u -= x
+		if u < 0 {
+			return int32(i)
+		}
 	}
+	return best // rounding left u at 0: the mass ends at the top token's side
+}
+
+// nucleus keeps in sc.p only the smallest most-likely set of tokens whose
+// mass reaches TopP of sum, and returns that set's mass. Tokens are binned
+// by scaled logit (a bin's tokens are all less likely than the bins above
+// it), the bins summed from the top to the one where TopP is crossed, and
+// only that bin's tokens sorted.
+func (s *sampler) nucleus(logits []float32, maxL, sum float64, sc *sampleScratch) float64 {
+	t := s.p.Temperature
+	nb := logitWindow * binsPerUnit
+	bins := grow(sc.bins, nb)
+	sc.bins = bins
+	clear(bins)
+	scale := binsPerUnit / t
+	bin := func(l float32) int { return min(int((maxL-float64(l))*scale), nb-1) }
+	for i, x := range sc.p {
+		if x > 0 {
+			bins[bin(logits[i])] += x
+		}
+	}
+	target := s.p.TopP * sum
+	cut, above := -1, 0.0
+	for b, m := range bins {
+		if above+m >= target {
+			cut = b
+			break
+		}
+		above += m
+	}
+	if cut < 0 { // rounding: the bins' total fell short of TopP x sum
+		return sum
+	}
+	edge := sc.cands[:0]
+	for i, x := range sc.p {
+		if x > 0 && bin(logits[i]) == cut {
+			edge = append(edge, candidate{id: int32(i), logit: float64(logits[i]), p: x})
+		}
+	}
+	slices.SortFunc(edge, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(b.logit, a.logit), cmp.Compare(a.id, b.id))
+	})
+	kept := len(edge)
+	acc := above
+	for k, c := range edge {
+		acc += c.p
+		if acc >= target {
+			kept = k + 1
+			break
+		}
+	}
+	for _, c := range edge[kept:] {
+		sc.p[c.id] = 0
+	}
+	sc.cands = edge
+	for i, x := range sc.p {
+		if x > 0 && bin(logits[i]) > cut {
+			sc.p[i] = 0
+		}
+	}
+	return acc
+}
+
+// sampleTopK draws among the TopK most likely tokens (then TopP of their
+// mass): a heap of K over one pass of the row, then only those K sorted.
+func (s *sampler) sampleTopK(logits []float32, maxL float64, sc *sampleScratch) int32 {
+	t, k := s.p.Temperature, s.p.TopK
+	h := sc.cands[:0]
+	for i, l := range logits {
+		z := (float64(l) - maxL) / t
+		if z <= -logitWindow {
+			continue
+		}
+		c := candidate{id: int32(i), logit: z}
+		switch {
+		case len(h) < k:
+			h = append(h, c)
+			heapUp(h, len(h)-1)
+		case better(c, h[0]):
+			h[0] = c
+			heapDown(h, 0)
+		}
+	}
+	slices.SortFunc(h, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(b.logit, a.logit), cmp.Compare(a.id, b.id))
+	})
+	sc.cands = h
 	var sum float64
-	for i := range cands {
-		cands[i].p = math.Exp(cands[i].logit)
-		sum += cands[i].p
+	for i := range h {
+		h[i].p = math.Exp(h[i].logit)
+		sum += h[i].p
 	}
+	cands := h
 	if s.p.TopP > 0 && s.p.TopP < 1 {
 		var cum float64
 		for i := range cands {
 			cum += cands[i].p
 			if cum >= s.p.TopP*sum {
-				cands = cands[:i+1]
-				sum = cum
+				cands, sum = cands[:i+1], cum
 				break
 			}
 		}
@@ -89,4 +226,42 @@ func (s *sampler) sample(logits []float32) int32 {
 		}
 	}
 	return cands[len(cands)-1].id
+}
+
+// heapUp and heapDown keep h a min-heap under better: h[0] is the worst
+// of the K kept.
+func heapUp(h []candidate, i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !better(h[parent], h[i]) {
+			return
+		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
+	}
+}
+
+func heapDown(h []candidate, i int) {
+	for {
+		worst, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && better(h[worst], h[l]) {
+			worst = l
+		}
+		if r < len(h) && better(h[worst], h[r]) {
+			worst = r
+		}
+		if worst == i {
+			return
+		}
+		h[i], h[worst] = h[worst], h[i]
+		i = worst
+	}
+}
+
+// grow returns buf with length n, reusing its storage when it is enough.
+func grow[T any](buf []T, n int) []T {
+	if cap(buf) < n {
+		return make([]T, n)
+	}
+	return buf[:n]
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ type Config struct {
 	Observer Observer
 	// Clock returns the current time; nil uses time.Now.
 	Clock func() time.Time
+	// SampleWorkers is how many sequences of one step are sampled at once,
+	// on goroutines that live for that step; 0 means GOMAXPROCS, 1 samples
+	// them one after the other on the loop goroutine. The tokens do not
+	// depend on it.
+	SampleWorkers int
 }
 
 func (c Config) validate() error {
@@ -49,6 +55,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("step tokens (%d) must be at least the slot count (%d)", c.StepTokens, c.Slots)
 	case c.CtxPerSlot < 2:
 		return fmt.Errorf("context per slot must be at least 2, got %d", c.CtxPerSlot)
+	case c.SampleWorkers < 0 || c.SampleWorkers > maxSampleWorkers:
+		return fmt.Errorf("sample workers must be in [0, %d], got %d", maxSampleWorkers, c.SampleWorkers)
 	}
 	return c.Admission.validate()
 }
@@ -114,6 +122,11 @@ type Scheduler struct {
 	batch  Batch
 	rr     int // round-robin start for prompt chunks
 	owners []*sequence
+	// sampled lists, in slot order, the sequences that asked for logits in
+	// the step in flight; work is sampleAll's scratch.
+	sampled, work []*sequence
+	// scratch is each sampling worker's memory (SampleWorkers of them).
+	scratch []sampleScratch
 	// Prefix cache (prefix.go): the engine's KVReuser when enabled, and
 	// what each idle slot's KV holds.
 	reuser   KVReuser
@@ -142,6 +155,9 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.SampleWorkers == 0 {
+		cfg.SampleWorkers = runtime.GOMAXPROCS(0)
+	}
 	s := &Scheduler{
 		adm:    cfg.Admission.withDefaults(),
 		now:    cfg.Clock,
@@ -155,6 +171,7 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 		slots:  make([]*sequence, cfg.Slots),
 
 		resident: make([]slotKV, cfg.Slots),
+		scratch:  make([]sampleScratch, cfg.SampleWorkers),
 	}
 	if r, ok := engine.(KVReuser); ok && !cfg.NoPrefixCache {
 		s.reuser = r
@@ -184,6 +201,8 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 		sampler: newSampler(req.Sampling, seed),
 		text:    textState{stops: req.Stop},
 		slot:    -1,
+
+		logitRow: -1,
 	}
 	need := len(req.Prompt) + req.MaxTokens
 	s.mu.Lock()

@@ -43,11 +43,17 @@ func (b *Batch) Reset() {
 // these methods.
 type Engine interface {
 	// Decode evaluates one batch. Sequence ids are slot indexes in
-	// [0, Slots); positions of a sequence are consecutive from 0.
+	// [0, Slots); positions of a sequence are consecutive from 0. It may
+	// return before the computation ends (a GPU backend); the first Logits
+	// call then waits for it.
 	Decode(b *Batch) error
 	// Logits returns the logits row of batch entry i of the last Decode
-	// (entry i must have had Logits set). The slice may be reused by the
-	// next call.
+	// (entry i must have had Logits set): a view of the engine's own
+	// output buffer, with no copy. The view is valid until the next
+	// Decode, which overwrites it: the caller must not keep it, or read it
+	// from another goroutine, past that call. The caller may write into it
+	// (constraints mask rows in place). Rows of different entries do not
+	// overlap, so different goroutines may read and write different rows.
 	Logits(i int) ([]float32, error)
 	// ClearSeq drops everything the engine holds for a sequence.
 	ClearSeq(seq int32) error

@@ -86,4 +86,24 @@ type Deps struct {
 	Load LoadReporter
 	// GPU is the GPU telemetry for /metrics; nil: none.
 	GPU batching.GPUSignals
+	// Devices are the compute devices the engine found at start, reported
+	// by /health/ready; nil: not reported.
+	Devices []Device
+}
+
+// Device is a compute device the engine runs on, as /health/ready reports
+// it (plain data: the server does not import the engine).
+type Device struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Type is cpu, gpu, igpu or accel.
+	Type    string `json:"type"`
+	Library string `json:"library,omitempty"`
+	// ComputeCapability is "major.minor" when the backend gives one.
+	ComputeCapability string `json:"compute_capability,omitempty"`
+	MemoryTotalBytes  uint64 `json:"memory_total_bytes"`
+	// MemoryFreeBytes is the free memory when the engine started.
+	MemoryFreeBytes uint64 `json:"memory_free_bytes"`
+	// Layers is how many of the model's layers the device holds.
+	Layers int `json:"layers"`
 }

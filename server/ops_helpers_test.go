@@ -26,6 +26,7 @@ type opsOptions struct {
 	gpu          batching.GPUSignals
 	gated        bool // every Decode waits until the test releases the engine
 	extraModels  []*server.Model
+	devices      []server.Device
 }
 
 type opsEnv struct {
@@ -96,6 +97,7 @@ func newOpsEnv(t testing.TB, o opsOptions) *opsEnv {
 		Format: models.FormatLlama3, BOS: []int32{'^'}, Tokenizer: &fakeTokenizer{}, Generator: sched}}, o.extraModels...)
 	e.srv, err = server.New(o.cfg, server.Deps{
 		Logger: log, Clock: e.clock.Now, Models: ms, Metrics: e.metrics, Load: sched, GPU: o.gpu,
+		Devices: o.devices,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -56,17 +57,31 @@ func (s *Server) startDraining() {
 	s.drainMu.Unlock()
 }
 
-// ready answers GET /health/ready.
+// ready answers GET /health/ready: the state, and the devices when the
+// engine reported them.
 func (s *Server) ready(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	switch s.readiness() {
-	case stateReady:
-		return c.SendString(`{"status":"ready"}`)
-	case stateDraining:
-		return c.Status(fiber.StatusServiceUnavailable).SendString(`{"status":"draining"}`)
-	default:
-		return c.Status(fiber.StatusServiceUnavailable).SendString(`{"status":"starting"}`)
+	st := s.readiness()
+	if st != stateReady {
+		c.Status(fiber.StatusServiceUnavailable)
 	}
+	return c.Send(s.readyBodies[st])
+}
+
+// renderReadiness renders /health/ready's body for each state once.
+func renderReadiness(devs []Device) ([3][]byte, error) {
+	var out [3][]byte
+	for st, name := range [3]string{stateStarting: "starting", stateReady: "ready", stateDraining: "draining"} {
+		b, err := json.Marshal(struct {
+			Status  string   `json:"status"`
+			Devices []Device `json:"devices,omitempty"`
+		}{name, devs})
+		if err != nil {
+			return out, fmt.Errorf("server: readiness: %w", err)
+		}
+		out[st] = b
+	}
+	return out, nil
 }
 
 // gate admits generation requests (every POST under /v1): refused while

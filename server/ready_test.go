@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nextact/nextact/server"
 )
 
 func TestReadinessAndDrain(t *testing.T) {
@@ -126,5 +128,26 @@ func TestShutdownClosesSpareConnections(t *testing.T) {
 	}
 	if _, err := conn.Read(make([]byte, 1)); err == nil {
 		t.Error("the spare connection is still open")
+	}
+}
+
+// /health/ready reports the devices the engine found, in every state.
+func TestReadinessReportsDevices(t *testing.T) {
+	t.Parallel()
+	devs := []server.Device{
+		{Name: "CPU", Description: "AMD EPYC", Type: "cpu", MemoryTotalBytes: 1 << 34, MemoryFreeBytes: 1 << 33},
+		{Name: "CUDA0", Description: "NVIDIA H200", Type: "gpu", Library: "CUDA", ComputeCapability: "9.0", MemoryTotalBytes: 150 << 30, MemoryFreeBytes: 149 << 30, Layers: 17},
+	}
+	e := newOpsEnv(t, opsOptions{slots: 1, devices: devs})
+	const want = `"devices":[{"name":"CPU","description":"AMD EPYC","type":"cpu","memory_total_bytes":17179869184,"memory_free_bytes":8589934592,"layers":0},` +
+		`{"name":"CUDA0","description":"NVIDIA H200","type":"gpu","library":"CUDA","compute_capability":"9.0","memory_total_bytes":161061273600,"memory_free_bytes":159987531776,"layers":17}]}`
+	resp, b := e.do(t, http.MethodGet, "/health/ready", "")
+	if resp.StatusCode != http.StatusServiceUnavailable || string(b) != `{"status":"starting",`+want {
+		t.Fatalf("starting: %d %s", resp.StatusCode, b)
+	}
+	e.srv.MarkReady()
+	resp, b = e.do(t, http.MethodGet, "/health/ready", "")
+	if resp.StatusCode != http.StatusOK || string(b) != `{"status":"ready",`+want {
+		t.Fatalf("ready: %d %s", resp.StatusCode, b)
 	}
 }

@@ -58,6 +58,8 @@ type Server struct {
 	metrics *Metrics
 
 	sessions *sessionStore // sessions.go
+	// readyBodies are /health/ready's bodies by state (ready.go).
+	readyBodies [3][]byte
 }
 
 // New validates cfg and deps and builds the server. Zero Config fields take
@@ -92,6 +94,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
 	if s.modelList, err = renderModelList(deps.Models); err != nil {
+		return nil, err
+	}
+	if s.readyBodies, err = renderReadiness(deps.Devices); err != nil {
 		return nil, err
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())

@@ -25,6 +25,7 @@ type serveConfig struct {
 	StepTokens       int
 	GPULayers        int
 	FlashAttention   string
+	Deterministic    bool
 	BodyLimit        int
 	RequestTimeout   time.Duration
 	DefaultMaxTokens int
@@ -80,9 +81,10 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.Ctx, "ctx", 4096, "context per slot, in tokens (prompt plus completion)")
 	fs.IntVar(&c.Threads, "threads", 0, "CPU threads for the engine (0: half the cores, at least 1)")
 	fs.IntVar(&c.Queue, "queue", 256, "requests that may wait for a slot; more get 503")
-	fs.IntVar(&c.StepTokens, "step-tokens", 512, "token budget of one engine step (decode tokens plus prompt chunks)")
+	fs.IntVar(&c.StepTokens, "step-tokens", 0, "token budget of one engine step (decode tokens plus prompt chunks); 0: by device, 512 on CPUs, 2048 with a GPU")
 	fs.IntVar(&c.GPULayers, "gpu-layers", -1, "layers offloaded to the GPU (-1: all when a GPU backend is present, else none)")
 	fs.StringVar(&c.FlashAttention, "flash-attn", "auto", "flash attention: auto, on or off")
+	fs.BoolVar(&c.Deterministic, "deterministic", true, "batch-invariant kernels on a CUDA backend built by make cuda (greedy output independent of the batch; --deterministic=false trades that for speed)")
 	fs.IntVar(&c.BodyLimit, "body-limit", 8<<20, "largest request body in bytes (413 above)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Minute, "server-side deadline of every request")
 	fs.IntVar(&c.DefaultMaxTokens, "default-max-tokens", 1024, "max_tokens when a request gives none (capped by the context left)")
@@ -133,8 +135,8 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--ctx must be at least 16, got %d", c.Ctx)
 	case c.Queue < 0:
 		return fmt.Errorf("--queue must not be negative, got %d", c.Queue)
-	case c.StepTokens < c.Slots:
-		return fmt.Errorf("--step-tokens (%d) must be at least --slots (%d)", c.StepTokens, c.Slots)
+	case c.StepTokens != 0 && c.StepTokens < c.Slots:
+		return fmt.Errorf("--step-tokens (%d) must be 0 (by device) or at least --slots (%d)", c.StepTokens, c.Slots)
 	case c.Threads < 0:
 		return fmt.Errorf("--threads must not be negative, got %d", c.Threads)
 	case c.GPULayers < -1:

@@ -63,9 +63,11 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.StepTokens = stepTokens(c, llamacpp.Devices())
 	engine, err := llamacpp.Open(llamacpp.Config{
 		ModelPath: path, GPULayers: c.GPULayers, Slots: c.Slots, CtxPerSlot: c.Ctx,
 		StepTokens: c.StepTokens, Threads: c.Threads, FlashAttention: c.FlashAttention,
+		Deterministic: c.Deterministic,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -102,7 +104,7 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 		HeaderLimit: c.HeaderLimit, APIKeys: keys, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
 		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions,
 	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{model},
-		Metrics: metrics, Load: sched, GPU: gpuSignals(gpu)})
+		Metrics: metrics, Load: sched, GPU: gpuSignals(gpu), Devices: serverDevices(engine.Devices())})
 	if err != nil {
 		_ = sched.Close(context.Background())
 		closeTelemetry(gpu)
@@ -114,6 +116,46 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 		zap.Int64("kv_bytes_per_token", kvPerToken), zap.Int64("kv_bytes", kvPerToken*int64(c.Slots)*int64(c.Ctx)),
 		zap.Int("api_keys", len(keys)), zap.Float64("rate_limit", c.RateLimit))
 	return &stack{engine: engine, sched: sched, srv: srv, model: model, gpu: gpu, log: log}, nil
+}
+
+// Default step token budgets (--step-tokens 0). A step carries one token
+// per decoding sequence plus prompt chunks up to the budget. On a CPU a
+// step's time grows with its tokens, so a small budget keeps decoding
+// sequences' inter-token latency low while prompts are read; on a GPU a
+// step of a few thousand tokens costs little more than one of a few
+// hundred (the weights are read once either way), so a larger budget
+// reads prompts several times faster at a small cost in latency.
+const (
+	cpuStepTokens = 512
+	gpuStepTokens = 2048
+)
+
+// stepTokens resolves --step-tokens: the flag's value, or by device when 0
+// (never below --slots, which every step may need for decode tokens).
+func stepTokens(c serveConfig, devs []llamacpp.Device) int {
+	if c.StepTokens > 0 {
+		return c.StepTokens
+	}
+	n := cpuStepTokens
+	for _, d := range devs {
+		if d.GPU() && c.GPULayers != 0 {
+			n = gpuStepTokens
+		}
+	}
+	return max(n, c.Slots)
+}
+
+// serverDevices converts the engine's device list to the server's.
+func serverDevices(devs []llamacpp.Device) []server.Device {
+	out := make([]server.Device, len(devs))
+	for i, d := range devs {
+		out[i] = server.Device{
+			Name: d.Name, Description: d.Description, Type: d.Type, Library: d.Library,
+			ComputeCapability: d.ComputeCapability(), MemoryTotalBytes: d.MemoryTotal,
+			MemoryFreeBytes: d.MemoryFree, Layers: d.Layers,
+		}
+	}
+	return out
 }
 
 // actionConfig sets up constrained next-action decoding for the engine's

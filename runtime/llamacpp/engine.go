@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/ollama/ollama/llama"
 	"github.com/ollama/ollama/ml"
@@ -44,6 +45,13 @@ type Config struct {
 	Threads int
 	// FlashAttention: "auto", "on" or "off" ("" is auto).
 	FlashAttention string
+	// Deterministic asks a CUDA backend built by `make cuda` for the same
+	// kernels and reduction order at every batch size (its patch set reads
+	// GGML_CUDA_DETERMINISTIC, which Open sets for the whole process), so
+	// greedy output does not depend on the batch; with a GPU it also turns
+	// flash attention on when FlashAttention is auto. The CPU backend is
+	// batch-invariant without it.
+	Deterministic bool
 }
 
 func (c *Config) validate() error {
@@ -78,9 +86,16 @@ type Engine struct {
 	special []bool
 	bos     []int32
 	gpu     bool
+	devices []Device
 
-	// rows maps a batch entry to whether its logits were requested.
-	rows []bool
+	// cctx is ctx's *C.struct_llama_context (logits.go).
+	cctx unsafe.Pointer
+	// outRow maps an entry of the last decoded batch to its row in the
+	// engine's logits buffer, or -1 when its logits were not requested.
+	outRow []int32
+	// logits is the address of that buffer, read at the first Logits call
+	// after a Decode (which synchronises); nil until then.
+	logits unsafe.Pointer
 
 	closeOnce sync.Once
 }
@@ -104,12 +119,18 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 	if cfg.Threads == 0 {
 		cfg.Threads = max(1, runtime.NumCPU()/2)
 	}
-	backendInit()
-	gpus := llama.EnumerateGPUs()
+	setDeterministic(cfg.Deterministic)
+	devs := Devices()
+	gpus := 0
+	for _, d := range devs {
+		if d.GPU() {
+			gpus++
+		}
+	}
 	layers := cfg.GPULayers
 	if layers == GPULayersAuto {
 		layers = 0
-		if len(gpus) > 0 {
+		if gpus > 0 {
 			layers = 999
 		}
 	}
@@ -117,10 +138,20 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Deterministic && gpus > 0 && layers > 0 {
+		switch fa {
+		case ml.FlashAttentionAuto:
+			fa = ml.FlashAttentionEnabled // the patched attention is flash attention's
+		case ml.FlashAttentionDisabled:
+			log.Warn("--deterministic with --flash-attn off: attention without flash attention is not batch-invariant on a GPU")
+		}
+	}
 	model, err := llama.LoadModelFromFile(cfg.ModelPath, llama.ModelParams{NumGpuLayers: layers, UseMmap: true})
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}
+	nLayer := modelLayers(model)
+	assignLayers(devs, nLayer, layers)
 	params := llama.NewContextParams(cfg.CtxPerSlot*cfg.Slots, cfg.StepTokens, cfg.Slots, cfg.Threads, fa, "")
 	lctx, err := llama.NewContextWithModel(model, params)
 	if err != nil {
@@ -132,16 +163,47 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 		llama.FreeModel(model)
 		return nil, fmt.Errorf("create batch: %w", err)
 	}
-	e := &Engine{cfg: cfg, log: log.Named("llamacpp"), model: model, ctx: lctx, batch: batch, gpu: layers > 0 && len(gpus) > 0}
+	e := &Engine{cfg: cfg, log: log.Named("llamacpp"), model: model, ctx: lctx, batch: batch, gpu: layers > 0 && gpus > 0, devices: devs}
+	e.cctx = contextPtr(lctx)
 	if err := e.loadVocab(); err != nil {
 		e.Close()
 		return nil, err
 	}
+	offloaded := 0
+	if gpus > 0 {
+		offloaded = min(max(layers, 0), nLayer+1)
+	}
+	e.logDevices()
 	e.log.Info("model loaded",
-		zap.String("path", cfg.ModelPath), zap.Int("vocab", e.nVocab), zap.Int("gpu_layers", layers),
-		zap.Int("gpus", len(gpus)), zap.Int("slots", cfg.Slots), zap.Int("ctx_per_slot", cfg.CtxPerSlot),
-		zap.Int("step_tokens", cfg.StepTokens), zap.Int("threads", cfg.Threads))
+		zap.String("path", cfg.ModelPath), zap.Int("vocab", e.nVocab), zap.Int("layers", nLayer+1),
+		zap.Int("gpu_layers", offloaded), zap.Int("gpus", gpus),
+		zap.Int("slots", cfg.Slots), zap.Int("ctx_per_slot", cfg.CtxPerSlot), zap.Int("step_tokens", cfg.StepTokens),
+		zap.Int("threads", cfg.Threads), zap.String("flash_attention", faName(fa)), zap.Bool("deterministic", cfg.Deterministic))
 	return e, nil
+}
+
+// logDevices logs every device ggml found and the layers it holds.
+func (e *Engine) logDevices() {
+	for _, d := range e.devices {
+		e.log.Info("device",
+			zap.String("name", d.Name), zap.String("description", d.Description), zap.String("type", d.Type),
+			zap.String("library", d.Library), zap.String("id", d.ID),
+			zap.Uint64("memory_total", d.MemoryTotal), zap.Uint64("memory_free", d.MemoryFree),
+			zap.String("compute_capability", d.ComputeCapability()), zap.Int("layers", d.Layers))
+	}
+}
+
+// Devices returns the devices ggml found and how many layers each holds.
+func (e *Engine) Devices() []Device { return append([]Device(nil), e.devices...) }
+
+func faName(t ml.FlashAttentionType) string {
+	switch t {
+	case ml.FlashAttentionEnabled:
+		return "on"
+	case ml.FlashAttentionDisabled:
+		return "off"
+	}
+	return "auto"
 }
 
 func flashAttention(s string) (ml.FlashAttentionType, error) {
@@ -239,19 +301,26 @@ func (e *Engine) Tokenize(text string, parseSpecial bool) ([]int32, error) {
 	return out, nil
 }
 
-// Decode validates the batch and evaluates it.
+// Decode validates the batch and evaluates it. On a GPU it may return
+// before the computation ends; the first Logits call waits for it. It
+// invalidates every logits view of the previous step.
 func (e *Engine) Decode(b *batching.Batch) error {
+	e.outRow, e.logits = e.outRow[:0], nil
 	if err := e.check(b); err != nil {
 		return err
 	}
 	e.batch.Clear()
-	e.rows = e.rows[:0]
+	var out int32
 	for i := range b.Len() {
 		e.batch.Add(int(b.Tokens[i]), nil, int(b.Pos[i]), b.Logits[i], int(b.Seq[i]))
-		e.rows = append(e.rows, b.Logits[i])
+		row := int32(-1)
+		if b.Logits[i] {
+			row, out = out, out+1
+		}
+		e.outRow = append(e.outRow, row)
 	}
 	if err := e.ctx.Decode(e.batch); err != nil {
-		e.rows = e.rows[:0]
+		e.outRow = e.outRow[:0]
 		return fmt.Errorf("decode %d tokens: %w", b.Len(), err)
 	}
 	return nil
@@ -279,16 +348,14 @@ func (e *Engine) check(b *batching.Batch) error {
 	return nil
 }
 
-// Logits returns a copy of the logits of batch entry i of the last Decode.
+// Logits returns the logits of batch entry i of the last Decode: a view
+// of llama.cpp's output buffer (no copy, no allocation), valid until the
+// next Decode overwrites it (see batching.Engine).
 func (e *Engine) Logits(i int) ([]float32, error) {
-	if i < 0 || i >= len(e.rows) || !e.rows[i] {
+	if i < 0 || i >= len(e.outRow) || e.outRow[i] < 0 {
 		return nil, fmt.Errorf("no logits were requested for batch entry %d", i)
 	}
-	l := e.ctx.GetLogitsIth(i)
-	if l == nil {
-		return nil, fmt.Errorf("engine returned no logits for entry %d", i)
-	}
-	return l, nil
+	return e.logitsView(int(e.outRow[i]))
 }
 
 // ClearSeq removes a sequence's KV.

@@ -36,7 +36,7 @@ func testModel(t *testing.T) string {
 
 func open(t *testing.T, slots, ctx, step int) *llamacpp.Engine {
 	t.Helper()
-	e, err := llamacpp.Open(llamacpp.Config{ModelPath: testModel(t), GPULayers: llamacpp.GPULayersAuto, Slots: slots, CtxPerSlot: ctx, StepTokens: step, Threads: 1}, nil)
+	e, err := llamacpp.Open(llamacpp.Config{ModelPath: testModel(t), GPULayers: llamacpp.GPULayersAuto, Slots: slots, CtxPerSlot: ctx, StepTokens: step, Threads: 1, Deterministic: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,20 +40,7 @@ func TestBatchInvarianceOnRealEngine(t *testing.T) {
 		}
 		reqs[i] = batching.Request{Prompt: p, MaxTokens: 24}
 	}
-	do := func(r batching.Request) string {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		h, err := s.Submit(ctx, r)
-		if err != nil {
-			t.Error(err)
-			return ""
-		}
-		c, err := h.Wait(ctx)
-		if err != nil || c.Err != nil {
-			t.Errorf("wait: %v %v", err, c.Err)
-		}
-		return fmt.Sprintf("%q/%v/%d", c.Text, c.Finish, c.Usage.CompletionTokens)
-	}
+	do := func(r batching.Request) string { return generate(t, s, r) }
 	alone := make([]string, len(reqs))
 	for i, r := range reqs {
 		alone[i] = do(r)
@@ -91,4 +78,21 @@ func TestBatchInvarianceOnRealEngine(t *testing.T) {
 	if steps := s.Stats().Steps - stepsBefore; steps >= uint64(soloSteps) {
 		t.Fatalf("%d steps for work that takes %d steps alone: nothing was batched", steps, soloSteps)
 	}
+}
+
+// generate runs one request to its end and describes the outcome (text,
+// finish reason, completion tokens). Safe from any goroutine.
+func generate(t *testing.T, s *batching.Scheduler, r batching.Request) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	h, err := s.Submit(ctx, r)
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	c, err := h.Wait(ctx)
+	if err != nil || c.Err != nil {
+		t.Errorf("wait: %v %v", err, c.Err)
+	}
+	return fmt.Sprintf("%q/%v/%d", c.Text, c.Finish, c.Usage.CompletionTokens)
 }

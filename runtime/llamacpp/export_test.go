@@ -1,0 +1,19 @@
+package llamacpp
+
+import "unsafe"
+
+// WrapperLogits is the wrapper's own copy of entry i's row (what Logits
+// returned before it became a view).
+func (e *Engine) WrapperLogits(i int) []float32 { return e.ctx.GetLogitsIth(i) }
+
+// LogitsIthAddr is where llama_get_logits_ith says entry i's row is.
+func (e *Engine) LogitsIthAddr(i int) unsafe.Pointer { return e.logitsIth(i) }
+
+// ModelLayers is llama_model_n_layer of the engine's model.
+func (e *Engine) ModelLayers() int { return modelLayers(e.model) }
+
+// PropsNames is each device's name and description read from its props.
+func PropsNames() [][2]string { return propsNames() }
+
+// AssignLayers is assignLayers, for tables of devices.
+func AssignLayers(devs []Device, nLayer, gpuLayers int) { assignLayers(devs, nLayer, gpuLayers) }
