@@ -3,6 +3,7 @@ package batching_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,18 +21,21 @@ type fakeEngine struct {
 	noEOG bool          // never emit the EOG token
 	delay time.Duration // per Decode, so requests overlap in time
 
-	mu        sync.Mutex
-	hist      map[int32][]int32
-	rows      [][]float32
-	batches   [][]int32 // seq id of every entry, per step
-	failNext  error     // returned by the next Decode
+	mu       sync.Mutex
+	hist     map[int32][]int32
+	rows     [][]float32
+	batches  [][]int32 // seq id of every entry, per step
+	failNext error     // returned by the next Decode
+	// refuse, when >= 0, makes the first Decode that carries this sequence
+	// return a *SeqError naming it.
+	refuse    int32
 	panicNext bool
 	gate      chan struct{} // when set, Decode waits for a value
 	cleared   map[int32]int
 }
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{vocab: 260, eog: 256, hist: map[int32][]int32{}, cleared: map[int32]int{}}
+	return &fakeEngine{vocab: 260, eog: 256, refuse: -1, hist: map[int32][]int32{}, cleared: map[int32]int{}}
 }
 
 func (e *fakeEngine) Decode(b *batching.Batch) error {
@@ -48,6 +52,11 @@ func (e *fakeEngine) Decode(b *batching.Batch) error {
 	if err := e.failNext; err != nil {
 		e.failNext = nil
 		return err
+	}
+	if e.refuse >= 0 && slices.Contains(b.Seq, e.refuse) {
+		seq := e.refuse
+		e.refuse = -1
+		return &batching.SeqError{Seq: seq, Err: errors.New("position out of range")}
 	}
 	seqs := append([]int32(nil), b.Seq...)
 	e.batches = append(e.batches, seqs)

@@ -267,13 +267,19 @@ func (e *Engine) check(b *batching.Batch) error {
 		return errors.New("batch slices differ in length")
 	}
 	for i := range n {
+		var err error
 		switch {
-		case b.Tokens[i] < 0 || int(b.Tokens[i]) >= e.nVocab:
-			return fmt.Errorf("entry %d: token %d outside the vocabulary of %d", i, b.Tokens[i], e.nVocab)
 		case b.Seq[i] < 0 || int(b.Seq[i]) >= e.cfg.Slots:
 			return fmt.Errorf("entry %d: sequence %d outside [0, %d)", i, b.Seq[i], e.cfg.Slots)
+		case b.Tokens[i] < 0 || int(b.Tokens[i]) >= e.nVocab:
+			err = fmt.Errorf("entry %d: token %d outside the vocabulary of %d", i, b.Tokens[i], e.nVocab)
 		case b.Pos[i] < 0 || int(b.Pos[i]) >= e.cfg.CtxPerSlot:
-			return fmt.Errorf("entry %d: position %d outside [0, %d)", i, b.Pos[i], e.cfg.CtxPerSlot)
+			err = fmt.Errorf("entry %d: position %d outside [0, %d)", i, b.Pos[i], e.cfg.CtxPerSlot)
+		}
+		if err != nil {
+			// Only this entry's sequence is at fault: the scheduler fails it
+			// alone.
+			return &batching.SeqError{Seq: b.Seq[i], Err: err}
 		}
 	}
 	return nil
