@@ -82,8 +82,13 @@ func decodeJSON(body []byte, v any) error {
 	case len(bytes.TrimSpace(body)) == 0:
 		return invalid("", "The request body is empty; expected a JSON object.")
 	case errors.As(err, &typ) && typ.Field != "":
-		// encoding/json names fields of embedded structs by the Go type.
-		field := strings.TrimPrefix(typ.Field, "genParams.")
+		// encoding/json names struct fields only, without array indexes
+		// (and fields of embedded structs by the Go type): the path comes
+		// from the body itself.
+		field := jsonPathAt(body, typ.Offset)
+		if field == "" {
+			field = strings.TrimPrefix(typ.Field, "genParams.")
+		}
 		return invalid(field, "Invalid type for '%s': expected %s, got JSON %s.", field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &typ):
 		return invalid("", "The request body must be a JSON object, got JSON %s.", typ.Value)

@@ -44,7 +44,8 @@ type Model struct {
 
 // Config holds the server's limits.
 type Config struct {
-	// BodyLimit is the largest request body in bytes (413 above it).
+	// BodyLimit is the largest request body in bytes (413 above it), as
+	// received and, for a Content-Encoding body, once inflated.
 	BodyLimit int
 	// RequestTimeout is the server-side deadline of every generation.
 	RequestTimeout time.Duration
@@ -54,6 +55,10 @@ type Config struct {
 	// HeaderLimit is the largest request header block in bytes (431
 	// above); DefaultHeaderLimit when 0.
 	HeaderLimit int
+	// HeaderTimeout bounds reading a request's header block from its first
+	// byte (408 above); the body then has RequestTimeout.
+	// DefaultHeaderTimeout when 0.
+	HeaderTimeout time.Duration
 	// APIKeys, when any, are required on /v1/* as "Authorization: Bearer
 	// <key>" (401 without a valid one). /health, /health/ready and /metrics
 	// stay open.

@@ -42,6 +42,9 @@ type Server struct {
 	modelList []byte
 	app       *fiber.App
 	keepAlive time.Duration // see defaultKeepAlive
+	// clientPoll is how often a non-streaming request's connection is
+	// probed for a client that went away (clientgone.go).
+	clientPoll time.Duration
 
 	// base is the parent of every request's context; cancelled when
 	// Shutdown gives up waiting.
@@ -72,7 +75,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, models: byID, keepAlive: defaultKeepAlive, metrics: deps.Metrics}
+	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, models: byID, keepAlive: defaultKeepAlive, clientPoll: clientPoll, metrics: deps.Metrics}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -100,10 +103,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		ReadBufferSize:        cfg.HeaderLimit,
 		ErrorHandler:          s.handleError,
 		DisableStartupMessage: true,
-		ReadTimeout:           cfg.RequestTimeout,
+		ReadTimeout:           cfg.HeaderTimeout, // the body gets RequestTimeout: transport.go
 		WriteTimeout:          cfg.RequestTimeout + writeSlack,
 		IdleTimeout:           idleTimeout,
+		// nextact reads JSON only: never spool multipart forms.
+		DisablePreParseMultipartForm: true,
 	})
+	s.configureTransport() // transport.go
 	// Responses written while shutting down close their connection.
 	s.app.Server().CloseOnShutdown = true
 	s.app.Server().ConnState = s.conns.track // ready.go
@@ -119,8 +125,8 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("server config: request timeout must not be negative, got %s", cfg.RequestTimeout)
 	case cfg.DefaultMaxTokens < 0:
 		return cfg, fmt.Errorf("server config: default max tokens must not be negative, got %d", cfg.DefaultMaxTokens)
-	case cfg.HeaderLimit < 0:
-		return cfg, fmt.Errorf("server config: header limit must not be negative, got %d", cfg.HeaderLimit)
+	case cfg.HeaderLimit < 0 || cfg.HeaderTimeout < 0:
+		return cfg, fmt.Errorf("server config: header limit and timeout must not be negative, got %d and %s", cfg.HeaderLimit, cfg.HeaderTimeout)
 	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
 		return cfg, fmt.Errorf("server config: rate limit and burst must not be negative, got %g and %d", cfg.RateLimit, cfg.RateBurst)
 	case cfg.SessionTTL < 0 || cfg.MaxSessions < 0:
@@ -134,6 +140,9 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	if cfg.HeaderLimit == 0 {
 		cfg.HeaderLimit = DefaultHeaderLimit
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
 	}
 	if cfg.BodyLimit == 0 {
 		cfg.BodyLimit = DefaultBodyLimit
@@ -202,6 +211,7 @@ func (s *Server) routes() {
 	s.app.Get("/metrics", s.metrics.handler()) // metrics.go
 	s.app.Use("/v1", s.authenticate)           // API keys, priority: auth.go
 	s.app.Use("/v1", s.gate)                   // POSTs: draining, rate limits: ready.go
+	s.app.Use("/v1", s.inflateBody)            // Content-Encoding under the body limit: encoding.go
 	s.app.Post("/v1/chat/completions", s.chatCompletions)
 	s.app.Post("/v1/completions", s.completions)
 	s.app.Post("/v1/actions/next", s.nextAction)

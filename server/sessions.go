@@ -325,10 +325,10 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	resp, err := s.runAction(sess.model, &nextaction.NextActionRequest{
+	resp, err := s.runAction(c, sess.model, &nextaction.NextActionRequest{
 		Model: sess.model.ID, Page: req.Page, History: history, Persona: sess.persona,
 		Format: string(sess.format), Temperature: req.Temperature, Seed: req.Seed, MaxTokens: req.MaxTokens,
-	}, requestPriority(c), start)
+	}, start)
 	if err != nil {
 		s.sessions.end(sess, nil)
 		return err

@@ -48,7 +48,7 @@ func fakeActions(t *testing.T) func() *server.Actions {
 			t.Fatal(err)
 		}
 		return &server.Actions{
-			Vocab: v, Grammars: nextaction.NewGrammarCache(16), DefaultFormat: nextaction.FormatPrompted,
+			Vocab: v, Grammars: nextaction.NewGrammarCache(0), DefaultFormat: nextaction.FormatPrompted,
 			Limits:       nextaction.Limits{MaxRationaleBytes: 40, MaxTextBytes: 24},
 			MaxPageBytes: 4096, DefaultMaxTokens: 240,
 		}
