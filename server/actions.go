@@ -201,6 +201,10 @@ func (s *Server) actionJob(ctx context.Context, m *Model, r *nextaction.NextActi
 		}
 		return nil, invalid("history", "%v", err)
 	}
+	if len(msgs) > s.cfg.MaxMessages {
+		return nil, &requestError{param: "history", code: "too_many_messages", msg: fmt.Sprintf(
+			"The history of %d steps renders to %d messages; at most %d are allowed.", len(r.History), len(msgs), s.cfg.MaxMessages)}
+	}
 	segs, err := m.Format.Render(msgs)
 	if err != nil {
 		return nil, invalid("history", "%v", err)

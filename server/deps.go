@@ -75,6 +75,18 @@ type Config struct {
 	// MaxSessions bounds the open sessions; one more is a 503
 	// too_many_sessions. DefaultMaxSessions when 0.
 	MaxSessions int
+	// MaxSessionBytes bounds the text one session keeps (persona and
+	// history: pages, actions, rationales); a persona or a step that would
+	// take it over is a 413. 0: SessionBytesPerToken times the model's
+	// context length (more text than that cannot fit one prompt).
+	MaxSessionBytes int
+	// MaxMessages bounds the messages of a chat request, and the messages
+	// a next-action prompt renders (three per history step); 400 above.
+	// DefaultMaxMessages when 0.
+	MaxMessages int
+	// MaxStopBytes bounds each stop string (at most four of them); 400
+	// above. DefaultMaxStopBytes when 0.
+	MaxStopBytes int
 }
 
 // Deps are the server's collaborators.

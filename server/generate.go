@@ -38,14 +38,14 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := req.messages()
+	msgs, err := req.messages(s.cfg.MaxMessages)
 	if err != nil {
 		return err
 	}
 	if err := req.checkUnsupported(); err != nil {
 		return err
 	}
-	opts, err := req.options()
+	opts, err := req.options(s.cfg.MaxStopBytes)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	case req.Logprobs != nil && *req.Logprobs > 0:
 		return invalid("logprobs", "logprobs are not supported.")
 	}
-	opts, err := req.options()
+	opts, err := req.options(s.cfg.MaxStopBytes)
 	if err != nil {
 		return err
 	}

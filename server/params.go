@@ -27,8 +27,9 @@ const (
 	defaultTemperature = 1
 )
 
-// options validates the shared generation fields.
-func (p *genParams) options() (genOptions, error) {
+// options validates the shared generation fields; stop strings are at
+// most maxStopBytes long.
+func (p *genParams) options(maxStopBytes int) (genOptions, error) {
 	o := genOptions{stream: p.Stream}
 	if p.StreamOptions != nil {
 		o.includeUsage = p.StreamOptions.IncludeUsage
@@ -49,7 +50,7 @@ func (p *genParams) options() (genOptions, error) {
 	if o.sampling, err = p.samplingParams(); err != nil {
 		return o, err
 	}
-	if o.stop, err = p.stops(); err != nil {
+	if o.stop, err = p.stops(maxStopBytes); err != nil {
 		return o, err
 	}
 	return o, nil

@@ -23,6 +23,14 @@ const (
 	DefaultBodyLimit      = 8 << 20
 	DefaultRequestTimeout = 10 * time.Minute
 	DefaultHeaderLimit    = 16 << 10
+	// DefaultMaxMessages bounds a chat request's messages.
+	DefaultMaxMessages = 2048
+	// DefaultMaxStopBytes bounds one stop string.
+	DefaultMaxStopBytes = 256
+	// SessionBytesPerToken sizes the default session bound from the
+	// context length: generous for text (about 4 bytes a token), so only
+	// a session that could never fit its prompt hits it.
+	SessionBytesPerToken = 16
 	// idleTimeout closes keep-alive connections that send nothing.
 	idleTimeout = 2 * time.Minute
 	// writeSlack is added to RequestTimeout to bound writing one response:
@@ -129,8 +137,16 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("server config: header limit and timeout must not be negative, got %d and %s", cfg.HeaderLimit, cfg.HeaderTimeout)
 	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
 		return cfg, fmt.Errorf("server config: rate limit and burst must not be negative, got %g and %d", cfg.RateLimit, cfg.RateBurst)
-	case cfg.SessionTTL < 0 || cfg.MaxSessions < 0:
-		return cfg, fmt.Errorf("server config: session TTL and max sessions must not be negative, got %s and %d", cfg.SessionTTL, cfg.MaxSessions)
+	case cfg.SessionTTL < 0 || cfg.MaxSessions < 0 || cfg.MaxSessionBytes < 0:
+		return cfg, fmt.Errorf("server config: session TTL, max sessions and session bytes must not be negative, got %s, %d and %d", cfg.SessionTTL, cfg.MaxSessions, cfg.MaxSessionBytes)
+	case cfg.MaxMessages < 0 || cfg.MaxStopBytes < 0:
+		return cfg, fmt.Errorf("server config: max messages and stop bytes must not be negative, got %d and %d", cfg.MaxMessages, cfg.MaxStopBytes)
+	}
+	if cfg.MaxMessages == 0 {
+		cfg.MaxMessages = DefaultMaxMessages
+	}
+	if cfg.MaxStopBytes == 0 {
+		cfg.MaxStopBytes = DefaultMaxStopBytes
 	}
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = DefaultSessionTTL

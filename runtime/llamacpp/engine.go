@@ -78,6 +78,8 @@ type Engine struct {
 	special []bool
 	bos     []int32
 	gpu     bool
+	// specials finds special-token texts, to cut long prompts (tokenize.go).
+	specials *specialTrie
 
 	// rows maps a batch entry to whether its logits were requested.
 	rows []bool
@@ -166,10 +168,14 @@ func (e *Engine) loadVocab() error {
 	e.pieces = make([]string, e.nVocab)
 	e.eog = make([]bool, e.nVocab)
 	e.special = make([]bool, e.nVocab)
+	e.specials = newSpecialTrie()
 	for i := range e.nVocab {
 		e.pieces[i] = e.model.TokenToPiece(i)
 		e.eog[i] = e.model.TokenIsEog(i)
 		e.special[i] = e.eog[i] || isControl(e.model, i)
+		if attr := vocabAttr(e.model, i); attr&(attrControl|attrUserDefined|attrUnknown) != 0 {
+			e.specials.add(vocabText(e.model, i), attr)
+		}
 	}
 	bos, err := e.model.Tokenize("", true, false)
 	if err != nil {
@@ -220,23 +226,6 @@ func (e *Engine) EOGTokens() []int32 {
 // IsEOG reports whether tok ends generation.
 func (e *Engine) IsEOG(tok int32) bool {
 	return tok >= 0 && int(tok) < e.nVocab && e.eog[tok]
-}
-
-// Tokenize converts text to tokens without adding BOS; parseSpecial turns
-// control-token text into control tokens.
-func (e *Engine) Tokenize(text string, parseSpecial bool) ([]int32, error) {
-	if text == "" {
-		return nil, nil
-	}
-	toks, err := e.model.Tokenize(text, false, parseSpecial)
-	if err != nil {
-		return nil, fmt.Errorf("tokenize: %w", err)
-	}
-	out := make([]int32, len(toks))
-	for i, t := range toks {
-		out[i] = int32(t)
-	}
-	return out, nil
 }
 
 // Decode validates the batch and evaluates it.

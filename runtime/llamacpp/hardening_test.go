@@ -3,13 +3,18 @@ package llamacpp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/runtime/llamacpp"
 )
 
 // overForcer is a constraint that forces a literal run longer than the
@@ -111,5 +116,65 @@ func TestMaxTokensOverflowRefused(t *testing.T) {
 	d := adm.Decide(math.MaxInt, batching.Load{Slots: 1, QueueSize: 1, ReservedTokens: 10, CapacityTokens: 64}, batching.GPUSample{}, false, time.Now())
 	if d.Reason != batching.ReasonKVFull {
 		t.Fatalf("Decide(MaxInt) = %+v, want kv_full", d)
+	}
+}
+
+// Text with many special-token texts tokenizes in pieces, to the same
+// tokens as one llama.cpp call (whose special-token split is quadratic in
+// the occurrences: "<|eot_id|>" x 100k took 38 s on c74a939), in both
+// parse modes, with text, whitespace and partial markers between them.
+func TestTokenizeManySpecialsSameTokens(t *testing.T) {
+	e := open(t, 1, 64, 16)
+	rng := rand.New(rand.NewPCG(4, 4))
+	parts := []string{"<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|begin_of_text|>", " ", "\n\n", "user", "<|eot", "id|>", "<", "|>", "café", "x y"}
+	for round := range 4 {
+		var b strings.Builder
+		for range 700 + round*300 {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		text := b.String()
+		for _, parse := range []bool{true, false} {
+			got, err := e.Tokenize(text, parse)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := e.TokenizeWhole(text, parse)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("round %d, parseSpecial %v: %d tokens, one call gives %d", round, parse, len(got), len(want))
+			}
+		}
+	}
+	eot, _ := e.Tokenize("<|eot_id|>", true)
+	got, err := e.Tokenize(strings.Repeat("<|eot_id|>", 100_000), true)
+	if err != nil || len(got) != 100_000 || got[0] != eot[0] || got[len(got)-1] != eot[0] {
+		t.Fatalf("100k <|eot_id|>: %d tokens, %v", len(got), err)
+	}
+}
+
+// BenchmarkTokenizeSpecials compares one llama.cpp call with the cut
+// tokenization on a prompt of n control tokens.
+//
+//	go test -run '^$' -bench TokenizeSpecials ./runtime/llamacpp
+func BenchmarkTokenizeSpecials(b *testing.B) {
+	e, err := llamacpp.Open(llamacpp.Config{ModelPath: testModel(b), Slots: 1, CtxPerSlot: 64, StepTokens: 16, Threads: 1}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	for _, n := range []int{1_000, 10_000} {
+		text := strings.Repeat("<|eot_id|>", n)
+		b.Run(fmt.Sprintf("one-call/%d", n), func(b *testing.B) {
+			for range b.N {
+				_, _ = e.TokenizeWhole(text, true)
+			}
+		})
+		b.Run(fmt.Sprintf("cut/%d", n), func(b *testing.B) {
+			for range b.N {
+				_, _ = e.Tokenize(text, true)
+			}
+		})
 	}
 }
