@@ -323,3 +323,114 @@ func TestGoneClientsFreeTheirSlots(t *testing.T) {
 		t.Fatalf("after: %d %v", code, out)
 	}
 }
+
+// errCode posts body and returns the status and the error's code.
+func errCode(t *testing.T, url string, body any) (int, string, map[string]any) {
+	t.Helper()
+	code, _, out := post(t, url, body)
+	e, _ := out["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return code, c, out
+}
+
+// Schemas that unroll into huge grammars are a 400 naming the limit before
+// anything large is built (c74a939: the 306-byte schema below ran the
+// process out of memory); the issue's 64x64 arrays compile, and ten of them
+// stay within the grammar cache's byte bound (ten held 762 MB).
+func TestSchemaBombsRefused(t *testing.T) {
+	c := testConfig()
+	c.GrammarCacheBytes = 32 << 20
+	ts := startServer(t, c)
+	url := ts.URL + "/v1/chat/completions"
+	withSchema := func(schema string) map[string]any {
+		return chatReq(ts.modelID(), "numbers", map[string]any{"max_tokens": 16,
+			"response_format": map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "s", "schema": json.RawMessage(schema)}}})
+	}
+	bomb := `{"type":"array","maxItems":4096,"items":{"type":"array","maxItems":4096,"items":{"type":"integer"}}}`
+	if code, ec, out := errCode(t, url, withSchema(bomb)); code != 400 || ec != "schema_too_large" {
+		t.Fatalf("306-byte schema: %d %v", code, out)
+	}
+	for i := range 10 {
+		s := fmt.Sprintf(`{"type":"array","maxItems":64,"items":{"type":"array","maxItems":64,"items":{"type":"integer","description":"%d"}}}`, i)
+		if code, _, out := post(t, url, withSchema(s)); code != 200 {
+			t.Fatalf("64x64 schema %d: %d %v", i, code, out)
+		}
+	}
+	if n, b := ts.stack.model.Actions.Grammars.Size(); b > 32<<20 {
+		t.Fatalf("grammar cache holds %d grammars, %d bytes, over its bound", n, b)
+	}
+}
+
+// Inputs whose preparation was quadratic on c74a939 are refused or
+// prepared in linear time, within a generous client timeout: 20,000 empty
+// messages (34 s there), 200,000 <|eot_id|> in a completions prompt (38 s
+// for 100,000), a 100 KB const and an enum of 100,000 integers.
+func TestQuadraticInputsBounded(t *testing.T) {
+	c := testConfig()
+	c.BodyLimit = 4 << 20
+	ts := startServer(t, c)
+	id := ts.modelID()
+	http.DefaultClient.Timeout = 30 * time.Second
+	t.Cleanup(func() { http.DefaultClient.Timeout = 0 })
+
+	msgs := make([]map[string]any, 20_000)
+	for i := range msgs {
+		msgs[i] = map[string]any{"role": "user", "content": ""}
+	}
+	if code, ec, out := errCode(t, ts.URL+"/v1/chat/completions", map[string]any{"model": id, "messages": msgs}); code != 400 || ec != "too_many_messages" {
+		t.Errorf("20,000 messages: %d %v", code, out)
+	}
+	// Under the message bound, many empty messages are prepared in pieces.
+	if code, ec, out := errCode(t, ts.URL+"/v1/chat/completions", map[string]any{"model": id, "messages": msgs[:2000]}); code != 400 || ec != "context_length_exceeded" {
+		t.Errorf("2,000 messages: %d %v", code, out)
+	}
+	prompt := strings.Repeat("<|eot_id|>", 200_000)
+	if code, ec, out := errCode(t, ts.URL+"/v1/completions", map[string]any{"model": id, "prompt": prompt}); code != 400 || ec != "context_length_exceeded" {
+		t.Errorf("200,000 <|eot_id|>: %d %v", code, out)
+	}
+	ints := make([]string, 100_000)
+	for i := range ints {
+		ints[i] = fmt.Sprint(i)
+	}
+	for name, schema := range map[string]string{
+		"100 KB const":             `{"const":"` + strings.Repeat("a", 100_000) + `"}`,
+		"enum of 100,000 integers": `{"enum":[` + strings.Join(ints, ",") + `]}`,
+	} {
+		req := chatReq(id, "x", map[string]any{"response_format": map[string]any{"type": "json_schema", "json_schema": map[string]any{"schema": json.RawMessage(schema)}}})
+		if code, ec, out := errCode(t, ts.URL+"/v1/chat/completions", req); code != 400 || ec != "schema_too_large" {
+			t.Errorf("%s: %d %v", name, code, out)
+		}
+	}
+	stop := strings.Repeat("s", 10_000)
+	if code, _, out := errCode(t, ts.URL+"/v1/chat/completions", chatReq(id, "x", map[string]any{"stop": []string{stop}})); code != 400 {
+		t.Errorf("10 KB stop string: %d %v", code, out)
+	}
+}
+
+// A session keeps at most --max-session-bytes of text (default 16 bytes per
+// token of --ctx): a larger persona is a 413 (c74a939 kept 4 MB personas
+// that no step could ever fit), and so is a step whose page would take the
+// session past it; the session-bytes gauge stays small.
+func TestSessionTextBounded(t *testing.T) {
+	c := testConfig()
+	c.BodyLimit = 8 << 20
+	ts := startServer(t, c)
+	id := ts.modelID()
+	limit := 16 * c.Ctx
+	code, ec, out := errCode(t, ts.URL+"/v1/sessions", map[string]any{"model": id, "persona": strings.Repeat("p", 4<<20)})
+	if code != 413 || ec != "session_too_large" {
+		t.Fatalf("4 MB persona: %d %v", code, out)
+	}
+	code, _, sess := post(t, ts.URL+"/v1/sessions", map[string]any{"model": id, "persona": strings.Repeat("p", limit-1000)})
+	if code != 200 {
+		t.Fatalf("persona under the limit: %d %v", code, sess)
+	}
+	page := "<div>" + strings.Repeat("y", 2000) + `<a name="go">go</a></div>`
+	code, ec, out = errCode(t, ts.URL+"/v1/sessions/"+sess["id"].(string)+"/steps", map[string]any{"page": page})
+	if code != 413 || ec != "session_too_large" {
+		t.Fatalf("step past the limit: %d %v", code, out)
+	}
+	if b := sum(scrape(t, ts.URL), "nextact_session_history_bytes"); b > float64(limit) {
+		t.Fatalf("sessions hold %g bytes", b)
+	}
+}
