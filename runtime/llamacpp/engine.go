@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/models"
 )
 
 // maxSeqs is llama.cpp's LLAMA_MAX_SEQ.
@@ -105,6 +106,11 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 	}
 	if cfg.Threads == 0 {
 		cfg.Threads = max(1, runtime.NumCPU()/2)
+	}
+	// llama.cpp aborts the process on some malformed files: the file is
+	// checked in Go first, whoever calls Open.
+	if _, err := models.Inspect(cfg.ModelPath); err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
 	}
 	backendInit()
 	gpus := llama.EnumerateGPUs()

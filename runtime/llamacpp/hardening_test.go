@@ -1,19 +1,26 @@
 package llamacpp_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ollama/ollama/fs/ggml"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/runtime/llamacpp"
 )
 
@@ -177,4 +184,122 @@ func BenchmarkTokenizeSpecials(b *testing.B) {
 			}
 		})
 	}
+}
+
+// loadModelEnv makes the test binary load one model file and exit: 0 when
+// it loads, 3 when Open reports an error. A llama.cpp abort is a signal.
+const loadModelEnv = "NEXTACT_TEST_LOAD_MODEL"
+
+func loadOnly(path string) int {
+	e, err := llamacpp.Open(llamacpp.Config{ModelPath: path, Slots: 1, CtxPerSlot: 64, StepTokens: 16, Threads: 1}, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		return 3
+	}
+	e.Close()
+	return 0
+}
+
+// mutants are malformed copies of a loadable model: the ones named are
+// what llama.cpp aborts on (a duplicate token: GGML_ASSERT in the
+// vocabulary loader; a zero dimension: a division by zero in gguf.cpp),
+// the rest random byte changes in the metadata and truncations.
+func mutants(t *testing.T, valid []byte) map[string][]byte {
+	t.Helper()
+	g, err := ggml.Decode(bytes.NewReader(valid), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := int(g.Tensors().Offset)
+	out := map[string][]byte{}
+	// A duplicate token: two tokens of one length, the second made a
+	// copy of the first.
+	key := append(binary.LittleEndian.AppendUint64(nil, uint64(len("tokenizer.ggml.tokens"))), "tokenizer.ggml.tokens"...)
+	at := bytes.Index(valid, key)
+	if at < 0 {
+		t.Fatal("no tokenizer.ggml.tokens in the model")
+	}
+	p := at + len(key) + 4 + 4 + 8 // type, element type, count
+	type span struct{ start, n int }
+	seen := map[int]span{}
+	for i := 0; i < 300; i++ {
+		n := int(binary.LittleEndian.Uint64(valid[p:]))
+		if prev, ok := seen[n]; ok {
+			m := bytes.Clone(valid)
+			copy(m[p+8:p+8+n], valid[prev.start:prev.start+n])
+			out["duplicate token"] = m
+			break
+		}
+		seen[n] = span{p + 8, n}
+		p += 8 + n
+	}
+	// A zero dimension in a tensor info.
+	name := append(binary.LittleEndian.AppendUint64(nil, uint64(len("token_embd.weight"))), "token_embd.weight"...)
+	if at = bytes.Index(valid[:header], name); at < 0 {
+		t.Fatal("no token_embd.weight tensor info")
+	}
+	m := bytes.Clone(valid)
+	binary.LittleEndian.PutUint64(m[at+len(name)+4+8:], 0) // ne[1]
+	out["zero dimension"] = m
+	m = bytes.Clone(valid)
+	binary.LittleEndian.PutUint32(m[at+len(name)+4+16:], 26) // type I32
+	out["integer weights"] = m
+	out["truncated metadata"] = valid[:header/2]
+	out["truncated data"] = valid[:header+(len(valid)-header)/2]
+	rng := rand.New(rand.NewPCG(10, 10))
+	for i := range 40 {
+		m := bytes.Clone(valid)
+		for range 1 + rng.IntN(3) {
+			m[8+rng.IntN(header-8)] = byte(rng.IntN(256))
+		}
+		out[fmt.Sprintf("random %d", i)] = m
+	}
+	return out
+}
+
+// A malformed model file is an error, never an abort in C: Inspect (which
+// Open runs first) rejects what llama.cpp would abort on, and whatever it
+// accepts loads or fails cleanly in a separate process. On c74a939 the
+// duplicate token and the zero dimension passed Inspect and killed the
+// loading process.
+func TestMalformedModelsNeverAbort(t *testing.T) {
+	valid, err := os.ReadFile(testModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	loads := 0
+	for name, data := range mutants(t, valid) {
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".gguf")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, ierr := models.Inspect(path)
+		if !strings.HasPrefix(name, "random") && name != "truncated data" && ierr == nil {
+			t.Errorf("%s: Inspect accepted it", name)
+		}
+		if ierr != nil || loads >= 8 {
+			continue
+		}
+		loads++
+		cmd := exec.Command(exe, "-test.run", "^$")
+		cmd.Env = append(os.Environ(), loadModelEnv+"="+path)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if err != nil && (!errors.As(err, &exit) || exit.ExitCode() != 3) {
+			t.Errorf("%s: loading it ended the process: %v\n%s", name, err, tail(out))
+		}
+	}
+	t.Logf("%d mutants loaded in a child process", loads)
+}
+
+func tail(b []byte) []byte {
+	if len(b) > 2000 {
+		return b[len(b)-2000:]
+	}
+	return b
 }

@@ -9,6 +9,10 @@ import (
 var tempRoot string
 
 func TestMain(m *testing.M) {
+	// TestMalformedModelsNeverAbort runs this binary to load one file.
+	if path := os.Getenv(loadModelEnv); path != "" {
+		os.Exit(loadOnly(path))
+	}
 	// llama.cpp's log lines go through log/slog's default level.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	dir, err := os.MkdirTemp("", "nextact-llamacpp-test")
