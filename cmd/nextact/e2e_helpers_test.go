@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/models"
@@ -36,6 +37,22 @@ func TestMain(m *testing.M) {
 	cacheDir = dir
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	if code == 0 {
+		// Every stack the tests started was shut down: nothing of it runs.
+		if err := goleak.Find(
+			// fasthttp refreshes its Date header from a package-level
+			// goroutine, and its worker pool's cleaner sleeps up to 10s
+			// before it sees that Serve has returned.
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+			// net/http's client keeps idle connections of the tests.
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left after the tests:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -1,9 +1,12 @@
 package llamacpp_test
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 var tempRoot string
@@ -22,5 +25,12 @@ func TestMain(m *testing.M) {
 	tempRoot = dir
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	if code == 0 {
+		// The schedulers the tests run on the engine are all closed.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left after the tests:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
