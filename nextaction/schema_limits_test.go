@@ -275,3 +275,29 @@ func randomSchema(rng *rand.Rand, depth int) string {
 		return fmt.Sprintf(`{"type":%q}`, k)
 	}
 }
+
+// BenchmarkDistances compares the compiler's distance computation with the
+// relaxation it replaced, on a long literal (a const of n bytes: the
+// relaxation settles one node per pass there, so it is quadratic).
+//
+//	go test -run '^$' -bench Distances ./nextaction
+func BenchmarkDistances(b *testing.B) {
+	for _, n := range []int{4_000, 20_000} {
+		g, err := CompileSchema([]byte(`{"const":"`+strings.Repeat("a", n)+`"}`), SchemaLimits{MaxBytes: 1 << 20, MaxLiteralBytes: 1 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("dijkstra/%d", n), func(b *testing.B) {
+			for range b.N {
+				if err := g.computeDist(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("relaxation/%d", n), func(b *testing.B) {
+			for range b.N {
+				relaxDist(g)
+			}
+		})
+	}
+}

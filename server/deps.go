@@ -55,8 +55,8 @@ type Config struct {
 	// HeaderLimit is the largest request header block in bytes (431
 	// above); DefaultHeaderLimit when 0.
 	HeaderLimit int
-	// HeaderTimeout bounds reading a request's header block from its first
-	// byte (408 above); the body then has RequestTimeout.
+	// HeaderTimeout bounds reading a request's header block (408 above;
+	// see DefaultHeaderTimeout); the body then has RequestTimeout.
 	// DefaultHeaderTimeout when 0.
 	HeaderTimeout time.Duration
 	// APIKeys, when any, are required on /v1/* as "Authorization: Bearer

@@ -18,8 +18,10 @@ import (
 // oversized body announced with Expect: 100-continue) is answered in the
 // API's error shape, never echoes the request back, and never waits long.
 
-// DefaultHeaderTimeout bounds reading one request's header block, from its
-// first byte; the body then has until the request timeout.
+// DefaultHeaderTimeout bounds reading one request's header block: from the
+// connection's start for its first request, from the first byte for later
+// ones (fasthttp's ReadTimeout); the body then has until the request
+// timeout.
 const DefaultHeaderTimeout = 10 * time.Second
 
 // knownMethods are the methods Fiber routes; any other gets a 501 here
@@ -34,7 +36,7 @@ var knownMethods = map[string]bool{
 // once, after fiber.New.
 func (s *Server) configureTransport() {
 	srv := s.app.Server()
-	srv.ReadTimeout = s.cfg.HeaderTimeout // reset per request from its first byte
+	srv.ReadTimeout = s.cfg.HeaderTimeout // see DefaultHeaderTimeout
 	srv.HeaderReceived = s.headerReceived
 	srv.ErrorHandler = s.transportError
 	route := srv.Handler

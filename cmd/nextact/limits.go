@@ -30,7 +30,7 @@ func addLimitFlags(fs *flag.FlagSet, c *limitsConfig) {
 	d := nextaction.DefaultSchemaLimits
 	c.MaxSchemaBytes, c.MaxSchemaValue = byteSize(d.MaxBytes), byteSize(d.MaxLiteralBytes)
 	c.GrammarCacheBytes = nextaction.DefaultGrammarCacheBytes
-	fs.DurationVar(&c.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "longest a request's header block may take to arrive, from its first byte (408 above)")
+	fs.DurationVar(&c.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "longest a request's header block may take to arrive: from the connection's start for its first request, from the first byte for later ones (408 above)")
 	fs.IntVar(&c.MaxMessages, "max-messages", server.DefaultMaxMessages, "most messages of a chat request, and of a next-action prompt (400 above)")
 	fs.IntVar(&c.MaxStopBytes, "max-stop-bytes", server.DefaultMaxStopBytes, "longest stop string, in bytes (400 above)")
 	fs.Var(&c.MaxSessionBytes, "max-session-bytes", "most text a session keeps: persona and history (413 above; 0: 16 bytes per token of --ctx)")

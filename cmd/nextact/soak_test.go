@@ -11,8 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +18,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/nextact/nextact/nextaction"
 )
@@ -48,75 +49,52 @@ const (
 
 // soakSample is the server's state as its /metrics reports it.
 type soakSample struct {
-	rss, goroutines, fds float64
+	rss, heap, goroutines, fds float64
 }
 
 func (s soakSample) String() string {
-	return fmt.Sprintf("RSS %.1f MiB, %g goroutines, %g open fds", s.rss/(1<<20), s.goroutines, s.fds)
+	return fmt.Sprintf("RSS %.1f MiB, Go heap in use %.1f MiB, %g goroutines, %g open fds", s.rss/(1<<20), s.heap/(1<<20), s.goroutines, s.fds)
 }
 
-type soakServer struct {
-	base string
-	cmd  *exec.Cmd
-}
+type soakServer struct{ *serverProcess }
 
-// startSoakServer runs this test binary as `nextact serve`.
+// startSoakServer runs this test binary as `nextact serve`, sized like a
+// small box.
 func startSoakServer(t *testing.T) *soakServer {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "serve", "--addr", "127.0.0.1:0", "--slots", "8", "--ctx", "2048", "--step-tokens", "256",
+	return &soakServer{startServerProcess(t, "--slots", "8", "--ctx", "2048", "--step-tokens", "256",
 		"--threads", "1", "--queue", "64", "--body-limit", "1048576", "--max-page-bytes", "65536", "--header-timeout", "2s",
-		"--request-timeout", "2m", "--gpu-sample-interval", "0", "--log-level", "info",
-		"--grammar-cache-bytes", fmt.Sprint(soakGrammarCache))
-	cmd.Env = append(os.Environ(), "NEXTACT_TEST_RUN_MAIN=1", "NEXTACT_CACHE_DIR="+cacheDir)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var line map[string]any
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				fmt.Fprintf(os.Stderr, "soak server: %s\n", sc.Bytes())
-				continue
-			}
-			if line["msg"] == "listening" {
-				addr <- line["addr"].(string)
-			}
-			if line["level"] == "error" {
-				fmt.Fprintf(os.Stderr, "soak server error: %s\n", sc.Bytes())
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		return &soakServer{base: "http://" + a, cmd: cmd}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("server did not start")
-		return nil
-	}
+		"--request-timeout", "2m", "--gpu-sample-interval", "0", "--grammar-cache-bytes", fmt.Sprint(soakGrammarCache))}
 }
 
 // sample reads the process collector's gauges (cached a second there).
 func (s *soakServer) sample(t *testing.T) soakSample {
 	t.Helper()
+	sm, err := s.trySample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sm
+}
+
+// trySample is sample for goroutines other than the test's.
+func (s *soakServer) trySample() (soakSample, error) {
 	time.Sleep(1100 * time.Millisecond)
-	m := scrape(t, s.base)
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		return soakSample{}, err
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	m, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return soakSample{}, err
+	}
 	return soakSample{
 		rss:        sum(m, "process_resident_memory_bytes"),
+		heap:       sum(m, "go_memstats_heap_inuse_bytes"),
 		goroutines: sum(m, "go_goroutines"),
 		fds:        sum(m, "process_open_fds"),
-	}
+	}, nil
 }
 
 // waitIdle waits until nothing runs or waits, and idle connections closed.
@@ -414,6 +392,14 @@ func TestSoak(t *testing.T) {
 	deadline := began.Add(*soakFor)
 	var wg sync.WaitGroup
 	var sent sync.Map
+	wg.Go(func() { // the trajectory, under load, once a minute
+		for time.Until(deadline) > time.Minute {
+			time.Sleep(time.Minute)
+			if sm, err := srv.trySample(); err == nil {
+				t.Logf("after %s, under load: %s", time.Since(began).Round(time.Second), sm)
+			}
+		}
+	})
 	for w := range soakWorkers {
 		wg.Go(func() {
 			c := client(uint64(w) + 1)
