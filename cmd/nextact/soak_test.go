@@ -49,15 +49,17 @@ const (
 
 // soakSample is the server's state as its /metrics reports it.
 type soakSample struct {
-	// heap is the Go heap in use; goHeld the Go heap obtained from the OS
-	// and not released yet (in use, free, or not yet swept): RSS minus it
-	// is the model, the KV cache and llama.cpp's own memory.
-	rss, heap, goHeld, goroutines, fds float64
+	// goHeld is the Go heap obtained from the OS and not released: RSS
+	// minus it is the model, the KV cache and llama.cpp's own memory.
+	// live is the heap live at the last collection (half the next GC's
+	// goal, GOGC being 100); heap in use also counts garbage not yet
+	// collected, and an idle process collects nothing.
+	rss, goHeld, live, goroutines, fds float64
 }
 
 func (s soakSample) String() string {
-	return fmt.Sprintf("RSS %.1f MiB (Go heap held %.1f MiB, in use %.1f MiB; the rest %.1f MiB), %g goroutines, %g open fds",
-		s.rss/(1<<20), s.goHeld/(1<<20), s.heap/(1<<20), (s.rss-s.goHeld)/(1<<20), s.goroutines, s.fds)
+	return fmt.Sprintf("RSS %.1f MiB (Go heap held %.1f MiB, live at the last GC %.1f MiB; the rest %.1f MiB), %g goroutines, %g open fds",
+		s.rss/(1<<20), s.goHeld/(1<<20), s.live/(1<<20), (s.rss-s.goHeld)/(1<<20), s.goroutines, s.fds)
 }
 
 type soakServer struct{ *serverProcess }
@@ -95,8 +97,8 @@ func (s *soakServer) trySample() (soakSample, error) {
 	}
 	return soakSample{
 		rss:        sum(m, "process_resident_memory_bytes"),
-		heap:       sum(m, "go_memstats_heap_inuse_bytes"),
 		goHeld:     sum(m, "go_memstats_heap_sys_bytes") - sum(m, "go_memstats_heap_released_bytes"),
+		live:       sum(m, "go_memstats_next_gc_bytes") / 2,
 		goroutines: sum(m, "go_goroutines"),
 		fds:        sum(m, "process_open_fds"),
 	}, nil
