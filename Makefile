@@ -18,7 +18,7 @@ APT_PACKAGES := nlohmann-json3-dev libstb-dev gcc g++ make
 TEST_APT_PACKAGES := prometheus
 ARGS ?=
 
-.PHONY: all build run test bench deps test-deps fmt clean cuda gpu-bundle
+.PHONY: all build run test bench fuzz soak deps test-deps fmt clean cuda gpu-bundle
 
 all: build
 
@@ -54,6 +54,32 @@ test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./models/... ./runtime/nvml/... ./eval/... ./nextaction/client/...
+	$(call run_fuzz,$(FUZZ_SHORT))
+
+## fuzz: every fuzz target for FUZZTIME each, e.g. make fuzz FUZZTIME=10m
+## (make test runs each for FUZZ_SHORT). Failing inputs are written to the
+## package's testdata/fuzz/<target>/, where go test replays them.
+FUZZTIME ?= 1m
+FUZZ_SHORT ?= 2s
+FUZZ_TARGETS := ./batching:FuzzStopStrings ./models:FuzzRender ./models:FuzzInspect \
+	./nextaction:FuzzCompileSchema ./nextaction:FuzzParsePage \
+	./server:FuzzChatCompletions ./server:FuzzCompletions ./server:FuzzNextAction ./server:FuzzSessions \
+	./server:FuzzDecodeErrorPath ./server:FuzzInflate
+define run_fuzz
+	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} $${t##*:} for $(1)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(1) $${t%%:*} | grep -v '^fuzz: elapsed'; \
+	done
+endef
+fuzz: deps
+	$(call run_fuzz,$(FUZZTIME))
+
+## soak: a real nextact on loopback under mixed valid, invalid and abandoned
+## requests for SOAK; fails on growth of memory, goroutines or descriptors
+## (cmd/nextact/soak_test.go, docs/RELIABILITY.md).
+SOAK ?= 10m
+soak: deps
+	set -o pipefail; $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./cmd/nextact -args -soak=$(SOAK) 2>&1 | grep -E '^(---|ok|FAIL|PASS)|soak_test.go'
 
 ## bench: Go benchmarks, e.g. make bench BENCH=Decode PKG=./cmd/nextact (see docs/PERFORMANCE.md).
 BENCH ?= .

@@ -279,7 +279,9 @@ type Decision struct {
 func (c AdmissionConfig) Decide(need int, ld Load, gpu GPUSample, gpuOK bool, now time.Time) Decision {
 	c = c.withDefaults()
 	reject := func(reason string) Decision { return Decision{Outcome: OutcomeRejected, Reason: reason} }
-	if float64(ld.ReservedTokens+need) > c.KVOvercommit*float64(ld.CapacityTokens) {
+	// Summed as floats: a caller's need near the integer maximum must not
+	// wrap into a small reservation.
+	if float64(ld.ReservedTokens)+float64(need) > c.KVOvercommit*float64(ld.CapacityTokens) {
 		return reject(ReasonKVFull)
 	}
 	saturated := ""
@@ -395,7 +397,7 @@ func (s *Scheduler) retryAfterLocked(reason string, need int, now time.Time) tim
 		secs = float64(len(s.queue)+1) * drainWindow
 	}
 	if reason == ReasonKVFull && tokRate > 0 {
-		excess := float64(s.reserved+need) - s.adm.KVOvercommit*float64(s.cfg.Slots*s.cfg.CtxPerSlot)
+		excess := float64(s.reserved) + float64(need) - s.adm.KVOvercommit*float64(s.cfg.Slots*s.cfg.CtxPerSlot)
 		secs = max(excess, 1) / tokRate
 	}
 	d := time.Duration(math.Ceil(min(secs, s.adm.MaxRetryAfter.Seconds()))) * time.Second

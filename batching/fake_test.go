@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,13 +33,16 @@ type fakeEngine struct {
 	bufs      [][]float32
 	batches   [][]int32 // seq id of every entry, per step
 	failNext  error     // returned by the next Decode
+	// refuse, when >= 0, makes the first Decode that carries this sequence
+	// return a *SeqError naming it.
+	refuse    int32
 	panicNext bool
 	gate      chan struct{} // when set, Decode waits for a value
 	cleared   map[int32]int
 }
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{vocab: 260, eog: 256, hist: map[int32][]int32{}, cleared: map[int32]int{}}
+	return &fakeEngine{vocab: 260, eog: 256, refuse: -1, hist: map[int32][]int32{}, cleared: map[int32]int{}}
 }
 
 func (e *fakeEngine) Decode(b *batching.Batch) error {
@@ -55,6 +59,11 @@ func (e *fakeEngine) Decode(b *batching.Batch) error {
 	if err := e.failNext; err != nil {
 		e.failNext = nil
 		return err
+	}
+	if e.refuse >= 0 && slices.Contains(b.Seq, e.refuse) {
+		seq := e.refuse
+		e.refuse = -1
+		return &batching.SeqError{Seq: seq, Err: errors.New("position out of range")}
 	}
 	seqs := append([]int32(nil), b.Seq...)
 	e.batches = append(e.batches, seqs)

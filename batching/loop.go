@@ -1,7 +1,9 @@
 package batching
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 )
@@ -133,7 +135,23 @@ func (s *Scheduler) admit() (active int, closing bool) {
 			active--
 		}
 	}
-	return active, closing
+	return active - s.endFull(), closing
+}
+
+// endFull ends, with FinishLength, every running sequence whose next token
+// to feed would not fit its slot's context (a constraint forced more than
+// max_tokens leaves room for), so no step ever carries a position the
+// engine refuses and fails its step-mates with it. It returns how many it
+// ended.
+func (s *Scheduler) endFull() int {
+	n := 0
+	for _, q := range s.slots {
+		if q != nil && len(q.tokens) > s.cfg.CtxPerSlot {
+			s.finish(q, FinishLength, nil)
+			n++
+		}
+	}
+	return n
 }
 
 // plan fills the batch: first one token for every decoding sequence, then
@@ -231,9 +249,18 @@ func (s *Scheduler) logits(row int) (l []float32, err error) {
 	return s.engine.Logits(row)
 }
 
-// failBatch ends every sequence of a failed step with the engine's error.
+// failBatch ends the sequences of a failed step with the engine's error:
+// only the one a *SeqError names (the engine evaluated nothing, so its
+// step-mates run again at the next step), else every one in the batch.
 func (s *Scheduler) failBatch(err error) {
 	s.log.Error("engine step failed", zap.Error(err), zap.Int("tokens", s.batch.Len()))
+	var se *SeqError
+	if errors.As(err, &se) && se.Seq >= 0 && int(se.Seq) < len(s.slots) {
+		if q := s.slots[se.Seq]; q != nil && slices.Contains(s.owners, q) {
+			s.finish(q, FinishError, fmt.Errorf("engine: %w", err))
+			return
+		}
+	}
 	seen := map[*sequence]bool{}
 	for _, q := range s.owners {
 		if !seen[q] {

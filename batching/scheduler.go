@@ -251,7 +251,7 @@ func (s *Scheduler) check(req *Request) error {
 		return &RequestError{Field: "prompt", Msg: fmt.Sprintf("%d tokens leave no room in a context of %d", n, s.cfg.CtxPerSlot)}
 	case req.MaxTokens < 0:
 		return &RequestError{Field: "max_tokens", Msg: "must not be negative"}
-	case n+req.MaxTokens > s.cfg.CtxPerSlot:
+	case req.MaxTokens > s.cfg.CtxPerSlot-n: // compared, not added: no overflow
 		return &RequestError{Field: "max_tokens", Msg: fmt.Sprintf("prompt (%d) plus max_tokens (%d) exceeds the context of %d", n, req.MaxTokens, s.cfg.CtxPerSlot)}
 	}
 	if req.MaxTokens == 0 {

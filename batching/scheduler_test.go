@@ -327,3 +327,38 @@ func TestCloseTimeoutEndsTheRest(t *testing.T) {
 		}
 	}
 }
+
+// An engine error that names one sequence (a *SeqError: the engine
+// evaluated nothing) fails that sequence alone; its step-mate runs again at
+// the next step and finishes as it would have alone. The real engine cannot
+// stage this once the scheduler checks positions itself, hence the fake.
+func TestSeqErrorFailsOnlyThatSequence(t *testing.T) {
+	t.Parallel()
+	e := newFakeEngine()
+	e.noEOG = true
+	e.delay = 5 * time.Millisecond // mate is still decoding when bad joins
+	s := newSched(t, e, batching.Config{Slots: 2})
+	want := run(t, s, batching.Request{Prompt: prompt("mate"), MaxTokens: 6})
+	waitIdle(t, s)
+	ctx := context.Background()
+	mate, err := s.Submit(ctx, batching.Request{Prompt: prompt("mate"), MaxTokens: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The engine refuses the first step that carries the second slot.
+	e.mu.Lock()
+	e.refuse = 1
+	e.mu.Unlock()
+	bad, err := s.Submit(ctx, batching.Request{Prompt: prompt("bad"), MaxTokens: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, _ := bad.Wait(ctx)
+	mc, _ := mate.Wait(ctx)
+	if bc.Finish != batching.FinishError || !errors.As(bc.Err, new(*batching.SeqError)) {
+		t.Errorf("named sequence: %+v, want FinishError with the SeqError", bc)
+	}
+	if mc.Finish != want.Finish || mc.Text != want.Text || mc.Err != nil {
+		t.Errorf("step-mate: %+v, want %+v as alone", mc, want)
+	}
+}

@@ -11,6 +11,8 @@ import (
 type textState struct {
 	stops []string
 	buf   []byte // generated, not yet emitted
+	// fail holds each stop's KMP failure function, built on first use.
+	fail [][]int
 }
 
 // push adds a piece and returns the text now safe to emit, and whether a
@@ -48,18 +50,47 @@ func (t *textState) firstStop() int {
 }
 
 // stopPrefixHold is the length of the longest suffix of buf that is a proper
-// prefix of a stop string.
+// prefix of a stop string: the state of a KMP automaton of each stop run
+// over buf's last len(stop)-1 bytes (buf holds no whole stop), so O(stop
+// length) per stop, where comparing every suffix with every prefix was
+// quadratic in it.
 func (t *textState) stopPrefixHold() int {
-	hold := 0
-	for _, s := range t.stops {
-		for n := min(len(s)-1, len(t.buf)); n > hold; n-- {
-			if strings.HasPrefix(s, string(t.buf[len(t.buf)-n:])) {
-				hold = n
-				break
-			}
+	if t.fail == nil && len(t.stops) > 0 {
+		t.fail = make([][]int, len(t.stops))
+		for i, s := range t.stops {
+			t.fail[i] = kmpFailure(s)
 		}
 	}
+	hold := 0
+	for i, s := range t.stops {
+		f, k := t.fail[i], 0
+		for _, c := range t.buf[len(t.buf)-min(len(s)-1, len(t.buf)):] {
+			for k > 0 && s[k] != c {
+				k = f[k-1]
+			}
+			if s[k] == c {
+				k++
+			}
+		}
+		hold = max(hold, k)
+	}
 	return hold
+}
+
+// kmpFailure is s's prefix function: f[i] is the length of the longest
+// proper prefix of s[:i+1] that is also its suffix.
+func kmpFailure(s string) []int {
+	f := make([]int, len(s))
+	for i, k := 1, 0; i < len(s); i++ {
+		for k > 0 && s[i] != s[k] {
+			k = f[k-1]
+		}
+		if s[i] == s[k] {
+			k++
+		}
+		f[i] = k
+	}
+	return f
 }
 
 // utf8Safe is the length of the longest prefix of b that does not end inside

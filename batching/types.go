@@ -202,3 +202,16 @@ type RequestError struct {
 }
 
 func (e *RequestError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Msg) }
+
+// SeqError is an engine error that concerns one sequence of a batch (an
+// entry the engine refuses before evaluating anything: a position or a
+// token out of range). The scheduler ends that sequence alone, with
+// FinishError, and runs its step-mates again at the next step.
+type SeqError struct {
+	Seq int32
+	Err error
+}
+
+func (e *SeqError) Error() string { return fmt.Sprintf("sequence %d: %v", e.Seq, e.Err) }
+
+func (e *SeqError) Unwrap() error { return e.Err }

@@ -91,6 +91,7 @@ func (f ChatFormat) Render(msgs []Message) ([]Segment, error) {
 			b.special("<|start_header_id|>" + roles[i] + "<|end_header_id|>\n\n")
 			b.content(m.Content)
 			b.special("<|eot_id|>")
+			b.turn()
 		}
 		b.special("<|start_header_id|>assistant<|end_header_id|>\n\n")
 	case FormatChatML:
@@ -98,6 +99,7 @@ func (f ChatFormat) Render(msgs []Message) ([]Segment, error) {
 			b.special("<|im_start|>" + roles[i] + "\n")
 			b.content(m.Content)
 			b.special("<|im_end|>\n")
+			b.turn()
 		}
 		b.special("<|im_start|>assistant\n")
 	case FormatMistral:
@@ -107,7 +109,7 @@ func (f ChatFormat) Render(msgs []Message) ([]Segment, error) {
 	default:
 		return nil, fmt.Errorf("render: unknown chat format %q (valid: %s)", f, validFormats)
 	}
-	return b, nil
+	return b.segs, nil
 }
 
 // mistral renders the Mistral v0.3 format:
@@ -138,6 +140,7 @@ func (b *segments) mistral(msgs []Message, roles []string) error {
 		if roles[i] == "assistant" {
 			b.content(content)
 			b.special("</s>")
+			b.turn()
 			continue
 		}
 		if i == first && system != "" {
@@ -146,23 +149,36 @@ func (b *segments) mistral(msgs []Message, roles []string) error {
 		b.special("[INST] ")
 		b.content(content)
 		b.special(" [/INST]")
+		b.turn()
 	}
 	return nil
 }
 
-// segments builds a prompt, joining adjacent markup into one segment.
-type segments []Segment
+// segments builds a prompt, joining adjacent markup into one segment within
+// a message, never across messages: a tokenizer parses each segment's
+// control tokens in one call, and llama.cpp's parse is quadratic in the
+// control tokens of one call, so a segment must not grow with the number of
+// (empty) messages.
+type segments struct {
+	segs []Segment
+	open bool // the last segment is markup that may still grow
+}
 
 func (b *segments) special(text string) {
-	if n := len(*b); n > 0 && (*b)[n-1].Special {
-		(*b)[n-1].Text += text
+	if n := len(b.segs); n > 0 && b.open {
+		b.segs[n-1].Text += text
 		return
 	}
-	*b = append(*b, Segment{Text: text, Special: true})
+	b.segs = append(b.segs, Segment{Text: text, Special: true})
+	b.open = true
 }
 
 func (b *segments) content(text string) {
 	if text != "" {
-		*b = append(*b, Segment{Text: text})
+		b.segs = append(b.segs, Segment{Text: text})
+		b.open = false
 	}
 }
+
+// turn ends a message: the next markup starts a new segment.
+func (b *segments) turn() { b.open = false }

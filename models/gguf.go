@@ -37,7 +37,9 @@ type Info struct {
 	FileType string
 }
 
-// Inspect reads the metadata of the GGUF file at path.
+// Inspect reads the metadata of the GGUF file at path, after checking the
+// whole file's structure (see checkGGUF): a malformed file is an error
+// here, before llama.cpp ever reads it.
 func Inspect(path string) (Info, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -51,6 +53,16 @@ func Inspect(path string) (Info, error) {
 			return Info{}, fmt.Errorf("read gguf %s: %w", path, err)
 		}
 		return Info{}, fmt.Errorf("inspect %s: not a GGUF file", path)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return Info{}, fmt.Errorf("read gguf %s: %w", path, err)
+	}
+	// Checked before any reader that trusts its lengths (ggml.Decode
+	// allocates what the file claims) and before llama.cpp, which aborts
+	// on some malformed files.
+	if err := checkGGUF(f, st.Size()); err != nil {
+		return Info{}, fmt.Errorf("inspect %s: malformed GGUF: %w", path, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Info{}, fmt.Errorf("read gguf %s: %w", path, err)

@@ -85,7 +85,7 @@ func TestInspectErrors(t *testing.T) {
 		{"missing", filepath.Join(dir, "missing.gguf"), "open gguf", fs.ErrNotExist},
 		{"empty", write("empty.gguf", nil), "not a GGUF file", nil},
 		{"text", write("notes.txt", []byte("hello, this is not a model")), "not a GGUF file", nil},
-		{"truncated", write("trunc.gguf", []byte("GGUF\x03\x00\x00\x00\x01")), "decode gguf", nil},
+		{"truncated", write("trunc.gguf", []byte("GGUF\x03\x00\x00\x00\x01")), "malformed GGUF", nil},
 		{"no architecture", noArch, "no general.architecture", nil},
 	}
 	for _, tt := range tests {

@@ -30,11 +30,13 @@ type ByteConstraint struct {
 	depth      [][]thread
 	fitA, fitB []thread
 	fitC       []thread
+	ts         tset // deduplicates the states built
 }
 
 // NewByteConstraint starts a constraint at the grammar's beginning.
 func NewByteConstraint(v *Vocab, g *Grammar) *ByteConstraint {
-	c := &ByteConstraint{v: v, g: g, state: g.initial()}
+	c := &ByteConstraint{v: v, g: g}
+	c.state = g.initial(&c.ts)
 	c.advanceForced()
 	return c
 }
@@ -97,7 +99,7 @@ func (c *ByteConstraint) freeOnly(budget int) (lo, hi int32, ok bool) {
 		n := &c.g.nodes[t.node]
 		switch n.kind {
 		case nByte:
-			if isTextByte(n.b) {
+			if n.cls != 0 || isTextByte(n.b) { // a class (digits) holds text bytes
 				return 0, 0, false
 			}
 		case nMatch:
@@ -122,15 +124,22 @@ func (c *ByteConstraint) freeOnly(budget int) (lo, hi int32, ok bool) {
 // text in the state has reached its minimum.
 func (c *ByteConstraint) exitBytes() (set [256]bool) {
 	var scan []thread
+	c.ts.begin()
 	for _, t := range c.state {
 		n := &c.g.nodes[t.node]
 		if n.kind == nFree {
-			scan = c.g.closure(scan, thread{node: n.out})
+			scan = c.g.closure(&c.ts, scan, thread{node: n.out})
 		}
 	}
 	for _, t := range append(scan, c.state...) {
 		if n := &c.g.nodes[t.node]; n.kind == nByte {
-			set[n.b] = true
+			if n.cls == 0 {
+				set[n.b] = true
+				continue
+			}
+			for b := range 256 {
+				set[b] = set[b] || c.g.classes[n.cls].has(byte(b))
+			}
 		}
 	}
 	return set
@@ -200,10 +209,11 @@ func (c *ByteConstraint) fitsAfterText(tok int32, budget int) bool {
 		return c.fits(tok, budget, c.state, 0)
 	}
 	start := c.fitC[:0]
+	c.ts.begin()
 	for _, t := range c.state {
 		n := &c.g.nodes[t.node]
 		if n.kind == nFree && t.n+k <= n.max {
-			start = c.g.closure(start, thread{node: t.node, n: t.n + k})
+			start = c.g.closure(&c.ts, start, thread{node: t.node, n: t.n + k})
 		}
 	}
 	c.fitC = start
@@ -219,7 +229,7 @@ func (c *ByteConstraint) fits(tok int32, budget int, cur []thread, from int) boo
 	x, y := c.fitA, c.fitB
 	defer func() { c.fitA, c.fitB = x, y }()
 	for i := from; i < len(p); i++ {
-		x = c.g.step(x, cur, p[i])
+		x = c.g.step(&c.ts, x, cur, p[i])
 		if len(x) == 0 {
 			return false
 		}
@@ -236,7 +246,7 @@ func (c *ByteConstraint) walk(n int32, s []thread, d int, budget int) {
 		c.depth = append(c.depth, nil)
 	}
 	for ch := c.v.trie[n].child; ch >= 0; ch = c.v.trie[ch].next {
-		next := c.g.step(c.depth[d], s, c.v.trie[ch].b)
+		next := c.g.step(&c.ts, c.depth[d], s, c.v.trie[ch].b)
 		c.depth[d] = next
 		if len(next) == 0 {
 			continue
@@ -276,7 +286,7 @@ func (c *ByteConstraint) Accept(tok int32) (bool, error) {
 	}
 	p := c.v.pieces[tok]
 	for i := 0; i < len(p); i++ {
-		c.tmp = c.g.step(c.tmp, c.state, p[i])
+		c.tmp = c.g.step(&c.ts, c.tmp, c.state, p[i])
 		if len(c.tmp) == 0 {
 			return false, fmt.Errorf("constraint: token %d (%q) does not continue the output", tok, p)
 		}
@@ -310,7 +320,7 @@ func (c *ByteConstraint) advanceForced() {
 		if !ok {
 			break
 		}
-		c.tmp = c.g.step(c.tmp, c.state, b)
+		c.tmp = c.g.step(&c.ts, c.tmp, c.state, b)
 		c.state, c.tmp = c.tmp, c.state
 		run = append(run, b)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Limits bound what the action decoder may write.
@@ -52,23 +54,38 @@ func ActionGrammar(p *Page, f Format, l Limits) (*Grammar, error) {
 }
 
 // GrammarCache keeps compiled grammars by page element set, format and
-// limits, least recently used first out. Goroutine-safe.
+// limits (actions) or by schema text (structured outputs), least recently
+// used first out, within a bound on the bytes they hold (their nodes and
+// keys), not on their count: one grammar can be a thousand times another.
+// A grammar larger than the whole bound is compiled and used but not kept.
+// Concurrent misses on one key compile it once. Goroutine-safe.
 type GrammarCache struct {
+	maxBytes int64
+	flight   singleflight.Group
+
 	mu           sync.Mutex
-	size         int
+	bytes        int64
 	ll           *list.List
 	items        map[string]*list.Element
 	hits, misses uint64
 }
 
 type cacheEntry struct {
-	key string
-	g   *Grammar
+	key   string
+	g     *Grammar
+	bytes int64
 }
 
-// NewGrammarCache holds up to size grammars.
-func NewGrammarCache(size int) *GrammarCache {
-	return &GrammarCache{size: max(1, size), ll: list.New(), items: map[string]*list.Element{}}
+// DefaultGrammarCacheBytes is the server's grammar cache bound.
+const DefaultGrammarCacheBytes = 64 << 20
+
+// NewGrammarCache holds grammars of up to maxBytes in all
+// (DefaultGrammarCacheBytes when not positive).
+func NewGrammarCache(maxBytes int64) *GrammarCache {
+	if maxBytes <= 0 {
+		maxBytes = DefaultGrammarCacheBytes
+	}
+	return &GrammarCache{maxBytes: maxBytes, ll: list.New(), items: map[string]*list.Element{}}
 }
 
 // Action returns the page's grammar, compiling it on a miss.
@@ -78,12 +95,17 @@ func (c *GrammarCache) Action(p *Page, f Format, l Limits) (*Grammar, error) {
 }
 
 // Schema returns the grammar of a JSON schema (nil schema: any JSON
-// object), compiling it on a miss.
-func (c *GrammarCache) Schema(schema []byte) (*Grammar, error) {
+// object) compiled under l, compiling it on a miss. A schema over a limit
+// is a *LimitError and is not cached.
+func (c *GrammarCache) Schema(schema []byte, l SchemaLimits) (*Grammar, error) {
 	if schema == nil {
 		return c.get("json_object", JSONObjectGrammar)
 	}
-	return c.get("schema|"+string(schema), func() (*Grammar, error) { return SchemaGrammar(schema) })
+	if l = l.withDefaults(); len(schema) > l.MaxBytes {
+		// Refused before the text is copied into a key.
+		return nil, &LimitError{Limit: LimitSchemaBytes, Max: l.MaxBytes, Got: len(schema), Path: "#"}
+	}
+	return c.get("schema|"+string(schema), func() (*Grammar, error) { return CompileSchema(schema, l) })
 }
 
 func (c *GrammarCache) get(key string, compile func() (*Grammar, error)) (*Grammar, error) {
@@ -96,28 +118,54 @@ func (c *GrammarCache) get(key string, compile func() (*Grammar, error)) (*Gramm
 	}
 	c.misses++
 	c.mu.Unlock()
-	g, err := compile()
+	v, err, _ := c.flight.Do(key, func() (any, error) {
+		g, err := compile()
+		if err == nil {
+			c.put(key, g)
+		}
+		return g, err
+	})
 	if err != nil {
 		return nil, err
 	}
+	return v.(*Grammar), nil
+}
+
+// put keeps g under key, evicting the least recently used grammars until
+// the bound holds.
+func (c *GrammarCache) put(key string, g *Grammar) {
+	size := g.Bytes() + int64(len(key)) + cacheEntryOverhead
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.items[key]; !ok {
-		c.items[key] = c.ll.PushFront(&cacheEntry{key: key, g: g})
-		for c.ll.Len() > c.size {
-			old := c.ll.Back()
-			c.ll.Remove(old)
-			delete(c.items, old.Value.(*cacheEntry).key)
-		}
+	if _, ok := c.items[key]; ok || size > c.maxBytes {
+		return
 	}
-	return g, nil
+	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, g: g, bytes: size})
+	c.bytes += size
+	for c.bytes > c.maxBytes {
+		old := c.ll.Back()
+		e := old.Value.(*cacheEntry)
+		c.ll.Remove(old)
+		delete(c.items, e.key)
+		c.bytes -= e.bytes
+	}
 }
+
+// cacheEntryOverhead approximates an entry's list element and map slot.
+const cacheEntryOverhead = 128
 
 // Stats returns the cache's hits and misses.
 func (c *GrammarCache) Stats() (hits, misses uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.hits, c.misses
+}
+
+// Size returns the grammars held and the bytes they count for.
+func (c *GrammarCache) Size() (entries int, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len(), c.bytes
 }
 
 // FinetunedConstraint decodes the fine-tuned format in one sequence: the

@@ -3,7 +3,9 @@ package nextaction
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -25,6 +27,73 @@ const (
 	jsonObjectDepth = 3
 )
 
+// SchemaLimits bound what a JSON schema may ask of the compiler, so that
+// compiling is linear in the schema and bounded in memory: a small schema
+// must not unroll into millions of nodes (arrays are unrolled item by item).
+type SchemaLimits struct {
+	// MaxBytes bounds the schema's JSON text.
+	MaxBytes int
+	// MaxDepth bounds the nesting of schemas (properties, items).
+	MaxDepth int
+	// MaxEnum bounds the values of one enum.
+	MaxEnum int
+	// MaxLiteralBytes bounds one const or enum value, as JSON text.
+	MaxLiteralBytes int
+	// MaxNodes bounds the compiled grammar: estimated from the schema
+	// before anything is built, then enforced while building.
+	MaxNodes int
+}
+
+// DefaultSchemaLimits are the server's defaults.
+var DefaultSchemaLimits = SchemaLimits{MaxBytes: 64 << 10, MaxDepth: 16, MaxEnum: 1024, MaxLiteralBytes: 4096, MaxNodes: 250_000}
+
+// withDefaults fills zero fields from DefaultSchemaLimits.
+func (l SchemaLimits) withDefaults() SchemaLimits {
+	d := DefaultSchemaLimits
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = d.MaxBytes
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = d.MaxDepth
+	}
+	if l.MaxEnum <= 0 {
+		l.MaxEnum = d.MaxEnum
+	}
+	if l.MaxLiteralBytes <= 0 {
+		l.MaxLiteralBytes = d.MaxLiteralBytes
+	}
+	if l.MaxNodes <= 0 {
+		l.MaxNodes = d.MaxNodes
+	}
+	return l
+}
+
+// Names of the schema limits, as LimitError.Limit gives them.
+const (
+	LimitSchemaBytes  = "schema size in bytes"
+	LimitSchemaDepth  = "schema nesting depth"
+	LimitEnumValues   = "values of one enum"
+	LimitLiteralBytes = "bytes of one const or enum value"
+	LimitGrammarNodes = "compiled grammar size in nodes"
+)
+
+// LimitError is a schema over one of its SchemaLimits.
+type LimitError struct {
+	Limit string // one of the Limit* names
+	Max   int
+	// Got is the size found; for LimitGrammarNodes a lower bound of the
+	// estimate (counting stops past the limit).
+	Got  int
+	Path string
+}
+
+func (e *LimitError) Error() string {
+	if e.Limit == LimitGrammarNodes {
+		return fmt.Sprintf("the schema exceeds the limit on %s at %s: more than %d", e.Limit, e.Path, e.Max)
+	}
+	return fmt.Sprintf("the schema exceeds the limit on %s at %s: %d, at most %d", e.Limit, e.Path, e.Got, e.Max)
+}
+
 // UnsupportedError names a schema feature the compiler does not handle.
 type UnsupportedError struct {
 	Feature string
@@ -35,20 +104,41 @@ func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("JSON schema feature %q (at %s) is not supported", e.Feature, e.Path)
 }
 
-// SchemaGrammar compiles a JSON schema.
+// SchemaGrammar compiles a JSON schema under DefaultSchemaLimits.
 func SchemaGrammar(schema []byte) (*Grammar, error) {
-	dec := json.NewDecoder(bytes.NewReader(schema))
-	dec.UseNumber()
+	return CompileSchema(schema, DefaultSchemaLimits)
+}
+
+// CompileSchema compiles a JSON schema under l (zero fields: defaults). A
+// schema over a limit is a *LimitError, found before the grammar is built;
+// an unsupported one an *UnsupportedError.
+func CompileSchema(schema []byte, l SchemaLimits) (*Grammar, error) {
+	l = l.withDefaults()
+	if len(schema) > l.MaxBytes {
+		return nil, &LimitError{Limit: LimitSchemaBytes, Max: l.MaxBytes, Got: len(schema), Path: "#"}
+	}
 	var root any
-	if err := dec.Decode(&root); err != nil {
+	if err := jsonUnmarshalNumber(schema, &root); err != nil {
 		return nil, fmt.Errorf("schema is not valid JSON: %w", err)
 	}
-	b := &builder{}
+	est := &estimator{l: l}
+	n, err := est.schema(root, "#", 0)
+	if err != nil {
+		return nil, err
+	}
+	if n > int64(l.MaxNodes) {
+		return nil, &LimitError{Limit: LimitGrammarNodes, Max: l.MaxNodes, Got: int(min(n, math.MaxInt32)), Path: "#"}
+	}
+	b := &builder{maxNodes: l.MaxNodes}
 	p, err := b.schema(root, "#")
 	if err != nil {
 		return nil, err
 	}
-	return b.compile(p)
+	g, err := b.compile(p)
+	if b.over {
+		return nil, &LimitError{Limit: LimitGrammarNodes, Max: l.MaxNodes, Got: l.MaxNodes + 1, Path: "#"}
+	}
+	return g, err
 }
 
 // JSONObjectGrammar accepts any JSON object (nesting depth at most 3).
@@ -77,23 +167,32 @@ func (b *builder) schema(v any, path string) (part, error) {
 			}
 		}
 	}
+	if b.over {
+		return part{}, errOverNodes
+	}
 	if c, ok := s["const"]; ok {
-		return b.literalValue(c, path+"/const")
+		lit, err := literalJSON(c, path+"/const")
+		if err != nil {
+			return part{}, err
+		}
+		return b.lit(lit), nil
 	}
 	if e, ok := s["enum"]; ok {
 		vals, ok := e.([]any)
 		if !ok || len(vals) == 0 {
 			return part{}, &UnsupportedError{Feature: "enum that is not a non-empty array", Path: path}
 		}
-		var alts []part
+		lits := make([]string, len(vals))
 		for i, x := range vals {
-			p, err := b.literalValue(x, fmt.Sprintf("%s/enum/%d", path, i))
+			lit, err := literalJSON(x, fmt.Sprintf("%s/enum/%d", path, i))
 			if err != nil {
 				return part{}, err
 			}
-			alts = append(alts, p)
+			lits[i] = lit
 		}
-		return b.alt(alts...), nil
+		// A trie of the values: an enum of many values sharing prefixes
+		// keeps the decoder's state small.
+		return b.oneOf(lits), nil
 	}
 	types, err := schemaTypes(s, path)
 	if err != nil {
@@ -259,16 +358,20 @@ func (b *builder) object(s map[string]any, path string) (part, error) {
 	return b.seq(append(ps, b.lit("}"))...), nil
 }
 
-// literalValue matches one JSON value exactly (enum members, const).
-func (b *builder) literalValue(v any, path string) (part, error) {
+// errOverNodes stops building once the builder's cap is reached (the
+// caller reports the LimitError).
+var errOverNodes = errors.New("grammar over its node limit")
+
+// literalJSON is the exact JSON text of a const or enum value.
+func literalJSON(v any, path string) (string, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		return part{}, &UnsupportedError{Feature: "unencodable value", Path: path}
+		return "", &UnsupportedError{Feature: "unencodable value", Path: path}
 	}
 	if str, ok := v.(string); ok && !safeText(str) {
-		return part{}, &UnsupportedError{Feature: "string value with '\"', '\\' or non-printable characters", Path: path}
+		return "", &UnsupportedError{Feature: "string value with '\"', '\\' or non-printable characters", Path: path}
 	}
-	return b.lit(string(data)), nil
+	return string(data), nil
 }
 
 func safeText(s string) bool {
@@ -278,14 +381,6 @@ func safeText(s string) bool {
 		}
 	}
 	return true
-}
-
-func (b *builder) class(chars string) part {
-	alts := make([]part, len(chars))
-	for i := range chars {
-		alts[i] = b.lit(chars[i : i+1])
-	}
-	return b.alt(alts...)
 }
 
 // digits matches between lo and hi decimal digits.
@@ -329,4 +424,12 @@ func (b *builder) anyObject(depth int) part {
 func (b *builder) anyArray(depth int) part {
 	items := b.seq(b.anyValue(depth), b.star(b.seq(b.lit(","), b.anyValue(depth))))
 	return b.seq(b.lit("["), b.opt(items), b.lit("]"))
+}
+
+// jsonUnmarshalNumber decodes data as the compiler does (numbers kept as
+// json.Number).
+func jsonUnmarshalNumber(data []byte, v *any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return dec.Decode(v)
 }

@@ -87,7 +87,7 @@ func TestActionConstraintAlwaysValid(t *testing.T) {
 	t.Parallel()
 	v := testVocab(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	cache := nextaction.NewGrammarCache(64)
+	cache := nextaction.NewGrammarCache(0)
 	limits := nextaction.Limits{MaxRationaleBytes: 40, MaxTextBytes: 12}
 	for i := range 300 {
 		html, _, _, _ := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3})
@@ -133,7 +133,7 @@ func TestActionConstraintAlwaysValid(t *testing.T) {
 
 func TestGrammarCacheHitsOnSameElementSet(t *testing.T) {
 	t.Parallel()
-	cache := nextaction.NewGrammarCache(4)
+	cache := nextaction.NewGrammarCache(0)
 	a, _ := nextaction.ParsePage(`<button name="buy_now">Buy</button><input name="search_input"/>`)
 	b, _ := nextaction.ParsePage(`<div><input name="search_input" placeholder="x"/><a name="buy_now">other label</a></div>`)
 	c, _ := nextaction.ParsePage(`<button name="buy_later">Buy</button>`)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -24,6 +24,9 @@ type Actions struct {
 	// DefaultFormat applies when a request names none.
 	DefaultFormat nextaction.Format
 	Limits        nextaction.Limits
+	// SchemaLimits bound response_format JSON schemas (zero fields:
+	// nextaction.DefaultSchemaLimits); over one is a 400 naming it.
+	SchemaLimits nextaction.SchemaLimits
 	// MaxPageBytes bounds the page's HTML (413 above it).
 	MaxPageBytes int
 	// DefaultMaxTokens applies when a request gives no max_tokens.
@@ -68,7 +71,7 @@ func interlude(f models.ChatFormat, tok Tokenizer) ([]int32, error) {
 	}
 	for i, s := range segs {
 		if !s.Special && s.Text == mark {
-			toks, err := tokenizeSegments(tok, segs[i+1:])
+			toks, err := tokenizeSegments(context.Background(), tok, segs[i+1:])
 			if err != nil {
 				return nil, err
 			}
@@ -92,7 +95,7 @@ func (s *Server) nextAction(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	resp, err := s.runAction(m, &req, requestPriority(c), start)
+	resp, err := s.runAction(c, m, &req, start)
 	if err != nil {
 		return err
 	}
@@ -113,24 +116,41 @@ func (s *Server) actionModel(id string) (*Model, error) {
 
 // runAction generates the next action of r on m, a model that serves
 // actions (see actionModel), and returns the answer of POST
-// /v1/actions/next. start is the request's arrival, for the timing.
-func (s *Server) runAction(m *Model, r *nextaction.NextActionRequest, prio batching.Priority, start time.Time) (*nextaction.NextActionResponse, error) {
-	job, err := s.actionJob(m, r)
+// /v1/actions/next. start is the request's arrival, for the timing; the
+// request's deadline counts from there, preparation included.
+func (s *Server) runAction(c *fiber.Ctx, m *Model, r *nextaction.NextActionRequest, start time.Time) (*nextaction.NextActionResponse, error) {
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	job, err := s.actionJob(ctx, m, r)
 	if err != nil {
 		return nil, err
 	}
-	job.req.Priority = prio
-	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
-	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, err // the deadline passed while preparing
+	}
+	job.req.Priority = requestPriority(c)
 	h, err := m.Generator.Submit(ctx, job.req)
 	if err != nil {
 		return nil, err
 	}
+	stop := s.watchClient(c, h)
+	ch, first, err := s.awaitAction(ctx, h, start)
+	if stop() {
+		return nil, errClientGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	return answerAction(job, ch.Usage, first, s.now().Sub(start))
+}
+
+// awaitAction waits for the action's end, timing its first token.
+func (s *Server) awaitAction(ctx context.Context, h *batching.Handle, start time.Time) (batching.Chunk, time.Duration, error) {
 	var first time.Duration
 	for {
 		ch, err := h.Next(ctx)
 		if err != nil {
-			return nil, waitError(err)
+			return ch, first, waitError(err)
 		}
 		if first == 0 && (ch.Text != "" || ch.Done) {
 			first = s.now().Sub(start)
@@ -138,10 +158,7 @@ func (s *Server) runAction(m *Model, r *nextaction.NextActionRequest, prio batch
 		if !ch.Done {
 			continue
 		}
-		if err := finishError(ctx, ch); err != nil {
-			return nil, err
-		}
-		return answerAction(job, ch.Usage, first, s.now().Sub(start))
+		return ch, first, finishError(ctx, ch)
 	}
 }
 
@@ -156,13 +173,13 @@ type actionJob struct {
 	finetuned *nextaction.FinetunedConstraint
 }
 
-func (s *Server) actionJob(m *Model, r *nextaction.NextActionRequest) (*actionJob, error) {
+func (s *Server) actionJob(ctx context.Context, m *Model, r *nextaction.NextActionRequest) (*actionJob, error) {
 	a := m.Actions
 	if r.Page == "" {
 		return nil, invalid("page", "page is required: the current page's simplified HTML.")
 	}
 	if len(r.Page) > a.MaxPageBytes {
-		return nil, fiber.NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("The page has %d bytes, over the limit of %d.", len(r.Page), a.MaxPageBytes))
+		return nil, tooLarge("page", "page_too_large", "The page has %d bytes, over the page limit of %d bytes (--max-page-bytes).", len(r.Page), a.MaxPageBytes)
 	}
 	format := a.DefaultFormat
 	if r.Format != "" {
@@ -184,11 +201,15 @@ func (s *Server) actionJob(m *Model, r *nextaction.NextActionRequest) (*actionJo
 		}
 		return nil, invalid("history", "%v", err)
 	}
+	if len(msgs) > s.cfg.MaxMessages {
+		return nil, &requestError{param: "history", code: "too_many_messages", msg: fmt.Sprintf(
+			"The history of %d steps renders to %d messages; at most %d are allowed.", len(r.History), len(msgs), s.cfg.MaxMessages)}
+	}
 	segs, err := m.Format.Render(msgs)
 	if err != nil {
 		return nil, invalid("history", "%v", err)
 	}
-	prompt, err := tokenizeSegments(m.Tokenizer, segs)
+	prompt, err := tokenizeSegments(ctx, m.Tokenizer, segs)
 	if err != nil {
 		return nil, err
 	}
@@ -303,11 +324,23 @@ func structuredOutput(m *Model, rf *responseFormat) (batching.Constraint, error)
 	if rf.Type == "json_schema" {
 		schema = rf.JSONSchema.Schema
 	}
-	g, err := m.Actions.Grammars.Schema(schema)
+	g, err := m.Actions.Grammars.Schema(schema, m.Actions.SchemaLimits)
 	if err != nil {
-		var ue *nextaction.UnsupportedError
-		if errors.As(err, &ue) {
+		var (
+			ue *nextaction.UnsupportedError
+			le *nextaction.LimitError
+		)
+		switch {
+		case errors.As(err, &ue):
 			return nil, &requestError{param: "response_format.json_schema.schema", code: "unsupported_schema", msg: ue.Error() + "."}
+		case errors.As(err, &le):
+			got := strconv.Itoa(le.Got)
+			if le.Limit == nextaction.LimitGrammarNodes {
+				got = "more than " + strconv.Itoa(le.Max) // counting stops there
+			}
+			return nil, &requestError{param: "response_format.json_schema.schema", code: "schema_too_large", msg: fmt.Sprintf(
+				"The schema exceeds the server's limit on %s (at %s): at most %d, this schema has %s. Simplify it (smaller maxItems, fewer values, less nesting).",
+				le.Limit, le.Path, le.Max, got)}
 		}
 		return nil, invalid("response_format.json_schema.schema", "The schema cannot be used: %v.", err)
 	}

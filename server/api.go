@@ -82,8 +82,13 @@ func decodeJSON(body []byte, v any) error {
 	case len(bytes.TrimSpace(body)) == 0:
 		return invalid("", "The request body is empty; expected a JSON object.")
 	case errors.As(err, &typ) && typ.Field != "":
-		// encoding/json names fields of embedded structs by the Go type.
-		field := strings.TrimPrefix(typ.Field, "genParams.")
+		// encoding/json names struct fields only, without array indexes
+		// (and fields of embedded structs by the Go type): the path comes
+		// from the body itself.
+		field := jsonPathAt(body, typ.Offset)
+		if field == "" {
+			field = strings.TrimPrefix(typ.Field, "genParams.")
+		}
 		return invalid(field, "Invalid type for '%s': expected %s, got JSON %s.", field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &typ):
 		return invalid("", "The request body must be a JSON object, got JSON %s.", typ.Value)
@@ -124,10 +129,15 @@ func isEmptyArray(raw json.RawMessage) bool {
 	return json.Unmarshal(raw, &arr) == nil && len(arr) == 0
 }
 
-// messages converts the chat messages, checking roles and content parts.
-func (r *chatRequest) messages() ([]models.Message, error) {
+// messages converts the chat messages, checking roles and content parts,
+// and that there are at most max of them.
+func (r *chatRequest) messages(max int) ([]models.Message, error) {
 	if len(r.Messages) == 0 {
 		return nil, invalid("messages", "'messages' must be a non-empty array.")
+	}
+	if len(r.Messages) > max {
+		return nil, &requestError{param: "messages", code: "too_many_messages",
+			msg: fmt.Sprintf("'messages' holds %d messages; at most %d are allowed.", len(r.Messages), max)}
 	}
 	out := make([]models.Message, len(r.Messages))
 	for i, m := range r.Messages {
@@ -196,31 +206,33 @@ func (r *completionRequest) promptText() (string, error) {
 	return arr[0], nil
 }
 
-// stops reads the stop field: null, a string, or at most four strings.
-// Empty strings are dropped.
-func (p *genParams) stops() ([]string, error) {
+// stops reads the stop field: null, a string, or at most four strings of
+// at most maxBytes bytes each. Empty strings are dropped.
+func (p *genParams) stops(maxBytes int) ([]string, error) {
 	if isNull(p.Stop) {
 		return nil, nil
 	}
+	var many []string
 	var one string
 	if err := json.Unmarshal(p.Stop, &one); err == nil {
-		if one == "" {
-			return nil, nil
-		}
-		return []string{one}, nil
-	}
-	var many []string
-	if err := json.Unmarshal(p.Stop, &many); err != nil {
+		many = []string{one}
+	} else if err := json.Unmarshal(p.Stop, &many); err != nil {
 		return nil, invalid("stop", "'stop' must be a string or an array of strings.")
 	}
 	if len(many) > maxStops {
 		return nil, invalid("stop", "'stop' holds %d strings; at most %d are allowed.", len(many), maxStops)
 	}
 	out := many[:0]
-	for _, s := range many {
+	for i, s := range many {
+		if len(s) > maxBytes {
+			return nil, invalid("stop", "stop string %d has %d bytes; at most %d are allowed.", i, len(s), maxBytes)
+		}
 		if s != "" {
 			out = append(out, s)
 		}
+	}
+	if len(out) == 0 {
+		return nil, nil
 	}
 	return out, nil
 }

@@ -44,7 +44,8 @@ type Model struct {
 
 // Config holds the server's limits.
 type Config struct {
-	// BodyLimit is the largest request body in bytes (413 above it).
+	// BodyLimit is the largest request body in bytes (413 above it), as
+	// received and, for a Content-Encoding body, once inflated.
 	BodyLimit int
 	// RequestTimeout is the server-side deadline of every generation.
 	RequestTimeout time.Duration
@@ -54,6 +55,10 @@ type Config struct {
 	// HeaderLimit is the largest request header block in bytes (431
 	// above); DefaultHeaderLimit when 0.
 	HeaderLimit int
+	// HeaderTimeout bounds reading a request's header block (408 above;
+	// see DefaultHeaderTimeout); the body then has RequestTimeout.
+	// DefaultHeaderTimeout when 0.
+	HeaderTimeout time.Duration
 	// APIKeys, when any, are required on /v1/* as "Authorization: Bearer
 	// <key>" (401 without a valid one). /health, /health/ready and /metrics
 	// stay open.
@@ -70,6 +75,18 @@ type Config struct {
 	// MaxSessions bounds the open sessions; one more is a 503
 	// too_many_sessions. DefaultMaxSessions when 0.
 	MaxSessions int
+	// MaxSessionBytes bounds the text one session keeps (persona and
+	// history: pages, actions, rationales); a persona or a step that would
+	// take it over is a 413. 0: SessionBytesPerToken times the model's
+	// context length (more text than that cannot fit one prompt).
+	MaxSessionBytes int
+	// MaxMessages bounds the messages of a chat request, and the messages
+	// a next-action prompt renders (three per history step); 400 above.
+	// DefaultMaxMessages when 0.
+	MaxMessages int
+	// MaxStopBytes bounds each stop string (at most four of them); 400
+	// above. DefaultMaxStopBytes when 0.
+	MaxStopBytes int
 }
 
 // Deps are the server's collaborators.

@@ -9,10 +9,19 @@
 // Invariants:
 //   - Every error response has OpenAI's shape {"error":{message,type,param,
 //     code}}; errors become HTTP statuses in exactly one place (httpError).
-//   - Every generation runs under a server-side deadline
-//     (Config.RequestTimeout). fasthttp never reports a client that went
-//     away, so a stream cancels its generation on the first failed write;
-//     before the first token arrives it writes SSE comments to find out.
+//   - Every request runs under a server-side deadline
+//     (Config.RequestTimeout) that starts with its handler, so preparing it
+//     (rendering, tokenizing, compiling a grammar) counts too; preparation
+//     is linear in the request, and every input has a bound (Config,
+//     nextaction.SchemaLimits). fasthttp never reports a client that went
+//     away, so a stream cancels its generation on the first failed write
+//     (before the first token it writes SSE comments to find out), and a
+//     non-streaming request probes its connection while it waits
+//     (clientgone.go).
+//   - Bodies are bounded as received and once inflated (encoding.go);
+//     what fasthttp answers by itself (malformed requests, unknown
+//     methods, oversized Expect: 100-continue) is answered in the error
+//     shape too (transport.go).
 //   - A *fiber.Ctx is used only inside its handler: a stream writer gets
 //     copies of everything it needs.
 //   - Shutdown stops accepting connections and lets in-flight requests,

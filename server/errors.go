@@ -17,10 +17,12 @@ import (
 )
 
 // requestError is a request the server refuses: a 400, a 404 when
-// notFound is set, a 409 when conflict is set.
+// notFound is set, a 409 when conflict is set, else status when set (a 413
+// for a field over its limit, a 415 for an encoding nextact does not read).
 type requestError struct {
 	notFound bool
 	conflict bool   // the resource is busy (a session's step in flight)
+	status   int    // when non-zero, the status (notFound and conflict unset)
 	param    string // offending field; empty for none
 	code     string // short machine-readable code; empty for none
 	msg      string
@@ -30,6 +32,12 @@ func (e *requestError) Error() string { return e.msg }
 
 func invalid(param, format string, args ...any) *requestError {
 	return &requestError{param: param, msg: fmt.Sprintf(format, args...)}
+}
+
+// tooLarge is a field (or the body, param "") over its limit: a 413 whose
+// message names the limit.
+func tooLarge(param, code, format string, args ...any) *requestError {
+	return &requestError{status: http.StatusRequestEntityTooLarge, param: param, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
 // sessionLimitError is a new session refused because MaxSessions are open:
@@ -126,6 +134,9 @@ func failure(status int, typ, param, code, msg string) httpFailure {
 	return httpFailure{status: status, body: errorBody{Error: e}}
 }
 
+// statusClientClosed is nginx's status for a request whose client left.
+const statusClientClosed = 499
+
 const (
 	typeInvalid    = "invalid_request_error"
 	typeServer     = "server_error"
@@ -162,6 +173,8 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 	case errors.As(err, &reqErr):
 		status := http.StatusBadRequest
 		switch {
+		case reqErr.status != 0:
+			status = reqErr.status
 		case reqErr.notFound:
 			status = http.StatusNotFound
 		case reqErr.conflict:
@@ -203,6 +216,10 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 	case errors.Is(err, batching.ErrClosed), errors.Is(err, errShuttingDown):
 		return failure(http.StatusServiceUnavailable, typeServer, "", "shutting_down",
 			"The server is shutting down."), false
+	case errors.Is(err, errClientGone):
+		// Nobody reads this answer; nginx's 499 names the case in logs.
+		return failure(statusClientClosed, typeInvalid, "", "client_closed_request",
+			"The client closed the connection before the answer."), false
 	case errors.Is(err, context.DeadlineExceeded):
 		return failure(http.StatusGatewayTimeout, typeServer, "", "timeout",
 			fmt.Sprintf("The generation exceeded the server's request timeout of %s.", s.cfg.RequestTimeout)), false

@@ -127,9 +127,11 @@ func (e *fakeEngine) IsEOG(t int32) bool { return t == eogToken || t == eotToken
 func (e *fakeEngine) Size() int { return vocabSize }
 
 // fakeTokenizer maps each byte to its token and records what it was asked.
+// delay, when set, is slept in every call (a slow preparation).
 type fakeTokenizer struct {
 	mu    sync.Mutex
 	calls []tokenizeCall
+	delay time.Duration
 }
 
 type tokenizeCall struct {
@@ -140,7 +142,9 @@ type tokenizeCall struct {
 func (f *fakeTokenizer) Tokenize(text string, parseSpecial bool) ([]int32, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, tokenizeCall{text, parseSpecial})
+	delay := f.delay
 	f.mu.Unlock()
+	time.Sleep(delay)
 	out := make([]int32, len(text))
 	for i := range len(text) {
 		out[i] = int32(text[i])

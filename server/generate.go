@@ -20,7 +20,16 @@ const (
 	textEndpoint
 )
 
+// requestContext is a request's server-side deadline, started when its
+// handler starts: tokenizing, rendering and compiling a grammar count
+// against --request-timeout as generation does.
+func (s *Server) requestContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.base, s.cfg.RequestTimeout)
+}
+
 func (s *Server) chatCompletions(c *fiber.Ctx) error {
+	ctx, cancel := s.requestContext()
+	defer cancel()
 	var req chatRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
@@ -29,14 +38,14 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := req.messages()
+	msgs, err := req.messages(s.cfg.MaxMessages)
 	if err != nil {
 		return err
 	}
 	if err := req.checkUnsupported(); err != nil {
 		return err
 	}
-	opts, err := req.options()
+	opts, err := req.options(s.cfg.MaxStopBytes)
 	if err != nil {
 		return err
 	}
@@ -44,14 +53,14 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return invalid("messages", "The messages cannot be rendered for this model: %v.", err)
 	}
-	prompt, err := tokenizeSegments(m.Tokenizer, segs)
+	prompt, err := tokenizeSegments(ctx, m.Tokenizer, segs)
 	if err != nil {
 		return err
 	}
 	// The format's end-of-turn markers also stop generation, in case the
 	// engine reports a control token as text.
 	opts.stop = append(opts.stop, m.Format.StopStrings()...)
-	return s.generate(c, m, prompt, opts, chatEndpoint, "messages")
+	return s.generate(ctx, c, m, prompt, opts, chatEndpoint, "messages")
 }
 
 func (r *chatRequest) checkUnsupported() error {
@@ -65,6 +74,8 @@ func (r *chatRequest) checkUnsupported() error {
 }
 
 func (s *Server) completions(c *fiber.Ctx) error {
+	ctx, cancel := s.requestContext()
+	defer cancel()
 	var req completionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
@@ -83,7 +94,7 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	case req.Logprobs != nil && *req.Logprobs > 0:
 		return invalid("logprobs", "logprobs are not supported.")
 	}
-	opts, err := req.options()
+	opts, err := req.options(s.cfg.MaxStopBytes)
 	if err != nil {
 		return err
 	}
@@ -96,14 +107,19 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if len(prompt) == 0 {
 		return invalid("prompt", "'prompt' must not be empty.")
 	}
-	return s.generate(c, m, prompt, opts, textEndpoint, "prompt")
+	return s.generate(ctx, c, m, prompt, opts, textEndpoint, "prompt")
 }
 
-// tokenizeSegments tokenizes a rendered chat prompt: template markup with
-// control-token parsing, message content without.
-func tokenizeSegments(tok Tokenizer, segs []models.Segment) ([]int32, error) {
+// tokenizeSegments tokenizes a rendered chat prompt, one segment at a
+// time (so no call sees more than one message's markup): template markup
+// with control-token parsing, message content without. It stops at ctx's
+// deadline.
+func tokenizeSegments(ctx context.Context, tok Tokenizer, segs []models.Segment) ([]int32, error) {
 	var prompt []int32
 	for _, seg := range segs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		ids, err := tok.Tokenize(seg.Text, seg.Special)
 		if err != nil {
 			return nil, fmt.Errorf("tokenize prompt: %w", err)
@@ -130,9 +146,10 @@ func (s *Server) newMeta(m *Model, kind endpoint) responseMeta {
 	return responseMeta{id: id, created: s.now().Unix(), model: m.ID, kind: kind}
 }
 
-// generate submits a tokenized prompt under the server-side deadline and
-// answers with one JSON response or a stream.
-func (s *Server) generate(c *fiber.Ctx, m *Model, prompt []int32, opts genOptions, kind endpoint, promptParam string) error {
+// generate submits a tokenized prompt under the request's deadline (ctx,
+// from requestContext; the handler cancels it when it returns) and answers
+// with one JSON response or a stream.
+func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []int32, opts genOptions, kind endpoint, promptParam string) error {
 	maxTokens, err := completionBudget(len(prompt), m.ContextLength, opts.maxTokens, s.cfg.DefaultMaxTokens, promptParam)
 	if err != nil {
 		return err
@@ -144,23 +161,36 @@ func (s *Server) generate(c *fiber.Ctx, m *Model, prompt []int32, opts genOption
 		}
 		req.Stop = nil // the grammar decides where the output ends
 	}
-	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
-	h, err := m.Generator.Submit(ctx, req)
-	if err != nil {
-		cancel()
-		return err
+	if err := ctx.Err(); err != nil {
+		return err // the deadline passed while preparing
 	}
-	meta := s.newMeta(m, kind)
 	if opts.stream {
+		// A stream outlives its handler: it gets its own context with the
+		// same deadline.
+		deadline, _ := ctx.Deadline()
+		sctx, scancel := context.WithDeadline(s.base, deadline)
+		h, err := m.Generator.Submit(sctx, req)
+		if err != nil {
+			scancel()
+			return err
+		}
 		s.startStream(c, &stream{
-			log: s.log, h: h, ctx: ctx, cancel: cancel,
-			events: newEventFormat(meta, opts.includeUsage), includeUsage: opts.includeUsage,
+			log: s.log, h: h, ctx: sctx, cancel: scancel,
+			events: newEventFormat(s.newMeta(m, kind), opts.includeUsage), includeUsage: opts.includeUsage,
 			errorEvent: s.errorEvent, keepAlive: s.keepAlive,
 		})
 		return nil
 	}
-	defer cancel()
+	h, err := m.Generator.Submit(ctx, req)
+	if err != nil {
+		return err
+	}
+	meta := s.newMeta(m, kind)
+	stop := s.watchClient(c, h)
 	res, err := h.Wait(ctx)
+	if stop() {
+		return errClientGone
+	}
 	if err != nil {
 		return waitError(err)
 	}

@@ -49,7 +49,7 @@ type env struct {
 	tok   *fakeTokenizer
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.slots == 0 {
 		o.slots = 2
@@ -124,7 +124,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 }
 
 // do sends one request through app.Test and returns the response and body.
-func (e *env) do(t *testing.T, method, path, body string) (*http.Response, []byte) {
+func (e *env) do(t testing.TB, method, path, body string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, path, strings.NewReader(body))
 	if err != nil {
@@ -154,7 +154,7 @@ type apiErr struct {
 }
 
 // decodeErr checks that b is exactly OpenAI's error shape.
-func decodeErr(t *testing.T, b []byte) apiErr {
+func decodeErr(t testing.TB, b []byte) apiErr {
 	t.Helper()
 	var raw map[string]map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {

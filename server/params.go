@@ -2,6 +2,8 @@ package server
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 
 	"github.com/nextact/nextact/batching"
 )
@@ -25,8 +27,9 @@ const (
 	defaultTemperature = 1
 )
 
-// options validates the shared generation fields.
-func (p *genParams) options() (genOptions, error) {
+// options validates the shared generation fields; stop strings are at
+// most maxStopBytes long.
+func (p *genParams) options(maxStopBytes int) (genOptions, error) {
 	o := genOptions{stream: p.Stream}
 	if p.StreamOptions != nil {
 		o.includeUsage = p.StreamOptions.IncludeUsage
@@ -47,7 +50,7 @@ func (p *genParams) options() (genOptions, error) {
 	if o.sampling, err = p.samplingParams(); err != nil {
 		return o, err
 	}
-	if o.stop, err = p.stops(); err != nil {
+	if o.stop, err = p.stops(maxStopBytes); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -119,17 +122,28 @@ func completionBudget(promptLen, ctxLen int, requested *int, defaultMax int, pro
 			"This model's maximum context length is %d tokens, but the prompt has %d tokens, leaving no room for the completion. Please shorten the prompt.",
 			ctxLen, promptLen)}
 	}
+	left := ctxLen - promptLen
 	if requested != nil {
-		if promptLen+*requested > ctxLen {
+		// Compared with what is left, never added to the prompt: a
+		// max_tokens near the integer maximum must not wrap.
+		if *requested > left {
 			return 0, &requestError{param: "max_tokens", code: "context_length_exceeded", msg: fmt.Sprintf(
-				"This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the prompt, %d for the completion). Please reduce the prompt or max_tokens.",
-				ctxLen, promptLen+*requested, promptLen, *requested)}
+				"This model's maximum context length is %d tokens. However, you requested %s tokens (%d in the prompt, %d for the completion). Please reduce the prompt or max_tokens.",
+				ctxLen, saturatedSum(promptLen, *requested), promptLen, *requested)}
 		}
 		return *requested, nil
 	}
-	left := ctxLen - promptLen
 	if defaultMax > 0 && defaultMax < left {
 		return defaultMax, nil
 	}
 	return left, nil
+}
+
+// saturatedSum renders a+b for a message, for non-negative a and b,
+// without wrapping: "more than <max int>" when the sum overflows.
+func saturatedSum(a, b int) string {
+	if b > math.MaxInt-a {
+		return fmt.Sprintf("more than %d", math.MaxInt)
+	}
+	return strconv.Itoa(a + b)
 }

@@ -23,6 +23,14 @@ const (
 	DefaultBodyLimit      = 8 << 20
 	DefaultRequestTimeout = 10 * time.Minute
 	DefaultHeaderLimit    = 16 << 10
+	// DefaultMaxMessages bounds a chat request's messages.
+	DefaultMaxMessages = 2048
+	// DefaultMaxStopBytes bounds one stop string.
+	DefaultMaxStopBytes = 256
+	// SessionBytesPerToken sizes the default session bound from the
+	// context length: generous for text (about 4 bytes a token), so only
+	// a session that could never fit its prompt hits it.
+	SessionBytesPerToken = 16
 	// idleTimeout closes keep-alive connections that send nothing.
 	idleTimeout = 2 * time.Minute
 	// writeSlack is added to RequestTimeout to bound writing one response:
@@ -42,6 +50,9 @@ type Server struct {
 	modelList []byte
 	app       *fiber.App
 	keepAlive time.Duration // see defaultKeepAlive
+	// clientPoll is how often a non-streaming request's connection is
+	// probed for a client that went away (clientgone.go).
+	clientPoll time.Duration
 
 	// base is the parent of every request's context; cancelled when
 	// Shutdown gives up waiting.
@@ -74,7 +85,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, models: byID, keepAlive: defaultKeepAlive, metrics: deps.Metrics}
+	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, models: byID, keepAlive: defaultKeepAlive, clientPoll: clientPoll, metrics: deps.Metrics}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -105,10 +116,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		ReadBufferSize:        cfg.HeaderLimit,
 		ErrorHandler:          s.handleError,
 		DisableStartupMessage: true,
-		ReadTimeout:           cfg.RequestTimeout,
+		ReadTimeout:           cfg.HeaderTimeout, // the body gets RequestTimeout: transport.go
 		WriteTimeout:          cfg.RequestTimeout + writeSlack,
 		IdleTimeout:           idleTimeout,
+		// nextact reads JSON only: never spool multipart forms.
+		DisablePreParseMultipartForm: true,
 	})
+	s.configureTransport() // transport.go
 	// Responses written while shutting down close their connection.
 	s.app.Server().CloseOnShutdown = true
 	s.app.Server().ConnState = s.conns.track // ready.go
@@ -124,12 +138,20 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("server config: request timeout must not be negative, got %s", cfg.RequestTimeout)
 	case cfg.DefaultMaxTokens < 0:
 		return cfg, fmt.Errorf("server config: default max tokens must not be negative, got %d", cfg.DefaultMaxTokens)
-	case cfg.HeaderLimit < 0:
-		return cfg, fmt.Errorf("server config: header limit must not be negative, got %d", cfg.HeaderLimit)
+	case cfg.HeaderLimit < 0 || cfg.HeaderTimeout < 0:
+		return cfg, fmt.Errorf("server config: header limit and timeout must not be negative, got %d and %s", cfg.HeaderLimit, cfg.HeaderTimeout)
 	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
 		return cfg, fmt.Errorf("server config: rate limit and burst must not be negative, got %g and %d", cfg.RateLimit, cfg.RateBurst)
-	case cfg.SessionTTL < 0 || cfg.MaxSessions < 0:
-		return cfg, fmt.Errorf("server config: session TTL and max sessions must not be negative, got %s and %d", cfg.SessionTTL, cfg.MaxSessions)
+	case cfg.SessionTTL < 0 || cfg.MaxSessions < 0 || cfg.MaxSessionBytes < 0:
+		return cfg, fmt.Errorf("server config: session TTL, max sessions and session bytes must not be negative, got %s, %d and %d", cfg.SessionTTL, cfg.MaxSessions, cfg.MaxSessionBytes)
+	case cfg.MaxMessages < 0 || cfg.MaxStopBytes < 0:
+		return cfg, fmt.Errorf("server config: max messages and stop bytes must not be negative, got %d and %d", cfg.MaxMessages, cfg.MaxStopBytes)
+	}
+	if cfg.MaxMessages == 0 {
+		cfg.MaxMessages = DefaultMaxMessages
+	}
+	if cfg.MaxStopBytes == 0 {
+		cfg.MaxStopBytes = DefaultMaxStopBytes
 	}
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = DefaultSessionTTL
@@ -139,6 +161,9 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	if cfg.HeaderLimit == 0 {
 		cfg.HeaderLimit = DefaultHeaderLimit
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
 	}
 	if cfg.BodyLimit == 0 {
 		cfg.BodyLimit = DefaultBodyLimit
@@ -207,6 +232,7 @@ func (s *Server) routes() {
 	s.app.Get("/metrics", s.metrics.handler()) // metrics.go
 	s.app.Use("/v1", s.authenticate)           // API keys, priority: auth.go
 	s.app.Use("/v1", s.gate)                   // POSTs: draining, rate limits: ready.go
+	s.app.Use("/v1", s.inflateBody)            // Content-Encoding under the body limit: encoding.go
 	s.app.Post("/v1/chat/completions", s.chatCompletions)
 	s.app.Post("/v1/completions", s.completions)
 	s.app.Post("/v1/actions/next", s.nextAction)

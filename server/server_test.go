@@ -177,7 +177,7 @@ func TestChatCompletion(t *testing.T) {
 		if special, found := e.tok.specialFor("x <|eot_id|> y"); !found || special {
 			t.Errorf("user content tokenized with parseSpecial=%v (found %v)", special, found)
 		}
-		markup := "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+		markup := "<|start_header_id|>assistant<|end_header_id|>\n\n"
 		if special, found := e.tok.specialFor(markup); !found || !special {
 			t.Errorf("template markup tokenized with parseSpecial=%v (found %v)", special, found)
 		}

@@ -144,9 +144,11 @@ func (st *sessionStore) view(id string) (sessionObject, error) {
 	return st.objectLocked(sess), nil
 }
 
-// begin marks a step in flight and returns the history it builds on (which
-// no one changes until end). A session already stepping is a 409.
-func (st *sessionStore) begin(id string) (*session, []nextaction.Step, error) {
+// begin marks a step on a page of pageBytes in flight and returns the
+// history it builds on (which no one changes until end). A session already
+// stepping is a 409; one whose persona, history and new page would exceed
+// its limit (limit of its model) a 413.
+func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := st.now()
@@ -157,6 +159,11 @@ func (st *sessionStore) begin(id string) (*session, []nextaction.Step, error) {
 	if sess.busy {
 		return nil, nil, &requestError{conflict: true, code: "session_busy",
 			msg: fmt.Sprintf("Session %q is already running a step; send one step at a time.", sess.id)}
+	}
+	if lim := limit(sess.model); sess.bytes+int64(pageBytes) > lim {
+		return nil, nil, tooLarge("page", "session_too_large",
+			"The session's persona and history (%d bytes) with this page (%d bytes) exceed the session limit of %d bytes: start a new session.",
+			sess.bytes, pageBytes, lim)
 	}
 	sess.busy = true
 	sess.lastUsed = now
@@ -305,6 +312,9 @@ func (s *Server) createSession(c *fiber.Ctx) error {
 			return invalid("format", "%v", err)
 		}
 	}
+	if limit := s.sessionLimit(m); int64(len(req.Persona)) > limit {
+		return tooLarge("persona", "session_too_large", "The persona has %d bytes, over the session limit of %d bytes.", len(req.Persona), limit)
+	}
 	sess := &session{id: sessionIDPrefix + rand.Text(), model: m, format: format, persona: req.Persona}
 	obj, err := s.sessions.add(sess)
 	if err != nil {
@@ -321,20 +331,29 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	sess, history, err := s.sessions.begin(c.Params("id"))
+	sess, history, err := s.sessions.begin(c.Params("id"), len(req.Page), s.sessionLimit)
 	if err != nil {
 		return err
 	}
-	resp, err := s.runAction(sess.model, &nextaction.NextActionRequest{
+	resp, err := s.runAction(c, sess.model, &nextaction.NextActionRequest{
 		Model: sess.model.ID, Page: req.Page, History: history, Persona: sess.persona,
 		Format: string(sess.format), Temperature: req.Temperature, Seed: req.Seed, MaxTokens: req.MaxTokens,
-	}, requestPriority(c), start)
+	}, start)
 	if err != nil {
 		s.sessions.end(sess, nil)
 		return err
 	}
 	s.sessions.end(sess, &nextaction.Step{Page: req.Page, Action: resp.Action, Rationale: resp.Rationale})
 	return c.JSON(resp)
+}
+
+// sessionLimit is the most text a session of m keeps: MaxSessionBytes, or
+// SessionBytesPerToken bytes per token of m's context.
+func (s *Server) sessionLimit(m *Model) int64 {
+	if s.cfg.MaxSessionBytes > 0 {
+		return int64(s.cfg.MaxSessionBytes)
+	}
+	return SessionBytesPerToken * int64(m.ContextLength)
 }
 
 // getSession answers GET /v1/sessions/{id}.

@@ -32,7 +32,7 @@ func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // fakeActions serves next actions over the fake vocabulary: bytes are
 // tokens 0..255, the rest are control tokens.
-func fakeActions(t *testing.T) func() *server.Actions {
+func fakeActions(t testing.TB) func() *server.Actions {
 	return func() *server.Actions {
 		pieces := make([]string, vocabSize)
 		special := make([]bool, vocabSize)
@@ -48,7 +48,7 @@ func fakeActions(t *testing.T) func() *server.Actions {
 			t.Fatal(err)
 		}
 		return &server.Actions{
-			Vocab: v, Grammars: nextaction.NewGrammarCache(16), DefaultFormat: nextaction.FormatPrompted,
+			Vocab: v, Grammars: nextaction.NewGrammarCache(0), DefaultFormat: nextaction.FormatPrompted,
 			Limits:       nextaction.Limits{MaxRationaleBytes: 40, MaxTextBytes: 24},
 			MaxPageBytes: 4096, DefaultMaxTokens: 240,
 		}

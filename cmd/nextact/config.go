@@ -41,6 +41,8 @@ type serveConfig struct {
 	MaxPageBytes      int
 	MaxRationaleBytes int
 	MaxTextBytes      int
+	// Bounds on request content (limits.go).
+	limitsConfig
 
 	// Access (keys.go).
 	APIKeys     listFlag
@@ -100,6 +102,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.MaxRationaleBytes, "max-rationale-bytes", 1000, "longest rationale of the prompted action format, in bytes")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", 100, "longest text a type_and_submit action may type, in bytes")
 	addOpsFlags(fs, &c)
+	addLimitFlags(fs, &c.limitsConfig)
 	if err := envDefaults(fs); err != nil {
 		return c, err
 	}
@@ -151,6 +154,9 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--session-ttl and --max-sessions must be positive")
 	case c.ActionMaxTokens < 1 || c.MaxPageBytes < 1 || c.MaxTextBytes < 1 || c.MaxRationaleBytes < 0:
 		return fmt.Errorf("--action-max-tokens, --max-page-bytes and --max-text-bytes must be positive")
+	}
+	if err := c.limitsConfig.validate(); err != nil {
+		return err
 	}
 	return c.validateOps()
 }

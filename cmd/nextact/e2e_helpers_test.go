@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/models"
@@ -36,6 +38,22 @@ func TestMain(m *testing.M) {
 	cacheDir = dir
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	if code == 0 {
+		// Every stack the tests started was shut down: nothing of it runs.
+		if err := goleak.Find(
+			// fasthttp refreshes its Date header from a package-level
+			// goroutine, and its worker pool's cleaner sleeps up to 10s
+			// before it sees that Serve has returned.
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+			// net/http's client keeps idle connections of the tests.
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left after the tests:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -165,4 +183,56 @@ func waitIdle(t *testing.T, ts *testServer) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("scheduler not idle: %+v", ts.stack.sched.Stats())
+}
+
+// serverProcess is this test binary run as `nextact serve` (TestMain runs
+// main when NEXTACT_TEST_RUN_MAIN is set).
+type serverProcess struct {
+	base string
+	cmd  *exec.Cmd
+}
+
+// startServerProcess starts it on a loopback port with args (after serve
+// --addr and --log-level info) and waits for it to listen. Its error log
+// lines go to the test's stderr; it is killed at cleanup.
+func startServerProcess(t *testing.T, args ...string) *serverProcess {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}, args...)...)
+	cmd.Env = append(os.Environ(), "NEXTACT_TEST_RUN_MAIN=1", "NEXTACT_CACHE_DIR="+cacheDir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue // llama.cpp's own lines
+			}
+			switch {
+			case line["msg"] == "listening":
+				addr <- line["addr"].(string)
+			case line["level"] == "error":
+				fmt.Fprintf(os.Stderr, "server process: %s\n", sc.Bytes())
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return &serverProcess{base: "http://" + a, cmd: cmd}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("server did not start")
+		return nil
+	}
 }

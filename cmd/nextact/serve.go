@@ -103,6 +103,8 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
 		HeaderLimit: c.HeaderLimit, APIKeys: keys, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
 		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions,
+		HeaderTimeout: c.HeaderTimeout, MaxMessages: c.MaxMessages, MaxStopBytes: c.MaxStopBytes,
+		MaxSessionBytes: int(c.MaxSessionBytes),
 	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{model},
 		Metrics: metrics, Load: sched, GPU: gpuSignals(gpu), Devices: serverDevices(engine.Devices())})
 	if err != nil {
@@ -170,8 +172,9 @@ func actionConfig(c serveConfig, engine *llamacpp.Engine) (*server.Actions, erro
 		return nil, err
 	}
 	return &server.Actions{
-		Vocab: vocab, Grammars: nextaction.NewGrammarCache(256), DefaultFormat: format,
+		Vocab: vocab, Grammars: nextaction.NewGrammarCache(int64(c.GrammarCacheBytes)), DefaultFormat: format,
 		Limits:       nextaction.Limits{MaxRationaleBytes: c.MaxRationaleBytes, MaxTextBytes: c.MaxTextBytes},
+		SchemaLimits: c.schemaLimits(),
 		MaxPageBytes: c.MaxPageBytes, DefaultMaxTokens: c.ActionMaxTokens,
 	}, nil
 }

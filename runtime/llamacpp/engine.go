@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/models"
 )
 
 // maxSeqs is llama.cpp's LLAMA_MAX_SEQ.
@@ -87,6 +88,8 @@ type Engine struct {
 	bos     []int32
 	gpu     bool
 	devices []Device
+	// specials finds special-token texts, to cut long prompts (tokenize.go).
+	specials *specialTrie
 
 	// cctx is ctx's *C.struct_llama_context (logits.go).
 	cctx unsafe.Pointer
@@ -118,6 +121,11 @@ func Open(cfg Config, log *zap.Logger) (*Engine, error) {
 	}
 	if cfg.Threads == 0 {
 		cfg.Threads = max(1, runtime.NumCPU()/2)
+	}
+	// llama.cpp aborts the process on some malformed files: the file is
+	// checked in Go first, whoever calls Open.
+	if _, err := models.Inspect(cfg.ModelPath); err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
 	}
 	setDeterministic(cfg.Deterministic)
 	devs := Devices()
@@ -228,10 +236,14 @@ func (e *Engine) loadVocab() error {
 	e.pieces = make([]string, e.nVocab)
 	e.eog = make([]bool, e.nVocab)
 	e.special = make([]bool, e.nVocab)
+	e.specials = newSpecialTrie()
 	for i := range e.nVocab {
 		e.pieces[i] = e.model.TokenToPiece(i)
 		e.eog[i] = e.model.TokenIsEog(i)
 		e.special[i] = e.eog[i] || isControl(e.model, i)
+		if attr := vocabAttr(e.model, i); attr&(attrControl|attrUserDefined|attrUnknown) != 0 {
+			e.specials.add(vocabText(e.model, i), attr)
+		}
 	}
 	bos, err := e.model.Tokenize("", true, false)
 	if err != nil {
@@ -284,23 +296,6 @@ func (e *Engine) IsEOG(tok int32) bool {
 	return tok >= 0 && int(tok) < e.nVocab && e.eog[tok]
 }
 
-// Tokenize converts text to tokens without adding BOS; parseSpecial turns
-// control-token text into control tokens.
-func (e *Engine) Tokenize(text string, parseSpecial bool) ([]int32, error) {
-	if text == "" {
-		return nil, nil
-	}
-	toks, err := e.model.Tokenize(text, false, parseSpecial)
-	if err != nil {
-		return nil, fmt.Errorf("tokenize: %w", err)
-	}
-	out := make([]int32, len(toks))
-	for i, t := range toks {
-		out[i] = int32(t)
-	}
-	return out, nil
-}
-
 // Decode validates the batch and evaluates it. On a GPU it may return
 // before the computation ends; the first Logits call waits for it. It
 // invalidates every logits view of the previous step.
@@ -336,13 +331,19 @@ func (e *Engine) check(b *batching.Batch) error {
 		return errors.New("batch slices differ in length")
 	}
 	for i := range n {
+		var err error
 		switch {
-		case b.Tokens[i] < 0 || int(b.Tokens[i]) >= e.nVocab:
-			return fmt.Errorf("entry %d: token %d outside the vocabulary of %d", i, b.Tokens[i], e.nVocab)
 		case b.Seq[i] < 0 || int(b.Seq[i]) >= e.cfg.Slots:
 			return fmt.Errorf("entry %d: sequence %d outside [0, %d)", i, b.Seq[i], e.cfg.Slots)
+		case b.Tokens[i] < 0 || int(b.Tokens[i]) >= e.nVocab:
+			err = fmt.Errorf("entry %d: token %d outside the vocabulary of %d", i, b.Tokens[i], e.nVocab)
 		case b.Pos[i] < 0 || int(b.Pos[i]) >= e.cfg.CtxPerSlot:
-			return fmt.Errorf("entry %d: position %d outside [0, %d)", i, b.Pos[i], e.cfg.CtxPerSlot)
+			err = fmt.Errorf("entry %d: position %d outside [0, %d)", i, b.Pos[i], e.cfg.CtxPerSlot)
+		}
+		if err != nil {
+			// Only this entry's sequence is at fault: the scheduler fails it
+			// alone.
+			return &batching.SeqError{Seq: b.Seq[i], Err: err}
 		}
 	}
 	return nil

@@ -18,7 +18,7 @@ var (
 )
 
 // testModel generates the embedded default model once per test binary.
-func testModel(t *testing.T) string {
+func testModel(t testing.TB) string {
 	t.Helper()
 	modelOnce.Do(func() {
 		dir, err := makeTempDir()

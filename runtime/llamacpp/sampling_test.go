@@ -25,12 +25,12 @@ func TestParallelSamplingMatchesSerialOnRealEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grammars := nextaction.NewGrammarCache(4)
+	grammars := nextaction.NewGrammarCache(0)
 	action, err := grammars.Action(page, nextaction.FormatPrompted, nextaction.Limits{MaxRationaleBytes: 60, MaxTextBytes: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	schema, err := grammars.Schema([]byte(`{"type":"object","properties":{"name":{"type":"string","maxLength":12},"n":{"type":"integer"}},"required":["name","n"]}`))
+	schema, err := grammars.Schema([]byte(`{"type":"object","properties":{"name":{"type":"string","maxLength":12},"n":{"type":"integer"}},"required":["name","n"]}`), nextaction.DefaultSchemaLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
