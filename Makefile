@@ -60,7 +60,7 @@ test: test-deps
 ## (make test runs each for FUZZ_SHORT). Failing inputs are written to the
 ## package's testdata/fuzz/<target>/, where go test replays them.
 FUZZTIME ?= 1m
-FUZZ_SHORT ?= 2s
+FUZZ_SHORT ?= 2000x
 FUZZ_TARGETS := ./batching:FuzzStopStrings ./models:FuzzRender ./models:FuzzInspect \
 	./nextaction:FuzzCompileSchema ./nextaction:FuzzParsePage \
 	./server:FuzzChatCompletions ./server:FuzzCompletions ./server:FuzzNextAction ./server:FuzzSessions \
