@@ -29,10 +29,10 @@ type fakeEngine struct {
 	// like llama.cpp's output buffer: a scheduler that reads a view after
 	// the next Decode reads another step's logits (and, under -race,
 	// races with the write).
-	rows      [][]float32
-	bufs      [][]float32
-	batches   [][]int32 // seq id of every entry, per step
-	failNext  error     // returned by the next Decode
+	rows     [][]float32
+	bufs     [][]float32
+	batches  [][]int32 // seq id of every entry, per step
+	failNext error     // returned by the next Decode
 	// refuse, when >= 0, makes the first Decode that carries this sequence
 	// return a *SeqError naming it.
 	refuse    int32

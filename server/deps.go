@@ -8,6 +8,7 @@ import (
 
 	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/models"
+	"github.com/nextact/nextact/nextaction"
 )
 
 // Generator runs generations. MUST be goroutine-safe; *batching.Scheduler
@@ -38,8 +39,12 @@ type Model struct {
 	BOS       []int32
 	Tokenizer Tokenizer
 	Generator Generator
-	// Actions enables POST /v1/actions/next for this model (nil: off).
-	Actions *Actions
+	// Grammars is the model's constrained decoding, for response_format
+	// (nil: structured outputs are refused).
+	Grammars *nextaction.Grammars
+	// Actions plans POST /v1/actions/next and session steps for this
+	// model (nil: off).
+	Actions *nextaction.Planner
 }
 
 // Config holds the server's limits.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/nextaction"
 )
 
 // requestError is a request the server refuses: a 400, a 404 when
@@ -168,6 +169,8 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 		rateErr  *rateLimitError
 		authErr  *authError
 		sessErr  *sessionLimitError
+		fieldErr *nextaction.FieldError
+		planErr  *nextaction.RequestError
 	)
 	switch {
 	case errors.As(err, &reqErr):
@@ -181,6 +184,14 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 			status = http.StatusConflict
 		}
 		return failure(status, typeInvalid, reqErr.param, reqErr.code, reqErr.msg), false
+	case errors.As(err, &fieldErr):
+		return failure(http.StatusBadRequest, typeInvalid, fieldErr.Field, "", fieldErr.Error()), false
+	case errors.As(err, &planErr):
+		status := http.StatusBadRequest
+		if planErr.TooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+		return failure(status, typeInvalid, planErr.Field, planErr.Code, planErr.Msg), false
 	case errors.As(err, &schedErr):
 		return failure(http.StatusBadRequest, typeInvalid, schedErr.Field, "", schedErr.Error()), false
 	case errors.As(err, &authErr):

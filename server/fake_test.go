@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,6 +133,8 @@ type fakeTokenizer struct {
 	mu    sync.Mutex
 	calls []tokenizeCall
 	delay time.Duration
+	// panicOn, when set, makes tokenizing a text that contains it panic.
+	panicOn string
 }
 
 type tokenizeCall struct {
@@ -142,8 +145,11 @@ type tokenizeCall struct {
 func (f *fakeTokenizer) Tokenize(text string, parseSpecial bool) ([]int32, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, tokenizeCall{text, parseSpecial})
-	delay := f.delay
+	delay, panicOn := f.delay, f.panicOn
 	f.mu.Unlock()
+	if panicOn != "" && strings.Contains(text, panicOn) {
+		panic("fake tokenizer: " + panicOn)
+	}
 	time.Sleep(delay)
 	out := make([]int32, len(text))
 	for i := range len(text) {
