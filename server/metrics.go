@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 )
 
 // LoadReporter reports the scheduler's load. MUST be goroutine-safe and
@@ -114,7 +115,7 @@ func (c *cachedGatherer) Gather() ([]*dto.MetricFamily, error) {
 }
 
 // Decided counts an admission decision.
-func (m *Metrics) Decided(d batching.Decision) {
+func (m *Metrics) Decided(d admission.Decision) {
 	m.decisions.WithLabelValues(string(d.Outcome), d.Reason, d.Priority.String()).Inc()
 }
 
@@ -188,7 +189,7 @@ var (
 type gauges struct {
 	s    *Server
 	load LoadReporter
-	gpu  batching.GPUSignals
+	gpu  admission.GPUSignals
 }
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
@@ -223,7 +224,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDrain, st.DrainRate)
 		gauge(descResident, float64(st.IdleResidentTokens))
 	}
-	sample, ok := batching.GPUSample{}, false
+	sample, ok := admission.GPUSample{}, false
 	if g.gpu != nil {
 		sample, ok = g.gpu.Snapshot()
 	}
