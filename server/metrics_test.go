@@ -321,3 +321,23 @@ func BenchmarkMetricsScrape(b *testing.B) {
 		b.SetBytes(n)
 	}
 }
+
+// A GPU whose name or UUID is not valid UTF-8 (NVML returns bytes) is
+// exposed with each run of bad bytes replaced by U+FFFD. Before the fix
+// MustNewConstMetric panicked in the collector: client_golang v1.25
+// recovers that (older releases did not, and the process died), but the
+// scrape silently lost every GPU gauge from the bad device on.
+func TestMetricsInvalidUTF8GPUName(t *testing.T) {
+	t.Parallel()
+	gpu := fakeGPU{ok: true, sample: admission.GPUSample{At: testNow, Devices: []admission.GPUDevice{
+		{Index: 0, UUID: "GPU-\xfe1", Name: "NVIDIA \xff\xc3H200", MemoryTotal: 1},
+	}}}
+	e := newOpsEnv(t, opsOptions{gpu: gpu})
+	m := parseMetrics(t, e.metricsText(t))
+	if value(m, "nextact_gpu_info", "name=NVIDIA \uFFFDH200", "uuid=GPU-\uFFFD1") != 1 {
+		t.Errorf("gpu info: %v", m["nextact_gpu_info"])
+	}
+	if value(m, "nextact_gpu_memory_total_bytes", "uuid=GPU-\uFFFD1") != 1 {
+		t.Errorf("gpu memory: %v", m["nextact_gpu_memory_total_bytes"])
+	}
+}
