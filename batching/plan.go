@@ -241,7 +241,7 @@ func planFeeds(v *view, p *stepPlan) {
 
 // chooseSlot picks a free slot for w and how its KV starts, or -1 when no
 // slot is free. Without the prefix cache it takes the coldest free slot
-// (empty first, then least recently used). With it, it finds the longest
+// (empty first, then dirty, then least recently used). With it, it finds the longest
 // prefix of the prompt that some slot's KV holds:
 //   - the idle slot holding the longest prefix (the least recently used of
 //     equals) is trimmed and reused in place, unless what it holds beyond
@@ -300,9 +300,10 @@ func chooseSlot(v *view, p *stepPlan, w waitingView) (int, kvPlan) {
 }
 
 // colder reports whether free slot a is a better victim than b: empty
-// first, then least recently used.
+// first, then least recently used (a dirty slot, last used at 0, before
+// any idle one).
 func colder(a, b slotView) bool {
-	if ea, eb := a.resident == 0, b.resident == 0; ea != eb {
+	if ea, eb := a.resident == 0 && !a.dirty, b.resident == 0 && !b.dirty; ea != eb {
 		return ea
 	}
 	return a.lastUse < b.lastUse

@@ -18,10 +18,10 @@ type NextFunc func(seq int32, hist []int32, served int, row []float32)
 // Model is a deterministic language model for tests with the KV
 // bookkeeping of llama.cpp: it keeps each sequence's tokens, refuses
 // positions that are not consecutive from 0 (llama.cpp does), and writes
-// each step's logits rows into buffers that the next Decode overwrites
-// with NaN, like llama.cpp's output buffer: a scheduler that reads a row
-// after the next Decode reads NaN (and, under -race, races with the
-// write). It records every step's sequence ids. Goroutine-safe.
+// each step's logits rows into buffers that the next Decode overwrites,
+// like llama.cpp's output buffer: a scheduler that reads a row after the
+// next Decode reads NaN or another step's row (and, under -race, races
+// with the write). It records every step's sequence ids. Goroutine-safe.
 type Model struct {
 	vocab int
 	eog   []int32
