@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/nextaction"
 )
@@ -107,7 +108,7 @@ type Deps struct {
 	// Load is the scheduler's load for /metrics; nil: no load gauges.
 	Load LoadReporter
 	// GPU is the GPU telemetry for /metrics; nil: none.
-	GPU batching.GPUSignals
+	GPU admission.GPUSignals
 	// Devices are the compute devices the engine found at start, reported
 	// by /health/ready; nil: not reported.
 	Devices []Device

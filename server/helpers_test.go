@@ -72,7 +72,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if log == nil {
 		log = zaptest.NewLogger(t)
 	}
-	sched, err := batching.New(eng, eng, batching.Config{
+	engine, vocab := eng.engine()
+	sched, err := batching.New(engine, vocab, batching.Config{
 		Slots: o.slots, QueueSize: o.queue, StepTokens: stepTokens, CtxPerSlot: o.ctxLen,
 	}, log)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/runtime/llamacpp"
@@ -251,7 +252,7 @@ func startTelemetry(c serveConfig, log *zap.Logger) *nvml.Sampler {
 }
 
 // gpuSignals avoids a typed nil interface when telemetry is off.
-func gpuSignals(s *nvml.Sampler) batching.GPUSignals {
+func gpuSignals(s *nvml.Sampler) admission.GPUSignals {
 	if s == nil {
 		return nil
 	}
