@@ -92,7 +92,9 @@ func (h *Handle) Wait(ctx context.Context) (Chunk, error) {
 	}
 }
 
-// emit appends text; called by the loop only.
+// emit appends text; called only by the goroutine that owns the
+// sequence in this step (the loop, or the sampling worker it handed the
+// sequence to), never by the caller.
 func (h *Handle) emit(text string) {
 	if text == "" {
 		return
@@ -106,7 +108,8 @@ func (h *Handle) emit(text string) {
 	h.wake()
 }
 
-// finish records the end; called by the loop only, once. The end hook
+// finish records the end, once, from the scheduler's side (the loop,
+// a sampling worker of the step, or admission dropping a queued request). The end hook
 // (accounting, metrics) runs before the end is visible, so a caller that
 // has its answer finds it counted.
 func (h *Handle) finish(text string, reason FinishReason, err error, u Usage) {
