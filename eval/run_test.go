@@ -388,7 +388,10 @@ func TestInterruptedRunResumes(t *testing.T) {
 	}
 	results := filepath.Join(out, "results-a.jsonl")
 	lines := countLines(t, results)
-	if lines < 2 || lines > int(half)+1 {
+	// The header, the results before the interruption, and at most the 7
+	// other requests of the 8 in flight that the server had answered
+	// before the client saw the cancellation.
+	if lines < 2 || lines > int(half)+8 {
 		t.Fatalf("%d lines after the interruption at request %d", lines, half)
 	}
 	// A kill in the middle of a write leaves half a line.
