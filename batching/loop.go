@@ -35,6 +35,8 @@ type sequence struct {
 	// reused from it.
 	kv     kvPlan
 	cached int
+	// host is the host tier's entry kv.restore restores.
+	host *hostEntry
 	// held is forced text not yet emitted (see acceptConstrained).
 	held      string
 	nPast     int
@@ -107,6 +109,7 @@ func (s *Scheduler) loop() {
 func (s *Scheduler) planNext(ph phase) (*stepPlan, bool) {
 	v, p := &s.view, &s.plans[ph]
 	v.phase, v.budget, v.ctx, v.rr = ph, s.cfg.StepTokens, s.cfg.CtxPerSlot, s.rr
+	v.hostTier = s.host != nil
 	free := 0
 	for i, q := range s.slots {
 		sv := &v.slots[i]
@@ -121,7 +124,7 @@ func (s *Scheduler) planNext(ph phase) (*stepPlan, bool) {
 	now := s.now()
 	s.mu.Lock()
 	cancelled, overdue := s.sweepLocked(now)
-	v.queue, s.waiting = v.queue[:0], s.waiting[:0]
+	v.queue, s.waiting, s.hostPicks = v.queue[:0], s.waiting[:0], s.hostPicks[:0]
 	need := 0
 	for _, q := range s.queue {
 		w := waitingView{prompt: q.promptLen, forced: len(q.tokens) - q.promptLen, complete: q.complete}
@@ -133,7 +136,14 @@ func (s *Scheduler) planNext(ph phase) (*stepPlan, bool) {
 				w.matches = s.matchBuf(need)
 				s.index.match(q.req.Prompt, w.matches)
 			}
+			if s.host != nil {
+				e, n := s.host.match(q.req.Prompt)
+				w.host = n
+				s.hostPicks = append(s.hostPicks, e)
+			}
 			need++
+		} else if s.host != nil {
+			s.hostPicks = append(s.hostPicks, nil)
 		}
 		v.queue = append(v.queue, w)
 		s.waiting = append(s.waiting, q)
@@ -192,6 +202,9 @@ func (s *Scheduler) takeLocked(p *stepPlan, now time.Time) {
 		q := s.waiting[st.queue]
 		taken[st.queue] = true
 		q.slot, q.kv = st.slot, st.kv
+		if st.kv.restore {
+			q.host = s.hostPicks[st.queue]
+		}
 		s.slots[st.slot] = q
 		s.running++
 		s.startedLocked(q, now)
@@ -243,8 +256,8 @@ func (s *Scheduler) applyPlan(p *stepPlan) bool {
 
 // buildBatch fills the batch from p's feeds and lists the sequences to
 // sample after the step. Feeds of a sequence that ended while it was
-// seated (its KV setup failed) are left out; it reports whether anything
-// is left to feed.
+// seated (its KV setup failed), or whose KV started with fewer tokens than
+// planned, are left out; it reports whether anything is left to feed.
 func (s *Scheduler) buildBatch(p *stepPlan) bool {
 	b := &s.batch
 	b.Reset()
@@ -256,7 +269,9 @@ func (s *Scheduler) buildBatch(p *stepPlan) bool {
 	}
 	for _, f := range p.feeds {
 		q := s.slots[f.slot]
-		if q == nil {
+		if q == nil || f.from != q.nPast {
+			// Ended while seated, or its KV started shorter than planned
+			// (a host entry gone or refused): fed from the next plan on.
 			continue
 		}
 		for pos := f.from; pos < f.from+f.n; pos++ {

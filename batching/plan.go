@@ -46,8 +46,10 @@ type waitingView struct {
 	complete       bool
 	// matches[i] is how many tokens of the prompt slot i's KV holds (a
 	// running slot: of its prompt, fed or not); nil without the prefix
-	// cache.
+	// cache. host is the longest prefix of the prompt that the host tier
+	// holds (0 without one).
 	matches []int
+	host    int
 }
 
 // slotless reports whether w ends without a slot: its output is complete
@@ -70,8 +72,11 @@ type view struct {
 	// every decoding sequence fits); ctx the positions of a slot.
 	budget, ctx int
 	// rr is where the round-robin of prompt chunks starts.
-	rr    int
-	slots []slotView
+	rr int
+	// hostTier: idle slots' KV is saved to host memory before it is
+	// overwritten, and waiting requests may restore from there.
+	hostTier bool
+	slots    []slotView
 	// queue is the head of the queue: up to as many requests that need a
 	// slot as there are free slots, and the slotless ones among them.
 	queue []waitingView
@@ -257,6 +262,28 @@ func planFeeds(v *view, p *stepPlan) {
 // set up yet. At least one prompt token is always left to feed, for the
 // logits.
 func chooseSlot(v *view, p *stepPlan, w waitingView) (int, kvPlan) {
+	i, kv := pickSlot(v, p, w)
+	if i >= 0 && v.hostTier {
+		kv.save = overwritten(v.slots[i], kv) >= minReuse
+	}
+	return i, kv
+}
+
+// overwritten is how many of free slot sl's resident tokens kv loses:
+// all of them, except the prefix kept when the slot is trimmed in place.
+func overwritten(sl slotView, kv kvPlan) int {
+	if sl.dirty {
+		return 0
+	}
+	if kv.copyFrom < 0 && !kv.restore {
+		return sl.resident - min(kv.keep, sl.resident)
+	}
+	return sl.resident
+}
+
+// pickSlot is chooseSlot's choice of slot and KV, before the host tier's
+// saving is decided.
+func pickSlot(v *view, p *stepPlan, w waitingView) (int, kvPlan) {
 	victim := -1
 	for i := range v.slots {
 		if !p.busy[i] && (victim < 0 || colder(v.slots[i], v.slots[victim])) {
@@ -286,6 +313,11 @@ func chooseSlot(v *view, p *stepPlan, w waitingView) (int, kvPlan) {
 		}
 	}
 	limit := w.prompt - 1
+	// A restore writes the slot's KV at once, while a copy planned from
+	// it earlier in this plan moves at the next step: never both.
+	if v.hostTier && w.host >= minReuse && w.host >= max(freeMatch, runMatch)+minReuse && !copySource(p, victim) {
+		return victim, kvPlan{copyFrom: -1, restore: true, keep: min(w.host, limit), clear: true}
+	}
 	switch {
 	case freeMatch >= minReuse && freeMatch >= runMatch:
 		keep := min(freeMatch, limit)
@@ -297,6 +329,16 @@ func chooseSlot(v *view, p *stepPlan, w waitingView) (int, kvPlan) {
 		return victim, kvPlan{copyFrom: int32(runSlot), keep: min(runMatch, limit), clear: true}
 	}
 	return victim, fresh
+}
+
+// copySource reports whether a seating of p copies slot i's KV.
+func copySource(p *stepPlan, i int) bool {
+	for _, st := range p.seat {
+		if int(st.kv.copyFrom) == i {
+			return true
+		}
+	}
+	return false
 }
 
 // colder reports whether free slot a is a better victim than b: empty

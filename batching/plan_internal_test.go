@@ -19,18 +19,19 @@ var update = flag.Bool("update", false, "rewrite the plans in testdata/plan/*.tx
 // loop would see) and the plan the planner makes of it. A case reads:
 //
 //	# what the case shows
-//	plan budget=8 ctx=64 rr=0 [reuse] [prepare]
+//	plan budget=8 ctx=64 rr=0 [reuse] [host] [prepare]
 //	slot running tokens=20 fed=0 [cancelled]
 //	slot idle resident=30 used=3
 //	slot empty
 //	slot dirty
-//	wait prompt=10 [forced=2] [complete] [match=2:14,3:9]
+//	wait prompt=10 [forced=2] [complete] [match=2:14,3:9] [host=40]
 //	----
 //	the plan, one line per item (written by formatPlan)
 //
 // and ends at a blank line. "reuse" turns the prefix cache on (match
 // lists, per waiting request, the slots whose KV holds a prefix of its
-// prompt and how long; the rest hold none), "prepare" plans the work done
+// prompt and how long; the rest hold none), "host" the host tier (host=
+// is the longest prefix of the prompt it holds), "prepare" plans the work done
 // while the engine computes. go test -run TestPlanGolden -update rewrites
 // every plan from the planner's output; review the diff.
 func TestPlanGolden(t *testing.T) {
@@ -132,6 +133,7 @@ func parseView(lines []string) (*view, error) {
 		case i == 0 && f[0] == "plan":
 			v.budget, v.ctx, v.rr = num("budget"), num("ctx"), num("rr")
 			reuse = flags["reuse"]
+			v.hostTier = flags["host"]
 			if flags["prepare"] {
 				v.phase = phasePrepare
 			}
@@ -150,7 +152,7 @@ func parseView(lines []string) (*view, error) {
 			}
 			v.slots = append(v.slots, sv)
 		case f[0] == "wait":
-			v.queue = append(v.queue, waitingView{prompt: num("prompt"), forced: num("forced"), complete: flags["complete"]})
+			v.queue = append(v.queue, waitingView{prompt: num("prompt"), forced: num("forced"), complete: flags["complete"], host: num("host")})
 		default:
 			return nil, fmt.Errorf("%q: unknown line", l)
 		}
@@ -245,7 +247,12 @@ func formatPlan(p *stepPlan) string {
 }
 
 func kvName(kv kvPlan) string {
+	if kv.save {
+		return "save+" + kvName(kvPlan{copyFrom: kv.copyFrom, keep: kv.keep, clear: kv.clear, restore: kv.restore})
+	}
 	switch {
+	case kv.restore:
+		return fmt.Sprintf("restore+trim(%d)", kv.keep)
 	case kv.copyFrom >= 0:
 		return fmt.Sprintf("copy(%d)+trim(%d)", kv.copyFrom, kv.keep)
 	case kv.keep > 0:
@@ -300,8 +307,24 @@ func checkPlan(t *testing.T, v *view, p *stepPlan) {
 			t.Errorf("slot %d seated twice or while running", s.slot)
 		}
 		seated[s.slot] = true
-		if w := v.queue[s.queue]; s.kv.keep > w.prompt-1 {
+		w := v.queue[s.queue]
+		if s.kv.keep > w.prompt-1 {
 			t.Errorf("seat %+v keeps the whole prompt of %d", s, w.prompt)
+		}
+		// The host tier: nothing worth keeping is overwritten unsaved,
+		// nothing is saved without it, and a restore keeps at most what
+		// the tier holds.
+		lost := overwritten(v.slots[s.slot], s.kv)
+		if want := v.hostTier && lost >= minReuse; s.kv.save != want {
+			t.Errorf("seat %+v: save %v, but the slot loses %d resident tokens (host tier %v)", s, s.kv.save, lost, v.hostTier)
+		}
+		if s.kv.restore && (!v.hostTier || w.host < minReuse || s.kv.keep > w.host || s.kv.copyFrom >= 0) {
+			t.Errorf("seat %+v restores %d tokens of a host prefix of %d", s, s.kv.keep, w.host)
+		}
+		for _, o := range p.seat {
+			if s.kv.restore && o.kv.copyFrom == s.slot {
+				t.Errorf("seat %+v restores into slot %d, which %+v copies from in the same step", s, s.slot, o)
+			}
 		}
 	}
 }
@@ -347,6 +370,7 @@ func TestPlanInvariants(t *testing.T) {
 		n := 1 + r.IntN(8)
 		v := &view{budget: n + r.IntN(40), ctx: 8 + r.IntN(120), rr: r.IntN(n), phase: phase(r.IntN(2))}
 		reuse := r.IntN(2) == 0
+		v.hostTier = reuse && r.IntN(2) == 0
 		free := 0
 		for range n {
 			var sv slotView
@@ -383,6 +407,9 @@ func TestPlanInvariants(t *testing.T) {
 					if (sl.running || sl.resident > 0) && r.IntN(2) == 0 {
 						w.matches[i] = r.IntN(w.prompt + 1)
 					}
+				}
+				if v.hostTier && r.IntN(2) == 0 {
+					w.host = r.IntN(w.prompt + 1)
 				}
 			}
 			v.queue = append(v.queue, w)

@@ -28,6 +28,9 @@ type kvPlan struct {
 	copyFrom int32 // a slot to copy the whole KV of (then trim), or -1
 	keep     int   // positions reused
 	clear    bool  // the slot held other KV that must go first
+	// save: the slot's resident KV goes to the host tier first; restore:
+	// the slot starts from the host tier's entry (then trimmed to keep).
+	save, restore bool
 }
 
 // slotKV is the loop-owned record of an idle slot's KV: how many tokens
@@ -38,15 +41,26 @@ type slotKV struct {
 	n       int
 	lastUse uint64
 	dirty   bool
+	// tokens are the n tokens held (for the host tier); settled: the KV
+	// data is in place (a copy from another slot moves at the next
+	// decode, so a slot that ended before one holds only its metadata).
+	tokens  []int32
+	settled bool
 }
 
 // startKV sets up a seated sequence's KV as planned. On a failure the
 // caller ends the sequence with the error, which clears the slot.
 func (s *Scheduler) startKV(q *sequence) error {
 	p := q.kv
+	if p.save {
+		s.saveToHost(q.slot)
+	}
 	s.setResident(q.slot, slotKV{})
 	var err error
 	switch {
+	case p.restore:
+		err = s.restoreFromHost(q)
+		p = q.kv
 	case p.copyFrom >= 0:
 		if err = s.reuser.CopySeq(p.copyFrom, q.slot); err == nil {
 			err = s.reuser.TrimSeq(q.slot, p.keep)
@@ -69,7 +83,8 @@ func (s *Scheduler) startKV(q *sequence) error {
 // failure of the engine here fails no later sequence.
 func (s *Scheduler) release(q *sequence, reason FinishReason) {
 	if s.reuser != nil && reason != FinishError && reason != FinishShutdown && q.nPast > 0 {
-		s.setResident(q.slot, slotKV{n: q.nPast, lastUse: s.useClock})
+		settled := q.kv.copyFrom < 0 || q.nPast > q.cached
+		s.setResident(q.slot, slotKV{n: q.nPast, lastUse: s.useClock, tokens: q.tokens, settled: settled})
 		s.index.set(q.slot, q.tokens[:q.nPast])
 		s.useClock++
 		return

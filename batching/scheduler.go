@@ -33,6 +33,10 @@ type Config struct {
 	// NoPrefixCache turns the prefix cache off even when the engine can
 	// reuse KV (see KVReuser).
 	NoPrefixCache bool
+	// HostKVBudget is the host memory, in bytes, that saved KV of idle
+	// slots may take (the host tier; see KVSaver); 0 turns it off. It
+	// needs the prefix cache.
+	HostKVBudget int64
 	// Admission holds the admission thresholds (see admission.Config.Decide).
 	Admission admission.Config
 	// GPU is the GPU telemetry admission reads; nil: none.
@@ -58,6 +62,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("step tokens (%d) must be at least the slot count (%d)", c.StepTokens, c.Slots)
 	case c.CtxPerSlot < 2:
 		return fmt.Errorf("context per slot must be at least 2, got %d", c.CtxPerSlot)
+	case c.HostKVBudget < 0:
+		return fmt.Errorf("host KV budget must be at least 0, got %d", c.HostKVBudget)
 	case c.SampleWorkers < 0 || c.SampleWorkers > maxSampleWorkers:
 		return fmt.Errorf("sample workers must be in [0, %d], got %d", maxSampleWorkers, c.SampleWorkers)
 	}
@@ -83,6 +89,8 @@ type Stats struct {
 	DrainRate float64
 	// IdleResidentTokens is the KV tokens idle slots keep for prefix reuse.
 	IdleResidentTokens int
+	// Host is the host tier of the prefix cache (zero when off).
+	Host HostKVStats
 }
 
 // KVUsage is the fraction of the KV capacity reserved by running requests,
@@ -146,6 +154,13 @@ type Scheduler struct {
 	// index is the radix tree of every slot's KV: an idle slot's resident
 	// tokens, a running slot's prompt (radix.go).
 	index *prefixIndex
+	// Host tier (hosttier.go): the engine's KVSaver when enabled, the
+	// saved KV, the entry each request of the view's queue would restore,
+	// and the figures Stats reports (under mu).
+	saver     KVSaver
+	host      *hostTier
+	hostPicks []*hostEntry
+	hostStats HostKVStats
 }
 
 // New validates cfg and starts the loop goroutine.
@@ -187,6 +202,10 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 	if r, ok := engine.(KVReuser); ok && !cfg.NoPrefixCache {
 		s.reuser = r
 		s.index = newPrefixIndex(cfg.Slots)
+		if sv, ok := engine.(KVSaver); ok && cfg.HostKVBudget > 0 {
+			s.saver, s.host = sv, &hostTier{budget: cfg.HostKVBudget}
+			s.hostStats.BudgetBytes = cfg.HostKVBudget
+		}
 	}
 	s.drain.since = s.now()
 	go s.loop()
@@ -312,6 +331,7 @@ func (s *Scheduler) Stats() Stats {
 		QueueSize: s.cfg.QueueSize, ReservedTokens: s.reserved, RunningReservedTokens: s.runningReserved,
 		CapacityTokens: s.cfg.Slots * s.cfg.CtxPerSlot, DrainRate: s.drain.rates(s.now()).Requests,
 		IdleResidentTokens: s.idleResident,
+		Host:               s.hostStats,
 	}
 }
 

@@ -172,6 +172,14 @@ var (
 	descSessBytes  = prometheus.NewDesc("nextact_session_history_bytes", "Text the open sessions keep: personas, pages, actions, rationales.", nil, nil)
 	descResident   = prometheus.NewDesc("nextact_kv_idle_resident_tokens", "KV tokens kept in idle slots for prefix reuse.", nil, nil)
 	descDraining   = prometheus.NewDesc("nextact_draining", "1 while draining for shutdown.", nil, nil)
+	descHostBytes  = prometheus.NewDesc("nextact_kv_host_bytes", "KV saved in host memory (the prefix cache's host tier).", nil, nil)
+	descHostBudget = prometheus.NewDesc("nextact_kv_host_budget_bytes", "Host memory the host tier may take (--host-kv-budget; 0: off).", nil, nil)
+	descHostEntry  = prometheus.NewDesc("nextact_kv_host_entries", "Saved KV entries in the host tier.", nil, nil)
+	descHostSaves  = prometheus.NewDesc("nextact_kv_host_saves_total", "Idle slots' KV saved to host memory before the slot was reused.", nil, nil)
+	descHostHits   = prometheus.NewDesc("nextact_kv_host_restores_total", "KV restored from host memory instead of prefilled.", nil, nil)
+	descHostSaved  = prometheus.NewDesc("nextact_kv_host_saved_bytes_total", "Bytes of KV saved to host memory.", nil, nil)
+	descHostRest   = prometheus.NewDesc("nextact_kv_host_restored_bytes_total", "Bytes of KV restored from host memory.", nil, nil)
+	descHostTokens = prometheus.NewDesc("nextact_kv_host_restored_tokens_total", "Prompt tokens restored from host memory, not prefilled.", nil, nil)
 	descGPUUp      = prometheus.NewDesc("nextact_gpu_telemetry_available", "1 when NVML telemetry is available.", nil, nil)
 	descGPUAge     = prometheus.NewDesc("nextact_gpu_sample_age_seconds", "Age of the last GPU sample; admission counts a stale one as saturated.", nil, nil)
 	gpuLabels      = []string{"gpu", "uuid"}
@@ -195,7 +203,8 @@ type gauges struct {
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWaiting, descRunning, descKVUsage, descLoRA, descSlots, descQueueCap,
-		descReserved, descCapacity, descDrain, descReady, descSessions, descSessBytes, descResident, descDraining, descGPUUp, descGPUAge, descGPUInfo,
+		descReserved, descCapacity, descDrain, descReady, descSessions, descSessBytes, descResident, descDraining,
+		descHostBytes, descHostBudget, descHostEntry, descHostSaves, descHostHits, descHostSaved, descHostRest, descHostTokens, descGPUUp, descGPUAge, descGPUInfo,
 		descGPUMemUsed, descGPUMemTot, descGPUUtil, descGPUTemp, descGPUPower, descGPUReasons, descGPUThrot} {
 		ch <- d
 	}
@@ -235,6 +244,18 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 		gauge(descCapacity, float64(st.CapacityTokens))
 		gauge(descDrain, st.DrainRate)
 		gauge(descResident, float64(st.IdleResidentTokens))
+		h := st.Host
+		gauge(descHostBytes, float64(h.Bytes))
+		gauge(descHostBudget, float64(h.BudgetBytes))
+		gauge(descHostEntry, float64(h.Entries))
+		for d, v := range map[*prometheus.Desc]uint64{descHostSaves: h.Saves, descHostHits: h.Restores,
+			descHostSaved: h.SavedBytes, descHostRest: h.RestoredBytes, descHostTokens: h.RestoredTokens} {
+			m, err := prometheus.NewConstMetric(d, prometheus.CounterValue, float64(v))
+			if err != nil {
+				m = prometheus.NewInvalidMetric(d, err)
+			}
+			ch <- m
+		}
 	}
 	sample, ok := admission.GPUSample{}, false
 	if g.gpu != nil {

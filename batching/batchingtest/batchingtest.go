@@ -83,6 +83,39 @@ func (r *Reuser) CopySeq(src, dst int32) error {
 	return r.CopySeqFunc(src, dst)
 }
 
+// Saver is a Reuser that also saves and restores KV (batching.KVSaver),
+// which turns the host tier on when the scheduler's budget allows. A nil
+// SaveSeqFunc or RestoreSeqFunc fails.
+type Saver struct {
+	*Reuser
+	SaveSeqFunc    func(seq int32) ([]byte, error)
+	RestoreSeqFunc func(seq int32, state []byte) error
+}
+
+var (
+	_ batching.KVReuser = (*Saver)(nil)
+	_ batching.KVSaver  = (*Saver)(nil)
+)
+
+// errNoSaver is SaveSeq or RestoreSeq without its function.
+var errNoSaver = errors.New("batchingtest: no SaveSeqFunc or RestoreSeqFunc")
+
+// SaveSeq calls SaveSeqFunc.
+func (s *Saver) SaveSeq(seq int32) ([]byte, error) {
+	if s.SaveSeqFunc == nil {
+		return nil, errNoSaver
+	}
+	return s.SaveSeqFunc(seq)
+}
+
+// RestoreSeq calls RestoreSeqFunc.
+func (s *Saver) RestoreSeq(seq int32, state []byte) error {
+	if s.RestoreSeqFunc == nil {
+		return errNoSaver
+	}
+	return s.RestoreSeqFunc(seq, state)
+}
+
 // Vocab is a batching.Vocab whose methods call its function fields. With
 // nil fields it is a byte vocabulary of Size tokens: tokens below 256 are
 // their byte, the rest have no text, and none ends generation.

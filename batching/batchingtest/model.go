@@ -1,6 +1,7 @@
 package batchingtest
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -34,6 +35,8 @@ type Model struct {
 	bufs    [][]float32
 	batches [][]int32
 	cleared map[int32]int
+	// saves and restores count SaveSeq and RestoreSeq.
+	saves, restores int
 }
 
 // NewModel makes a model of vocab tokens (bytes are 0..255; give more for
@@ -50,6 +53,7 @@ var (
 	_ batching.Engine   = (*Model)(nil)
 	_ batching.Vocab    = (*Model)(nil)
 	_ batching.KVReuser = (*Model)(nil)
+	_ batching.KVSaver  = (*Model)(nil)
 )
 
 // Engine returns an Engine whose fields call m (no KV reuse: the prefix
@@ -143,6 +147,53 @@ func (m *Model) CopySeq(src, dst int32) error {
 	defer m.mu.Unlock()
 	m.hist[dst] = slices.Clone(m.hist[src])
 	return nil
+}
+
+// Saver returns a Saver whose fields call m (the prefix cache and its
+// host tier on).
+func (m *Model) Saver() *Saver {
+	return &Saver{Reuser: m.Reuser(), SaveSeqFunc: m.SaveSeq, RestoreSeqFunc: m.RestoreSeq}
+}
+
+// SaveSeq returns a sequence's tokens as its state (4 bytes each), or an
+// error for an empty sequence, as llama.cpp has nothing to save there.
+func (m *Model) SaveSeq(seq int32) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.hist[seq]
+	if len(h) == 0 {
+		return nil, fmt.Errorf("save seq %d: empty", seq)
+	}
+	out := make([]byte, 4*len(h))
+	for i, t := range h {
+		binary.LittleEndian.PutUint32(out[4*i:], uint32(t))
+	}
+	m.saves++
+	return out, nil
+}
+
+// RestoreSeq replaces a sequence's tokens with a state from SaveSeq.
+func (m *Model) RestoreSeq(seq int32, state []byte) error {
+	if len(state) == 0 || len(state)%4 != 0 {
+		return fmt.Errorf("restore seq %d: a state of %d bytes", seq, len(state))
+	}
+	h := make([]int32, len(state)/4)
+	for i := range h {
+		h[i] = int32(binary.LittleEndian.Uint32(state[4*i:]))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hist[seq] = h
+	delete(m.served, seq)
+	m.restores++
+	return nil
+}
+
+// SavesRestores is how many times SaveSeq and RestoreSeq succeeded.
+func (m *Model) SavesRestores() (saves, restores int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.saves, m.restores
 }
 
 // Piece is a byte token's byte; other tokens have no text.

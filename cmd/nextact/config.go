@@ -36,6 +36,7 @@ type serveConfig struct {
 
 	NoPrefixCache     bool
 	KVBudget          byteSize
+	HostKVBudget      byteSize
 	SessionTTL        time.Duration
 	MaxSessions       int
 	ActionFormat      string
@@ -95,6 +96,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.NoPrefixCache, "no-prefix-cache", false, "turn off KV reuse of shared prompt prefixes")
+	c.HostKVBudget = 1 << 30
+	fs.Var(&c.HostKVBudget, "host-kv-budget", "host memory for the KV of idle slots, saved when a slot is reused and restored at the session's next step instead of a prefill, e.g. 4GiB (0: off)")
 	fs.Var(&c.KVBudget, "kv-budget", "most memory the KV cache (slots x ctx tokens) may take, e.g. 3GiB; start fails above it (0: no bound)")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", 30*time.Minute, "idle time after which a shopper session and its history are dropped")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "most shopper sessions open at once (503 too_many_sessions above)")

@@ -103,6 +103,7 @@ func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
 	sched, err := batching.New(engine, engine, batching.Config{
 		Slots: c.Slots, QueueSize: c.Queue, StepTokens: c.StepTokens, CtxPerSlot: c.Ctx,
 		Admission: c.admission(), GPU: gpuSignals(gpu), Observer: metrics, NoPrefixCache: c.NoPrefixCache,
+		HostKVBudget: int64(c.HostKVBudget),
 	}, log)
 	if err != nil {
 		return nil, err

@@ -104,6 +104,7 @@ var (
 	_ batching.Engine   = (*Engine)(nil)
 	_ batching.Vocab    = (*Engine)(nil)
 	_ batching.KVReuser = (*Engine)(nil)
+	_ batching.KVSaver  = (*Engine)(nil)
 )
 
 var backendInit = sync.OnceFunc(llama.BackendInit)
