@@ -109,11 +109,30 @@ func (s *Scheduler) gpuSnapshot() (admission.GPUSample, bool) {
 }
 
 // enqueueLocked inserts q after every waiting request of its priority or
-// higher: the queue is ordered by priority, FIFO within a class.
+// higher: the queue is ordered by priority, FIFO within a class, except
+// that a continuing step of an episode goes ahead of the first steps of
+// its class, up to one that has already let EpisodeBypass continuing
+// steps pass it. Only the oldest first step passed counts the pass: the
+// first steps start in order, and between two of them at most
+// EpisodeBypass continuing steps go first.
 func (s *Scheduler) enqueueLocked(q *sequence) {
 	i := len(s.queue)
 	for i > 0 && s.queue[i-1].req.Priority < q.req.Priority {
 		i--
+	}
+	if q.req.Continues {
+		j := i
+		for j > 0 {
+			w := s.queue[j-1]
+			if w.req.Priority != q.req.Priority || w.req.Continues || w.passed >= s.cfg.EpisodeBypass {
+				break
+			}
+			j--
+		}
+		if j < i {
+			s.queue[j].passed++
+		}
+		i = j
 	}
 	s.queue = append(s.queue, nil)
 	copy(s.queue[i+1:], s.queue[i:])

@@ -20,6 +20,9 @@ type sequence struct {
 	// slot is the slot the sequence runs in, or -1 (waiting, or ended
 	// without one).
 	slot int32
+	// passed counts the continuing steps that went ahead of this waiting
+	// request (admission.go).
+	passed int
 
 	// tokens is the prompt followed by every generated token (sampled or
 	// forced by the constraint); the first nPast are in the engine's KV.

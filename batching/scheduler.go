@@ -33,6 +33,9 @@ type Config struct {
 	// NoPrefixCache turns the prefix cache off even when the engine can
 	// reuse KV (see KVReuser).
 	NoPrefixCache bool
+	// EpisodeBypass is how many continuing steps (Request.Continues) may
+	// go ahead of one waiting first step; 0 means 2 x Slots, below 0 none.
+	EpisodeBypass int
 	// HostKVBudget is the host memory, in bytes, that saved KV of idle
 	// slots may take (the host tier; see KVSaver); 0 turns it off. It
 	// needs the prefix cache.
@@ -179,6 +182,12 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	switch {
+	case cfg.EpisodeBypass == 0:
+		cfg.EpisodeBypass = 2 * cfg.Slots
+	case cfg.EpisodeBypass < 0:
+		cfg.EpisodeBypass = 0
 	}
 	if cfg.SampleWorkers == 0 {
 		cfg.SampleWorkers = runtime.GOMAXPROCS(0)

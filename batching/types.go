@@ -156,6 +156,13 @@ type Request struct {
 	// Priority orders waiting requests (see admission.Priority); the zero
 	// value is admission.PriorityNormal.
 	Priority admission.Priority
+	// Continues marks a step of an episode already under way (a shopper
+	// session past its first step): within its priority class it waits
+	// ahead of requests that start an episode, so running sessions finish
+	// under a burst of new ones; between two first steps at most
+	// Config.EpisodeBypass continuing steps go first, so new sessions still
+	// start.
+	Continues bool
 }
 
 // FinishReason says why a sequence ended.
