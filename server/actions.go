@@ -61,6 +61,9 @@ func (s *Server) runAction(c *fiber.Ctx, m *Model, r *nextaction.NextActionReque
 		Prompt: plan.Prompt, MaxTokens: plan.MaxTokens, Constraint: plan.Constraint,
 		Sampling: batching.Sampling{Temperature: plan.Temperature, Seed: plan.Seed},
 		Priority: requestPriority(c),
+		// A step with history continues an episode: it waits ahead of
+		// first steps (episode admission, batching.Request.Continues).
+		Continues: len(r.History) > 0,
 	})
 	if err != nil {
 		return nil, err

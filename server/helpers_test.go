@@ -41,6 +41,8 @@ type envOptions struct {
 	logger       *zap.Logger      // zaptest's when nil
 	clock        func() time.Time // testNow when nil
 	actions      actionsFunc      // next actions for testModel; nil: none
+	// generator, when set, wraps testModel's generator (the scheduler).
+	generator func(server.Generator) server.Generator
 }
 
 // actionsFunc builds a model's grammars and next-action planner.
@@ -102,6 +104,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if o.actions != nil {
 		ms[0].Grammars, ms[0].Actions = o.actions(tok, o.ctxLen)
+	}
+	if o.generator != nil {
+		ms[0].Generator = o.generator(sched)
 	}
 	clock := o.clock
 	if clock == nil {

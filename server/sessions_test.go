@@ -1,17 +1,20 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/server"
@@ -550,5 +553,47 @@ func TestUsageCachedTokens(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"prompt_tokens_details":{"cached_tokens":0}}`) {
 			t.Errorf("%s %s: status %d, usage without cached_tokens: %s", r.path, r.body, resp.StatusCode, b)
 		}
+	}
+}
+
+// recordingGenerator records what is submitted to the generator it wraps.
+type recordingGenerator struct {
+	server.Generator
+	mu   sync.Mutex
+	reqs []batching.Request
+}
+
+func (g *recordingGenerator) Submit(ctx context.Context, req batching.Request) (*batching.Handle, error) {
+	g.mu.Lock()
+	g.reqs = append(g.reqs, req)
+	g.mu.Unlock()
+	return g.Generator.Submit(ctx, req)
+}
+
+// A session's first step starts an episode and its later steps continue
+// it (batching.Request.Continues: they wait ahead of first steps); so do a
+// stateless next action with history and one without.
+func TestStepsContinueEpisodes(t *testing.T) {
+	rec := &recordingGenerator{}
+	e := newEnv(t, envOptions{ctxLen: sessionCtx, actions: fakeActions(t), queue: 64,
+		generator: func(g server.Generator) server.Generator { rec.Generator = g; return rec }})
+	sess := e.createSession(t, `{"model":"`+testModel+`"}`)
+	for i := range 3 {
+		e.step(t, sess.ID, mustJSON(t, map[string]any{"page": shopPage(i)}))
+	}
+	for _, history := range []string{`[]`, `[{"page":` + mustJSON(t, shopPage(0)) + `,"action":{"type":"click","name":"buy_now"}}]`} {
+		resp, b := e.do(t, http.MethodPost, "/v1/actions/next", `{"model":"`+testModel+`","page":`+mustJSON(t, shopPage(1))+`,"history":`+history+`}`)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("next action: %d %s", resp.StatusCode, b)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var got []bool
+	for _, r := range rec.reqs {
+		got = append(got, r.Continues)
+	}
+	if want := []bool{false, true, true, false, true}; !slices.Equal(got, want) {
+		t.Fatalf("Continues of the submissions %v, want %v", got, want)
 	}
 }
