@@ -42,8 +42,8 @@ func writeRun(w io.Writer, rr *RunReport) {
 	}
 	fmt.Fprintf(w, "  sessions  %d: %d finished (%d terminated, %d step budget), %d aborted, %d cancelled, %d not started; %d purchased\n",
 		ss.Total, ss.Finished, ss.Terminated, ss.StepBudget, ss.Aborted, ss.Cancelled, ss.NotStarted, ss.Purchased)
-	fmt.Fprintf(w, "  rate      %.2f steps/s, %.3f sessions/s, goodput %.2f steps/s (%.1f%% of steps%s)\n",
-		tp.StepsPerS, tp.SessionsPerS, rr.Goodput.StepsPerS, 100*rr.Goodput.Fraction, sloNote(rr.Goodput))
+	fmt.Fprintf(w, "  rate      %.2f steps/s, %.3f sessions/s (%.1f sessions finished a minute), goodput %.2f steps/s (%.1f%% of steps%s)\n",
+		tp.StepsPerS, tp.SessionsPerS, 60*tp.SessionsPerS, rr.Goodput.StepsPerS, 100*rr.Goodput.Fraction, sloNote(rr.Goodput))
 	t := rr.Tokens
 	cached := "not reported"
 	if t.Cached != nil {
