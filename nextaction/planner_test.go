@@ -15,7 +15,8 @@ import (
 // control token each, like a byte-level BPE without merges.
 type byteTokenizer struct{}
 
-var controls = []string{"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}
+var controls = []string{"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+	"<|im_start|>", "<|im_end|>", "</s>", "<s>", "[INST]", "[/INST]"}
 
 func (byteTokenizer) Tokenize(text string, special bool) ([]int32, error) {
 	var out []int32
@@ -42,6 +43,17 @@ func (byteTokenizer) Tokenize(text string, special bool) ([]int32, error) {
 
 func testPlanner(t *testing.T, ctxLen int) *nextaction.Planner {
 	t.Helper()
+	return newTestPlanner(t, nextaction.PlannerConfig{
+		ChatFormat: models.FormatLlama3, Tokenizer: byteTokenizer{}, DefaultFormat: nextaction.FormatPrompted,
+		Limits: nextaction.Limits{MaxRationaleBytes: 20, MaxTextBytes: 10}, MaxPageBytes: 300, DefaultMaxTokens: 100,
+		ContextLength: ctxLen, MaxMessages: 6,
+	})
+}
+
+// newTestPlanner builds cfg's planner over byteTokenizer's vocabulary
+// (cfg.Grammars is filled in).
+func newTestPlanner(t *testing.T, cfg nextaction.PlannerConfig) *nextaction.Planner {
+	t.Helper()
 	pieces := make([]string, 256+len(controls))
 	special := make([]bool, len(pieces))
 	for i := range pieces {
@@ -59,11 +71,8 @@ func testPlanner(t *testing.T, ctxLen int) *nextaction.Planner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := nextaction.NewPlanner(nextaction.PlannerConfig{
-		ChatFormat: models.FormatLlama3, Tokenizer: byteTokenizer{}, Grammars: g, DefaultFormat: nextaction.FormatPrompted,
-		Limits: nextaction.Limits{MaxRationaleBytes: 20, MaxTextBytes: 10}, MaxPageBytes: 300, DefaultMaxTokens: 100,
-		ContextLength: ctxLen, MaxMessages: 6,
-	})
+	cfg.Grammars = g
+	p, err := nextaction.NewPlanner(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,9 @@ import (
 // one, POST /v1/sessions/{id}/steps asks for the next action on a page and
 // appends {page, action, rationale} to the history, GET returns the
 // session, DELETE ends it. A step's prompt is exactly the prompt of POST
-// /v1/actions/next with the stored history resent, so both APIs answer
-// alike.
+// /v1/actions/next with the stored history and the session's history
+// policy resent, so both APIs answer alike (the history window,
+// nextaction/window.go, depends on the request alone).
 //
 // A session lives while it is used: each step or GET restarts its idle
 // TTL; a session idle for the TTL is gone (404), whether a janitor swept it
@@ -44,6 +45,7 @@ type session struct {
 	model   *Model
 	format  nextaction.Format
 	persona string
+	history nextaction.HistoryPolicy // normalized
 	created time.Time
 
 	lastUsed time.Time
@@ -261,19 +263,21 @@ func (st *sessionStore) close() {
 // sessionObject is a session as the API shows it. Steps is the history,
 // oldest first: always present, empty for a new session.
 type sessionObject struct {
-	ID        string            `json:"id"`
-	Object    string            `json:"object"`
-	Model     string            `json:"model"`
-	Format    string            `json:"format"`
-	Persona   string            `json:"persona"`
-	Created   int64             `json:"created"`
-	ExpiresAt int64             `json:"expires_at"`
-	Steps     []nextaction.Step `json:"steps"`
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Model   string `json:"model"`
+	Format  string `json:"format"`
+	Persona string `json:"persona"`
+	// History is the session's history policy.
+	History   nextaction.HistoryPolicy `json:"history"`
+	Created   int64                    `json:"created"`
+	ExpiresAt int64                    `json:"expires_at"`
+	Steps     []nextaction.Step        `json:"steps"`
 }
 
 func (st *sessionStore) objectLocked(sess *session) sessionObject {
 	return sessionObject{
-		ID: sess.id, Object: "session", Model: sess.model.ID, Format: string(sess.format), Persona: sess.persona,
+		ID: sess.id, Object: "session", Model: sess.model.ID, Format: string(sess.format), Persona: sess.persona, History: sess.history,
 		Created: sess.created.Unix(), ExpiresAt: sess.lastUsed.Add(st.ttl).Unix(),
 		Steps: append([]nextaction.Step{}, sess.steps...),
 	}
@@ -285,6 +289,9 @@ type createSessionRequest struct {
 	Persona string `json:"persona"`
 	// Format is "prompted" or "finetuned"; empty: the model's default.
 	Format string `json:"format"`
+	// History is the history policy of every step (the window when
+	// absent).
+	History *nextaction.HistoryPolicy `json:"history"`
 }
 
 // stepRequest is the body of POST /v1/sessions/{id}/steps: the fields of
@@ -312,10 +319,17 @@ func (s *Server) createSession(c *fiber.Ctx) error {
 			return invalid("format", "%v", err)
 		}
 	}
+	var pol nextaction.HistoryPolicy
+	if req.History != nil {
+		pol = *req.History
+	}
+	if pol, err = pol.Normalize("history"); err != nil {
+		return err
+	}
 	if limit := s.sessionLimit(m); int64(len(req.Persona)) > limit {
 		return tooLarge("persona", "session_too_large", "The persona has %d bytes, over the session limit of %d bytes.", len(req.Persona), limit)
 	}
-	sess := &session{id: sessionIDPrefix + rand.Text(), model: m, format: format, persona: req.Persona}
+	sess := &session{id: sessionIDPrefix + rand.Text(), model: m, format: format, persona: req.Persona, history: pol}
 	obj, err := s.sessions.add(sess)
 	if err != nil {
 		return err
@@ -342,6 +356,7 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 	resp, err := s.runAction(c, sess.model, &nextaction.NextActionRequest{
 		Model: sess.model.ID, Page: req.Page, History: history, Persona: sess.persona,
 		Format: string(sess.format), Temperature: req.Temperature, Seed: req.Seed, MaxTokens: req.MaxTokens,
+		HistoryPolicy: &sess.history,
 	}, start)
 	if err != nil {
 		return err
