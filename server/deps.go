@@ -109,6 +109,9 @@ type Deps struct {
 	Load LoadReporter
 	// GPU is the GPU telemetry for /metrics; nil: none.
 	GPU admission.GPUSignals
+	// Sessions persists sessions (sessionpersist.go); nil: they live in
+	// memory only and a restart loses them.
+	Sessions SessionStore
 	// Devices are the compute devices the engine found at start, reported
 	// by /health/ready; nil: not reported.
 	Devices []Device

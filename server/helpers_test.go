@@ -41,6 +41,7 @@ type envOptions struct {
 	logger       *zap.Logger      // zaptest's when nil
 	clock        func() time.Time // testNow when nil
 	actions      actionsFunc      // next actions for testModel; nil: none
+	sessions     server.SessionStore
 }
 
 // actionsFunc builds a model's grammars and next-action planner.
@@ -111,7 +112,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.cfg.RequestTimeout = 20 * time.Second
 	}
 	srv, err := server.New(o.cfg, server.Deps{
-		Logger: log, Clock: clock, Models: append(ms, o.extraModels...),
+		Logger: log, Clock: clock, Models: append(ms, o.extraModels...), Sessions: o.sessions,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -97,7 +97,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.limiter = newRateLimiter(s.now)
-	s.sessions = newSessionStore(cfg.SessionTTL, cfg.MaxSessions, s.now)
+	s.sessions = newSessionStore(cfg.SessionTTL, cfg.MaxSessions, s.now, deps.Sessions, s.log.Named("sessions"))
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
@@ -127,6 +127,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.app.Server().CloseOnShutdown = true
 	s.app.Server().ConnState = s.conns.track // ready.go
 	s.routes()
+	// Last: loading may start the session janitor.
+	if err := s.sessions.load(byID); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	return s, nil
 }
 

@@ -2,14 +2,17 @@ package server
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/nextaction"
+	"github.com/nextact/nextact/sessionstore"
 )
 
 // Sessions keep a shopper's history on the server: POST /v1/sessions opens
@@ -54,11 +57,15 @@ type session struct {
 	bytes    int64 // persona and history text held, for the metrics
 }
 
-// sessionStore holds the open sessions and sweeps the expired ones.
+// sessionStore holds the open sessions and sweeps the expired ones. With
+// a backend (sessionpersist.go) it writes every change through to it; the
+// memory stays the source of truth of this process.
 type sessionStore struct {
-	ttl time.Duration
-	max int
-	now func() time.Time
+	ttl     time.Duration
+	max     int
+	now     func() time.Time
+	backend SessionStore // nil: memory only
+	log     *zap.Logger
 
 	mu      sync.Mutex
 	byID    map[string]*session
@@ -67,11 +74,23 @@ type sessionStore struct {
 	closed  bool
 	stop    chan struct{}
 	done    chan struct{}
+	// gone are sessions dropped under the lock, to delete from the
+	// backend once it is released (unlock).
+	gone []string
 }
 
-func newSessionStore(ttl time.Duration, limit int, now func() time.Time) *sessionStore {
-	return &sessionStore{ttl: ttl, max: limit, now: now, byID: map[string]*session{},
+func newSessionStore(ttl time.Duration, limit int, now func() time.Time, backend SessionStore, log *zap.Logger) *sessionStore {
+	return &sessionStore{ttl: ttl, max: limit, now: now, backend: backend, log: log, byID: map[string]*session{},
 		stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// unlock releases the mutex, then deletes the sessions dropped under it
+// from the backend.
+func (st *sessionStore) unlock() {
+	gone := st.gone
+	st.gone = nil
+	st.mu.Unlock()
+	st.forget(gone)
 }
 
 // expiredLocked reports whether sess has been idle for the TTL at now.
@@ -82,9 +101,29 @@ func (st *sessionStore) expiredLocked(sess *session, now time.Time) bool {
 // add stores a new session, or refuses it when MaxSessions are open. The
 // janitor starts with the first session, so a server that never opens one
 // runs no goroutine for them.
+// With a backend the session is stored before it is answered; a failure
+// takes it back (503).
 func (st *sessionStore) add(sess *session) (sessionObject, error) {
+	obj, err := st.addMemory(sess)
+	if err != nil || st.backend == nil {
+		return obj, err
+	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	if err := st.backend.Create(ctx, sess.record()); err != nil {
+		st.mu.Lock()
+		if st.byID[sess.id] == sess {
+			st.dropLocked(sess)
+		}
+		st.mu.Unlock()
+		return sessionObject{}, st.persisted("create", err)
+	}
+	return obj, nil
+}
+
+func (st *sessionStore) addMemory(sess *session) (sessionObject, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	if st.closed {
 		return sessionObject{}, errShuttingDown
 	}
@@ -136,7 +175,7 @@ func (st *sessionStore) lookupLocked(id string, now time.Time) (*session, error)
 // view returns the session as GET shows it and restarts its TTL.
 func (st *sessionStore) view(id string) (sessionObject, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	now := st.now()
 	sess, err := st.lookupLocked(id, now)
 	if err != nil {
@@ -152,7 +191,7 @@ func (st *sessionStore) view(id string) (sessionObject, error) {
 // its limit (limit of its model) a 413.
 func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	now := st.now()
 	sess, err := st.lookupLocked(id, now)
 	if err != nil {
@@ -173,24 +212,46 @@ func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64
 }
 
 // end finishes the step begun on sess, appending step when it succeeded
-// (nil when it failed). A session deleted meanwhile stays deleted.
-func (st *sessionStore) end(sess *session, step *nextaction.Step) {
+// (nil when it failed). A session deleted meanwhile stays deleted. With a
+// backend the step is stored first (the session is busy meanwhile, so its
+// steps are stored in order); when that fails the step is not recorded and
+// the error (a 503) is returned.
+func (st *sessionStore) end(sess *session, step *nextaction.Step) error {
+	now := st.now()
+	var err error
+	if step != nil && st.backend != nil {
+		st.mu.Lock()
+		live, index := st.byID[sess.id] == sess, len(sess.steps)
+		st.mu.Unlock()
+		if live {
+			ctx, cancel := storeCtx()
+			err = st.backend.Append(ctx, sess.id, index, *step, now)
+			cancel()
+			if errors.Is(err, sessionstore.ErrNotFound) {
+				err = nil // deleted meanwhile
+			}
+			if err = st.persisted("append", err); err != nil {
+				step = nil
+			}
+		}
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sess.busy = false
-	sess.lastUsed = st.now()
+	sess.lastUsed = now
 	if step != nil && st.byID[sess.id] == sess {
 		sess.steps = append(sess.steps, *step)
-		n := int64(len(step.Page) + len(step.Rationale) + len(step.Action.Type) + len(step.Action.Name) + len(step.Action.Text))
+		n := stepBytes(*step)
 		sess.bytes += n
 		st.bytes += n
 	}
+	return err
 }
 
 // remove ends a session; an unknown or expired one is a 404.
 func (st *sessionStore) remove(id string) (string, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	sess, err := st.lookupLocked(id, st.now())
 	if err != nil {
 		return "", err
@@ -202,6 +263,9 @@ func (st *sessionStore) remove(id string) (string, error) {
 func (st *sessionStore) dropLocked(sess *session) {
 	delete(st.byID, sess.id)
 	st.bytes -= sess.bytes
+	if st.backend != nil {
+		st.gone = append(st.gone, sess.id)
+	}
 }
 
 func (st *sessionStore) sweepLocked(now time.Time) {
@@ -215,7 +279,7 @@ func (st *sessionStore) sweepLocked(now time.Time) {
 // sweep removes every expired session.
 func (st *sessionStore) sweep() {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	st.sweepLocked(st.now())
 }
 
@@ -350,9 +414,14 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 		return err
 	}
 	// The step ends however the handler leaves, a panic included: a
-	// session must never stay busy.
-	var step *nextaction.Step
-	defer func() { s.sessions.end(sess, step) }()
+	// session must never stay busy. A step that succeeded ends below, so
+	// that a store failure is the answer.
+	ended := false
+	defer func() {
+		if !ended {
+			_ = s.sessions.end(sess, nil)
+		}
+	}()
 	resp, err := s.runAction(c, sess.model, &nextaction.NextActionRequest{
 		Model: sess.model.ID, Page: req.Page, History: history, Persona: sess.persona,
 		Format: string(sess.format), Temperature: req.Temperature, Seed: req.Seed, MaxTokens: req.MaxTokens,
@@ -361,7 +430,10 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	step = &nextaction.Step{Page: req.Page, Action: resp.Action, Rationale: resp.Rationale}
+	ended = true
+	if err := s.sessions.end(sess, &nextaction.Step{Page: req.Page, Action: resp.Action, Rationale: resp.Rationale}); err != nil {
+		return err
+	}
 	return c.JSON(resp)
 }
 
