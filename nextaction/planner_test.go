@@ -184,28 +184,35 @@ func TestPlannerRefuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := p.Plan(context.Background(), &tt.req)
-			var (
-				fe *nextaction.FieldError
-				re *nextaction.RequestError
-			)
-			switch {
-			case errors.As(err, &fe):
-				if fe.Field != tt.field || tt.code != "" {
-					t.Errorf("field error %+v, want field %q code %q", fe, tt.field, tt.code)
-				}
-			case errors.As(err, &re):
-				if re.Field != tt.field || re.Code != tt.code || re.TooLarge != tt.tooLarge {
-					t.Errorf("request error %+v, want field %q code %q too large %v", re, tt.field, tt.code, tt.tooLarge)
-				}
-			default:
-				t.Errorf("error %v", err)
-			}
+			wantPlanErr(t, err, tt.field, tt.code, tt.tooLarge)
 		})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := p.Plan(ctx, &nextaction.NextActionRequest{Page: page}); !errors.Is(err, context.Canceled) {
 		t.Errorf("plan under a cancelled context: %v", err)
+	}
+}
+
+// wantPlanErr checks that err is a *FieldError naming field (code empty)
+// or a *RequestError with field, code and tooLarge.
+func wantPlanErr(t *testing.T, err error, field, code string, tooLarge bool) {
+	t.Helper()
+	var (
+		fe *nextaction.FieldError
+		re *nextaction.RequestError
+	)
+	switch {
+	case errors.As(err, &fe):
+		if fe.Field != field || code != "" {
+			t.Errorf("field error %+v, want field %q code %q", fe, field, code)
+		}
+	case errors.As(err, &re):
+		if re.Field != field || re.Code != code || re.TooLarge != tooLarge {
+			t.Errorf("request error %+v, want field %q code %q too large %v", re, field, code, tooLarge)
+		}
+	default:
+		t.Errorf("error %v, want field %q code %q", err, field, code)
 	}
 }
 

@@ -158,12 +158,8 @@ type fitted struct {
 // fit tokenizes the prompt of in, whose messages with every page are full
 // (BuildPrompt's), and applies pol with reserve tokens kept for the answer.
 func (p *Planner) fit(ctx context.Context, f Format, in PromptInput, full []models.Message, pol HistoryPolicy, reserve int) (fitted, error) {
-	memo := tokenMemo{tok: p.cfg.Tokenizer, m: map[models.Segment][]int32{}}
-	segs, ends, err := p.cfg.ChatFormat.RenderSpans(full)
-	if err != nil {
-		return fitted{}, &FieldError{Field: "history", Msg: err.Error()}
-	}
-	cost, err := memo.costs(ctx, segs, ends)
+	memo := &tokenMemo{tok: p.cfg.Tokenizer, m: map[models.Segment][]int32{}}
+	segs, cost, err := memo.spans(ctx, p.cfg.ChatFormat, full)
 	if err != nil {
 		return fitted{}, err
 	}
@@ -177,11 +173,7 @@ func (p *Planner) fit(ctx context.Context, f Format, in PromptInput, full []mode
 		return whole()
 	}
 	omitted := omitPages(full, f, n)
-	osegs, oends, err := p.cfg.ChatFormat.RenderSpans(omitted)
-	if err != nil {
-		return fitted{}, &FieldError{Field: "history", Msg: err.Error()}
-	}
-	ocost, err := memo.costs(ctx, osegs, oends)
+	_, ocost, err := memo.spans(ctx, p.cfg.ChatFormat, omitted)
 	if err != nil {
 		return fitted{}, err
 	}
@@ -215,12 +207,28 @@ func (p *Planner) fit(ctx context.Context, f Format, in PromptInput, full []mode
 	if w == (window{}) {
 		return whole()
 	}
+	return p.windowed(ctx, memo, windowInput{full: full, omitted: omitted, h: h, n: n, per: stepMessages(f), history: in.History}, w, limit, usage)
+}
+
+// windowInput is what windowed renders a window of.
+type windowInput struct {
+	full, omitted []models.Message
+	h             *historyCosts
+	n, per        int
+	history       []Step
+}
+
+// windowed renders and tokenizes the prompt under w. Where the estimate
+// was short (a folded system prompt), it compacts further, a page or a
+// step a round, and after maxWindowRounds keeps only the current page.
+func (p *Planner) windowed(ctx context.Context, memo *tokenMemo, in windowInput, w window, limit int, usage HistoryUsage) (fitted, error) {
+	full, omitted, h, n := in.full, in.omitted, in.h, in.n
 	total := 0
 	for _, c := range memo.order {
 		total += len(c)
 	}
 	for round := 0; ; round++ {
-		segs, err := p.cfg.ChatFormat.Render(windowMessages(full, omitted, h, w, n, stepMessages(f)))
+		segs, err := p.cfg.ChatFormat.Render(windowMessages(full, omitted, h, w, n, in.per))
 		if err != nil {
 			return fitted{}, &FieldError{Field: "history", Msg: err.Error()}
 		}
@@ -232,7 +240,7 @@ func (p *Planner) fit(ctx context.Context, f Format, in PromptInput, full []mode
 		if len(prompt) <= limit || last {
 			usage.StepsDropped = w.dropped
 			for i := w.dropped; i < w.omitted; i++ {
-				if h.saves(i) && in.History[i].Page != "" {
+				if h.saves(i) && in.history[i].Page != "" {
 					usage.PagesOmitted++
 				}
 			}
@@ -329,6 +337,17 @@ func (t *tokenMemo) tokens(ctx context.Context, seg models.Segment) ([]int32, er
 	}
 	t.m[seg] = ids
 	return ids, nil
+}
+
+// spans renders msgs in f and returns the segments and the token count of
+// each message (and, last, of what follows them).
+func (t *tokenMemo) spans(ctx context.Context, f models.ChatFormat, msgs []models.Message) ([]models.Segment, []int, error) {
+	segs, ends, err := f.RenderSpans(msgs)
+	if err != nil {
+		return nil, nil, &FieldError{Field: "history", Msg: err.Error()}
+	}
+	cost, err := t.costs(ctx, segs, ends)
+	return segs, cost, err
 }
 
 // costs returns the token count of each message (ends as RenderSpans

@@ -243,22 +243,7 @@ func TestWindowStrictAndRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := p.Plan(context.Background(), &tt.req)
-			var (
-				fe *nextaction.FieldError
-				re *nextaction.RequestError
-			)
-			switch {
-			case errors.As(err, &fe) && tt.code == "":
-				if fe.Field != tt.field {
-					t.Errorf("field error %+v, want field %q", fe, tt.field)
-				}
-			case errors.As(err, &re):
-				if re.Field != tt.field || re.Code != tt.code {
-					t.Errorf("request error %+v, want field %q code %q", re, tt.field, tt.code)
-				}
-			default:
-				t.Errorf("error %v, want field %q code %q", err, tt.field, tt.code)
-			}
+			wantPlanErr(t, err, tt.field, tt.code, false)
 		})
 	}
 	// The same history under the window fits, and strict within bounds

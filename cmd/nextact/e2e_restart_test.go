@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func TestSessionsSurviveSIGKILL(t *testing.T) {
 		if len(steps) == len(want)+1 && thirdAck[i] == nil && steps[len(steps)-1].Page == third[i] {
 			want = steps
 		}
-		if !equalSteps(steps, want) {
+		if !slices.Equal(steps, want) {
 			t.Fatalf("session %d: after the restart the history is %d steps, want %d:\n%+v\nwant\n%+v", i, len(steps), len(want), steps, want)
 		}
 		p := page()
@@ -135,16 +136,4 @@ func TestSessionsSurviveSIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d in-flight steps were answered before SIGKILL", finished, sessions)
-}
-
-func equalSteps(a, b []nextaction.Step) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
