@@ -81,6 +81,10 @@ type Config struct {
 	// MaxSessions bounds the open sessions; one more is a 503
 	// too_many_sessions. DefaultMaxSessions when 0.
 	MaxSessions int
+	// SessionLease is how long a step's lease on a session of a
+	// SharedSessionStore lasts unrenewed (renewed every third of it);
+	// DefaultSessionLease when 0.
+	SessionLease time.Duration
 	// MaxSessionBytes bounds the text one session keeps (persona and
 	// history: pages, actions, rationales); a persona or a step that would
 	// take it over is a 413. 0: SessionBytesPerToken times the model's

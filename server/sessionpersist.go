@@ -36,12 +36,13 @@ const storeTimeout = 10 * time.Second
 // fails (503) and the session stays as it was.
 var errSessionStore = errors.New("session store unavailable")
 
-// persisted wraps a SessionStore failure for the client (503) and logs it.
-func (st *sessionStore) persisted(op string, err error) error {
+// storeFailure wraps a SessionStore failure for the client (503) and logs
+// it; nil for nil.
+func storeFailure(log *zap.Logger, op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	st.log.Error("session store", zap.String("op", op), zap.Error(err))
+	log.Error("session store", zap.String("op", op), zap.Error(err))
 	return fmt.Errorf("%w: %s: %w", errSessionStore, op, err)
 }
 

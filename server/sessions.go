@@ -50,12 +50,40 @@ type session struct {
 	persona string
 	history nextaction.HistoryPolicy // normalized
 	created time.Time
+	lease   string // the step's lease owner in a shared store
 
 	lastUsed time.Time
 	busy     bool // a step is in flight
 	steps    []nextaction.Step
 	bytes    int64 // persona and history text held, for the metrics
 }
+
+// sessionKeeper is where the server keeps sessions: in this process
+// (sessionStore, with an optional write-through store) or in a store that
+// several replicas share (sharedSessions, sessionshared.go).
+type sessionKeeper interface {
+	// add opens sess (id, model, format, persona and policy set).
+	add(sess *session) (sessionObject, error)
+	// view returns a session and restarts its TTL.
+	view(id string) (sessionObject, error)
+	// begin starts a step: the session and the history it builds on.
+	begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error)
+	// end finishes a step begun, recording step unless nil.
+	end(sess *session, step *nextaction.Step) error
+	// remove deletes a session.
+	remove(id string) (string, error)
+	// held is the sessions and text held, for the metrics.
+	held() (int, int64)
+	// sweep drops expired sessions.
+	sweep()
+	// close refuses new sessions and stops background work. Idempotent.
+	close()
+}
+
+var (
+	_ sessionKeeper = (*sessionStore)(nil)
+	_ sessionKeeper = (*sharedSessions)(nil)
+)
 
 // sessionStore holds the open sessions and sweeps the expired ones. With
 // a backend (sessionpersist.go) it writes every change through to it; the
@@ -116,7 +144,7 @@ func (st *sessionStore) add(sess *session) (sessionObject, error) {
 			st.dropLocked(sess)
 		}
 		st.mu.Unlock()
-		return sessionObject{}, st.persisted("create", err)
+		return sessionObject{}, storeFailure(st.log, "create", err)
 	}
 	return obj, nil
 }
@@ -166,10 +194,32 @@ func (st *sessionStore) lookupLocked(id string, now time.Time) (*session, error)
 		sess = nil
 	}
 	if sess == nil {
-		return nil, &requestError{notFound: true, code: "session_not_found",
-			msg: fmt.Sprintf("No session %q: it never existed, was deleted, or expired after being idle for %s.", strings.Clone(id), st.ttl)}
+		return nil, sessionNotFound(id, st.ttl)
 	}
 	return sess, nil
+}
+
+// sessionNotFound is the 404 of an unknown, deleted or expired session.
+func sessionNotFound(id string, ttl time.Duration) error {
+	return &requestError{notFound: true, code: "session_not_found",
+		msg: fmt.Sprintf("No session %q: it never existed, was deleted, or expired after being idle for %s.", strings.Clone(id), ttl)}
+}
+
+// sessionBusy is the 409 of a step while another runs.
+func sessionBusy(id string) error {
+	return &requestError{conflict: true, code: "session_busy",
+		msg: fmt.Sprintf("Session %q is already running a step; send one step at a time.", strings.Clone(id))}
+}
+
+// checkSessionBytes is the 413 of a step whose page would take the session
+// past its limit.
+func checkSessionBytes(sess *session, pageBytes int, limit func(*Model) int64) error {
+	if lim := limit(sess.model); sess.bytes+int64(pageBytes) > lim {
+		return tooLarge("page", "session_too_large",
+			"The session's persona and history (%d bytes) with this page (%d bytes) exceed the session limit of %d bytes: start a new session.",
+			sess.bytes, pageBytes, lim)
+	}
+	return nil
 }
 
 // view returns the session as GET shows it and restarts its TTL.
@@ -198,13 +248,10 @@ func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64
 		return nil, nil, err
 	}
 	if sess.busy {
-		return nil, nil, &requestError{conflict: true, code: "session_busy",
-			msg: fmt.Sprintf("Session %q is already running a step; send one step at a time.", sess.id)}
+		return nil, nil, sessionBusy(sess.id)
 	}
-	if lim := limit(sess.model); sess.bytes+int64(pageBytes) > lim {
-		return nil, nil, tooLarge("page", "session_too_large",
-			"The session's persona and history (%d bytes) with this page (%d bytes) exceed the session limit of %d bytes: start a new session.",
-			sess.bytes, pageBytes, lim)
+	if err := checkSessionBytes(sess, pageBytes, limit); err != nil {
+		return nil, nil, err
 	}
 	sess.busy = true
 	sess.lastUsed = now
@@ -230,7 +277,7 @@ func (st *sessionStore) end(sess *session, step *nextaction.Step) error {
 			if errors.Is(err, sessionstore.ErrNotFound) {
 				err = nil // deleted meanwhile
 			}
-			if err = st.persisted("append", err); err != nil {
+			if err = storeFailure(st.log, "append", err); err != nil {
 				step = nil
 			}
 		}
@@ -339,10 +386,13 @@ type sessionObject struct {
 	Steps     []nextaction.Step        `json:"steps"`
 }
 
-func (st *sessionStore) objectLocked(sess *session) sessionObject {
+func (st *sessionStore) objectLocked(sess *session) sessionObject { return sess.object(st.ttl) }
+
+// object is sess as the API shows it, expiring ttl after its last use.
+func (sess *session) object(ttl time.Duration) sessionObject {
 	return sessionObject{
 		ID: sess.id, Object: "session", Model: sess.model.ID, Format: string(sess.format), Persona: sess.persona, History: sess.history,
-		Created: sess.created.Unix(), ExpiresAt: sess.lastUsed.Add(st.ttl).Unix(),
+		Created: sess.created.Unix(), ExpiresAt: sess.lastUsed.Add(ttl).Unix(),
 		Steps: append([]nextaction.Step{}, sess.steps...),
 	}
 }

@@ -30,3 +30,14 @@ type Record struct {
 // ErrNotFound is an append to a session the store does not hold (deleted
 // meanwhile).
 var ErrNotFound = errors.New("session not found")
+
+// ErrBusy is a lease on a session another replica holds (its step is in
+// flight, or its lease has not expired yet).
+var ErrBusy = errors.New("session busy on another replica")
+
+// ErrFull is a new session refused because the store holds its maximum.
+var ErrFull = errors.New("session store full")
+
+// ErrConflict is an append whose index is not the session's next step:
+// another replica appended meanwhile (its lease had expired).
+var ErrConflict = errors.New("session changed meanwhile")

@@ -63,7 +63,7 @@ func testConfig() serveConfig {
 		Addr: "127.0.0.1:0", CacheDir: cacheDir, Slots: 8, Ctx: 1024, Threads: 1, Queue: 64,
 		StepTokens: 128, GPULayers: -1, FlashAttention: "auto", Deterministic: true, BodyLimit: 1 << 20,
 		RequestTimeout: 2 * time.Minute, DefaultMaxTokens: 64, ShutdownTimeout: 30 * time.Second, LogLevel: "warn",
-		SessionTTL: time.Hour, MaxSessions: 1000, SessionStore: sessionStoreMemory, ActionFormat: "prompted", ActionMaxTokens: 256, MaxPageBytes: 64 << 10, MaxRationaleBytes: 200, MaxTextBytes: 40,
+		SessionTTL: time.Hour, MaxSessions: 1000, SessionStore: sessionStoreMemory, SessionLease: 30 * time.Second, ActionFormat: "prompted", ActionMaxTokens: 256, MaxPageBytes: 64 << 10, MaxRationaleBytes: 200, MaxTextBytes: 40,
 	}
 }
 

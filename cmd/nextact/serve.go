@@ -132,7 +132,7 @@ func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
 	st.srv, err = server.New(server.Config{
 		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
 		HeaderLimit: c.HeaderLimit, APIKeys: keys, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
-		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions,
+		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions, SessionLease: c.SessionLease,
 		HeaderTimeout: c.HeaderTimeout, MaxMessages: c.MaxMessages, MaxStopBytes: c.MaxStopBytes,
 		MaxSessionBytes: int(c.MaxSessionBytes),
 	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{st.model}, Sessions: sessions,
