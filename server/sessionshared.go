@@ -121,7 +121,20 @@ func (sh *sharedSessions) lookupError(op, id string, err error) error {
 	return storeFailure(sh.log, op, err)
 }
 
+// maxSessionIDBytes bounds an id worth asking the store about: ids are
+// sessionIDPrefix and 26 characters (rand.Text).
+const maxSessionIDBytes = 64
+
+// plausible reports whether id could be a session's; others are a 404
+// without a store round trip.
+func plausible(id string) bool {
+	return len(id) <= maxSessionIDBytes && strings.HasPrefix(id, sessionIDPrefix)
+}
+
 func (sh *sharedSessions) view(id string) (sessionObject, error) {
+	if !plausible(id) {
+		return sessionObject{}, sessionNotFound(id, sh.ttl)
+	}
 	ctx, cancel := storeCtx()
 	defer cancel()
 	rec, err := sh.store.Get(ctx, id, sh.now())
@@ -138,6 +151,9 @@ func (sh *sharedSessions) view(id string) (sessionObject, error) {
 // begin leases the session for this step (an owner token per step, so a
 // second step on this replica is refused like one on another).
 func (sh *sharedSessions) begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error) {
+	if !plausible(id) {
+		return nil, nil, sessionNotFound(id, sh.ttl)
+	}
 	ctx, cancel := storeCtx()
 	defer cancel()
 	owner := rand.Text()
@@ -224,6 +240,9 @@ func (sh *sharedSessions) end(sess *session, step *nextaction.Step) error {
 }
 
 func (sh *sharedSessions) remove(id string) (string, error) {
+	if !plausible(id) {
+		return "", sessionNotFound(id, sh.ttl)
+	}
 	ctx, cancel := storeCtx()
 	defer cancel()
 	if _, err := sh.store.Get(ctx, id, sh.now()); err != nil {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,4 +73,8 @@ func TestSharedSessions(t *testing.T) {
 	}
 	resp, body = b.do(t, http.MethodPost, "/v1/sessions/"+s.ID+"/steps", page(4))
 	wantErr(t, "a step on a session deleted on the other server", resp, body, http.StatusNotFound, "session_not_found")
+	for _, id := range []string{"x", "sess_" + strings.Repeat("A", 200), "sess_%00%ff"} {
+		resp, body = b.do(t, http.MethodGet, "/v1/sessions/"+id, "")
+		wantErr(t, "GET of an id no session has", resp, body, http.StatusNotFound, "session_not_found")
+	}
 }
