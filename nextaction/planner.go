@@ -194,6 +194,9 @@ func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error)
 	if reserve == 0 {
 		reserve = p.cfg.DefaultMaxTokens
 	}
+	// A reserve over the context leaves no room (budget refuses it);
+	// bounded, the window's arithmetic cannot wrap.
+	reserve = min(reserve, p.cfg.ContextLength)
 	fit, err := p.fit(ctx, format, in, msgs, pol, reserve)
 	if err != nil {
 		return nil, err
