@@ -14,8 +14,10 @@ export CGO_CPPFLAGS := -I$(CURDIR)/runtime/llamacpp/cinclude
 export CGO_CFLAGS := -O3 $(CPU_FLAGS)
 export CGO_CXXFLAGS := -O3 $(CPU_FLAGS)
 APT_PACKAGES := nlohmann-json3-dev libstb-dev gcc g++ make
-# prometheus provides promtool, which checks the /metrics exposition in make test.
-TEST_APT_PACKAGES := prometheus
+# prometheus provides promtool, which checks the /metrics exposition in make test;
+# redis-server backs the shared session store's tests (each starts its own on a
+# free loopback port; NEXTACT_REQUIRE_REDIS makes a missing one a failure).
+TEST_APT_PACKAGES := prometheus redis-server
 ARGS ?=
 
 .PHONY: all build run test bench fuzz soak deps test-deps fmt clean cuda gpu-bundle
@@ -52,8 +54,8 @@ run: build
 ## test: every test, against the real llama.cpp engine on generated models.
 test: test-deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
-	$(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./models/... ./runtime/nvml/... ./eval/... ./nextaction/client/...
+	NEXTACT_REQUIRE_REDIS=1 $(GO) test -count=1 -timeout 30m ./...
+	NEXTACT_REQUIRE_REDIS=1 $(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./sessionstore/... ./models/... ./runtime/nvml/... ./eval/... ./nextaction/client/...
 	$(call run_fuzz,$(FUZZ_SHORT))
 
 ## fuzz: every fuzz target for FUZZTIME each, e.g. make fuzz FUZZTIME=10m

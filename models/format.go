@@ -69,8 +69,22 @@ func (f ChatFormat) StopStrings() []string {
 // system message into the first user message and needs user/assistant
 // turns that alternate and end with the user.
 func (f ChatFormat) Render(msgs []Message) ([]Segment, error) {
+	segs, _, err := f.RenderSpans(msgs)
+	return segs, err
+}
+
+// RenderSpans is Render that also tells which segments each message
+// produced: message i's are segs[ends[i-1]:ends[i]] (from 0 for i = 0),
+// and segs[ends[len(msgs)-1]:] is what follows the last message (the
+// generation prompt). Markup that opens the prompt (<|begin_of_text|>,
+// <s>) counts with the first message that renders anything. No segment
+// spans two messages, so a prompt's tokens are its messages' tokens end to
+// end, and a message renders the same wherever it stands, except where the
+// format folds the system message into the first user message
+// (FoldsSystem): there the system message renders no segment of its own.
+func (f ChatFormat) RenderSpans(msgs []Message) (segs []Segment, ends []int, err error) {
 	if len(msgs) == 0 {
-		return nil, fmt.Errorf("render %s: no messages", f)
+		return nil, nil, fmt.Errorf("render %s: no messages", f)
 	}
 	roles := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -80,10 +94,10 @@ func (f ChatFormat) Render(msgs []Message) ([]Segment, error) {
 		case "user", "assistant":
 			roles[i] = m.Role
 		default:
-			return nil, fmt.Errorf("render %s: message %d: unknown role %q (valid: system, user, assistant)", f, i, m.Role)
+			return nil, nil, fmt.Errorf("render %s: message %d: unknown role %q (valid: system, user, assistant)", f, i, m.Role)
 		}
 	}
-	var b segments
+	b := segments{ends: make([]int, 0, len(msgs))}
 	switch f {
 	case FormatLlama3:
 		b.special("<|begin_of_text|>")
@@ -104,13 +118,18 @@ func (f ChatFormat) Render(msgs []Message) ([]Segment, error) {
 		b.special("<|im_start|>assistant\n")
 	case FormatMistral:
 		if err := b.mistral(msgs, roles); err != nil {
-			return nil, fmt.Errorf("render %s: %w", f, err)
+			return nil, nil, fmt.Errorf("render %s: %w", f, err)
 		}
 	default:
-		return nil, fmt.Errorf("render: unknown chat format %q (valid: %s)", f, validFormats)
+		return nil, nil, fmt.Errorf("render: unknown chat format %q (valid: %s)", f, validFormats)
 	}
-	return b.segs, nil
+	return b.segs, b.ends, nil
 }
+
+// FoldsSystem reports whether the format renders a leading system message
+// inside the first user message (Mistral) rather than as a turn of its
+// own.
+func (f ChatFormat) FoldsSystem() bool { return f == FormatMistral }
 
 // mistral renders the Mistral v0.3 format:
 // <s>[INST] user [/INST]assistant</s>[INST] user [/INST].
@@ -133,6 +152,9 @@ func (b *segments) mistral(msgs []Message, roles []string) error {
 	}
 	if roles[len(msgs)-1] != "user" {
 		return errors.New("last message must be from the user")
+	}
+	if first == 1 {
+		b.ends = append(b.ends, 0) // the system message renders with the first user message
 	}
 	b.special("<s>")
 	for i := first; i < len(msgs); i++ {
@@ -161,7 +183,8 @@ func (b *segments) mistral(msgs []Message, roles []string) error {
 // (empty) messages.
 type segments struct {
 	segs []Segment
-	open bool // the last segment is markup that may still grow
+	open bool  // the last segment is markup that may still grow
+	ends []int // the segment count after each message (RenderSpans)
 }
 
 func (b *segments) special(text string) {
@@ -181,4 +204,7 @@ func (b *segments) content(text string) {
 }
 
 // turn ends a message: the next markup starts a new segment.
-func (b *segments) turn() { b.open = false }
+func (b *segments) turn() {
+	b.open = false
+	b.ends = append(b.ends, len(b.segs))
+}

@@ -277,3 +277,55 @@ func TestStopStrings(t *testing.T) {
 		})
 	}
 }
+
+// RenderSpans tells each message's segments: they tile Render's output in
+// order, and outside Mistral's folded system message a message renders the
+// same segments wherever it stands, so a prompt's tokens add up by message.
+func TestRenderSpans(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		format models.ChatFormat
+		msgs   []models.Message
+	}{
+		{models.FormatLlama3, conversation},
+		{models.FormatChatML, conversation},
+		{models.FormatMistral, mistralConversation},
+	} {
+		segs, ends, err := tt.format.RenderSpans(tt.msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := tt.format.Render(tt.msgs)
+		if dump(segs) != dump(plain) || len(ends) != len(tt.msgs) {
+			t.Fatalf("%s: spans render differently, or %d ends for %d messages", tt.format, len(ends), len(tt.msgs))
+		}
+		for i := 1; i < len(ends); i++ {
+			if ends[i] < ends[i-1] {
+				t.Fatalf("%s: ends %v go backwards", tt.format, ends)
+			}
+		}
+		if tt.format.FoldsSystem() != (tt.format == models.FormatMistral) {
+			t.Errorf("%s: FoldsSystem %v", tt.format, tt.format.FoldsSystem())
+		}
+		if tt.format.FoldsSystem() {
+			if ends[0] != 0 {
+				t.Errorf("%s: the folded system message renders segments %v", tt.format, segs[:ends[0]])
+			}
+			continue
+		}
+		// The last message alone after the system message renders as it
+		// does at the end of the whole conversation.
+		last := len(tt.msgs) - 1
+		short := []models.Message{tt.msgs[0], tt.msgs[last]}
+		ssegs, sends, err := tt.format.RenderSpans(short)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := dump(ssegs[sends[0]:]), dump(segs[ends[last-1]:]); got != want {
+			t.Errorf("%s: the last message and tail render\n%s\nalone, and\n%s\nin the conversation", tt.format, got, want)
+		}
+		if got, want := dump(ssegs[:sends[0]]), dump(segs[:ends[0]]); got != want {
+			t.Errorf("%s: the system message renders\n%s\nand\n%s", tt.format, got, want)
+		}
+	}
+}

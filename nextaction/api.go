@@ -11,6 +11,9 @@ type NextActionRequest struct {
 	Temperature *float64 `json:"temperature,omitempty"`
 	Seed        *uint64  `json:"seed,omitempty"`
 	MaxTokens   int      `json:"max_tokens,omitempty"`
+	// HistoryPolicy is how a history that does not fit is handled (the
+	// window by default; window.go).
+	HistoryPolicy *HistoryPolicy `json:"history_policy,omitempty"`
 }
 
 // NextActionResponse is the answer of POST /v1/actions/next. Action is
@@ -28,6 +31,9 @@ type Usage struct {
 	CompletionTokens    int                  `json:"completion_tokens"`
 	TotalTokens         int                  `json:"total_tokens"`
 	PromptTokensDetails *PromptTokensDetails `json:"prompt_tokens_details,omitempty"`
+	// History is what the history policy left out of the prompt (an
+	// extension; next actions only).
+	History *HistoryUsage `json:"history,omitempty"`
 }
 
 // PromptTokensDetails tells how many prompt tokens were reused from cache.

@@ -133,11 +133,14 @@ type Plan struct {
 	Seed       *uint64
 	Format     Format
 	Constraint *ActionConstraint
+	// History is what the history policy left out, for the usage.
+	History HistoryUsage
 }
 
 // Plan validates r and prepares it: the page parsed and bounded, the
 // prompt rendered and tokenized (ctx bounds that work: it is checked
-// between segments), the page's grammar from the cache, the token budget.
+// between segments) and fitted to the context by the history policy
+// (window.go), the page's grammar from the cache, the token budget.
 // Errors are *FieldError (400 naming the field), *RequestError, or ctx's
 // error; anything else is the server's fault.
 func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error) {
@@ -162,11 +165,20 @@ func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error)
 	if t := r.Temperature; t != nil && (*t < 0 || *t > 2 || math.IsNaN(*t)) {
 		return nil, &FieldError{Field: "temperature", Msg: fmt.Sprintf("must be between 0 and 2, got %g", *t)}
 	}
+	pol := HistoryPolicy{}
+	if r.HistoryPolicy != nil {
+		pol = *r.HistoryPolicy
+	}
+	pol, err := pol.Normalize("history_policy")
+	if err != nil {
+		return nil, err
+	}
 	page, err := ParsePage(r.Page)
 	if err != nil {
 		return nil, &FieldError{Field: "page", Msg: err.Error()}
 	}
-	msgs, err := BuildPrompt(format, PromptInput{Page: r.Page, History: r.History, Persona: r.Persona})
+	in := PromptInput{Page: r.Page, History: r.History, Persona: r.Persona}
+	msgs, err := BuildPrompt(format, in)
 	if err != nil {
 		return nil, err
 	}
@@ -174,23 +186,26 @@ func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error)
 		return nil, &RequestError{Field: "history", Code: "too_many_messages", Msg: fmt.Sprintf(
 			"The history of %d steps renders to %d messages; at most %d are allowed.", len(r.History), len(msgs), p.cfg.MaxMessages)}
 	}
-	segs, err := p.cfg.ChatFormat.Render(msgs)
-	if err != nil {
-		return nil, &FieldError{Field: "history", Msg: err.Error()}
-	}
-	prompt, err := models.TokenizeSegments(ctx, p.cfg.Tokenizer, segs)
-	if err != nil {
-		return nil, err
-	}
 	cons, err := p.constraint(page, format)
 	if err != nil {
 		return nil, err
 	}
-	maxTokens, err := p.budget(r.MaxTokens, cons.MinTokens(), len(prompt))
+	reserve := r.MaxTokens
+	if reserve == 0 {
+		reserve = p.cfg.DefaultMaxTokens
+	}
+	// A reserve over the context leaves no room (budget refuses it);
+	// bounded, the window's arithmetic cannot wrap.
+	reserve = min(reserve, p.cfg.ContextLength)
+	fit, err := p.fit(ctx, format, in, msgs, pol, reserve)
 	if err != nil {
 		return nil, err
 	}
-	pl := &Plan{Prompt: prompt, MaxTokens: maxTokens, Seed: r.Seed, Format: format, Constraint: cons}
+	maxTokens, err := p.budget(r.MaxTokens, cons.MinTokens(), len(fit.prompt))
+	if err != nil {
+		return nil, err
+	}
+	pl := &Plan{Prompt: fit.prompt, MaxTokens: maxTokens, Seed: r.Seed, Format: format, Constraint: cons, History: fit.usage}
 	if r.Temperature != nil {
 		pl.Temperature = *r.Temperature
 	}
@@ -272,6 +287,8 @@ func (pl *Plan) Answer(u Usage, t Timing) (*NextActionResponse, error) {
 		return nil, err
 	}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	h := pl.History
+	u.History = &h
 	return &NextActionResponse{Action: res.Action, Rationale: res.Rationale, Usage: u, Timing: t}, nil
 }
 

@@ -15,7 +15,8 @@ import (
 // control token each, like a byte-level BPE without merges.
 type byteTokenizer struct{}
 
-var controls = []string{"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}
+var controls = []string{"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+	"<|im_start|>", "<|im_end|>", "</s>", "<s>", "[INST]", "[/INST]"}
 
 func (byteTokenizer) Tokenize(text string, special bool) ([]int32, error) {
 	var out []int32
@@ -42,6 +43,17 @@ func (byteTokenizer) Tokenize(text string, special bool) ([]int32, error) {
 
 func testPlanner(t *testing.T, ctxLen int) *nextaction.Planner {
 	t.Helper()
+	return newTestPlanner(t, nextaction.PlannerConfig{
+		ChatFormat: models.FormatLlama3, Tokenizer: byteTokenizer{}, DefaultFormat: nextaction.FormatPrompted,
+		Limits: nextaction.Limits{MaxRationaleBytes: 20, MaxTextBytes: 10}, MaxPageBytes: 300, DefaultMaxTokens: 100,
+		ContextLength: ctxLen, MaxMessages: 6,
+	})
+}
+
+// newTestPlanner builds cfg's planner over byteTokenizer's vocabulary
+// (cfg.Grammars is filled in).
+func newTestPlanner(t *testing.T, cfg nextaction.PlannerConfig) *nextaction.Planner {
+	t.Helper()
 	pieces := make([]string, 256+len(controls))
 	special := make([]bool, len(pieces))
 	for i := range pieces {
@@ -59,11 +71,8 @@ func testPlanner(t *testing.T, ctxLen int) *nextaction.Planner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := nextaction.NewPlanner(nextaction.PlannerConfig{
-		ChatFormat: models.FormatLlama3, Tokenizer: byteTokenizer{}, Grammars: g, DefaultFormat: nextaction.FormatPrompted,
-		Limits: nextaction.Limits{MaxRationaleBytes: 20, MaxTextBytes: 10}, MaxPageBytes: 300, DefaultMaxTokens: 100,
-		ContextLength: ctxLen, MaxMessages: 6,
-	})
+	cfg.Grammars = g
+	p, err := nextaction.NewPlanner(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,28 +184,35 @@ func TestPlannerRefuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := p.Plan(context.Background(), &tt.req)
-			var (
-				fe *nextaction.FieldError
-				re *nextaction.RequestError
-			)
-			switch {
-			case errors.As(err, &fe):
-				if fe.Field != tt.field || tt.code != "" {
-					t.Errorf("field error %+v, want field %q code %q", fe, tt.field, tt.code)
-				}
-			case errors.As(err, &re):
-				if re.Field != tt.field || re.Code != tt.code || re.TooLarge != tt.tooLarge {
-					t.Errorf("request error %+v, want field %q code %q too large %v", re, tt.field, tt.code, tt.tooLarge)
-				}
-			default:
-				t.Errorf("error %v", err)
-			}
+			wantPlanErr(t, err, tt.field, tt.code, tt.tooLarge)
 		})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := p.Plan(ctx, &nextaction.NextActionRequest{Page: page}); !errors.Is(err, context.Canceled) {
 		t.Errorf("plan under a cancelled context: %v", err)
+	}
+}
+
+// wantPlanErr checks that err is a *FieldError naming field (code empty)
+// or a *RequestError with field, code and tooLarge.
+func wantPlanErr(t *testing.T, err error, field, code string, tooLarge bool) {
+	t.Helper()
+	var (
+		fe *nextaction.FieldError
+		re *nextaction.RequestError
+	)
+	switch {
+	case errors.As(err, &fe):
+		if fe.Field != field || code != "" {
+			t.Errorf("field error %+v, want field %q code %q", fe, field, code)
+		}
+	case errors.As(err, &re):
+		if re.Field != field || re.Code != code || re.TooLarge != tooLarge {
+			t.Errorf("request error %+v, want field %q code %q too large %v", re, field, code, tooLarge)
+		}
+	default:
+		t.Errorf("error %v, want field %q code %q", err, field, code)
 	}
 }
 

@@ -145,38 +145,55 @@ func BuildPrompt(f Format, in PromptInput) ([]models.Message, error) {
 			return nil, prefixField(fmt.Sprintf("history[%d].action", i), err)
 		}
 	}
-	system := promptedSystem
-	perStep := 2
-	if f == FormatFinetuned {
-		system = finetunedSystem
-		perStep = 4
-	}
-	if p := strings.TrimSpace(in.Persona); p != "" {
-		system += personaHeading + p
-	}
-	msgs := make([]models.Message, 0, 2+perStep*len(in.History))
-	msgs = append(msgs, models.Message{Role: roleSystem, Content: system})
+	msgs := make([]models.Message, 0, 2+stepMessages(f)*len(in.History))
+	msgs = append(msgs, models.Message{Role: roleSystem, Content: systemPrompt(f, in.Persona)})
 	for _, s := range in.History {
-		page := s.Page
-		if page == "" {
-			page = PageOmitted
-		}
-		rationale := s.Rationale
-		if rationale == "" {
-			rationale = RationaleOmitted
-		}
-		msgs = append(msgs, models.Message{Role: roleUser, Content: page})
-		if f == FormatPrompted {
-			msgs = append(msgs, models.Message{Role: roleAssistant, Content: PromptedOutput(rationale, s.Action)})
-			continue
-		}
-		msgs = append(msgs,
-			models.Message{Role: roleAssistant, Content: rationale},
-			FinetunedActionTurn(),
-			models.Message{Role: roleAssistant, Content: s.Action.JSON()},
-		)
+		msgs = appendStep(msgs, f, s)
 	}
 	return append(msgs, models.Message{Role: roleUser, Content: in.Page}), nil
+}
+
+// stepMessages is how many messages one history step renders to in f.
+func stepMessages(f Format) int {
+	if f == FormatFinetuned {
+		return 4
+	}
+	return 2
+}
+
+// systemPrompt is the system message of f, with the persona when there is
+// one.
+func systemPrompt(f Format, persona string) string {
+	system := promptedSystem
+	if f == FormatFinetuned {
+		system = finetunedSystem
+	}
+	if p := strings.TrimSpace(persona); p != "" {
+		system += personaHeading + p
+	}
+	return system
+}
+
+// appendStep appends the stepMessages(f) messages of one history step: its
+// page (PageOmitted when empty) and its answer.
+func appendStep(msgs []models.Message, f Format, s Step) []models.Message {
+	page := s.Page
+	if page == "" {
+		page = PageOmitted
+	}
+	rationale := s.Rationale
+	if rationale == "" {
+		rationale = RationaleOmitted
+	}
+	msgs = append(msgs, models.Message{Role: roleUser, Content: page})
+	if f == FormatPrompted {
+		return append(msgs, models.Message{Role: roleAssistant, Content: PromptedOutput(rationale, s.Action)})
+	}
+	return append(msgs,
+		models.Message{Role: roleAssistant, Content: rationale},
+		FinetunedActionTurn(),
+		models.Message{Role: roleAssistant, Content: s.Action.JSON()},
+	)
 }
 
 // FinetunedActionTurn returns the fixed user turn that follows the rationale

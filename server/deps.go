@@ -81,6 +81,10 @@ type Config struct {
 	// MaxSessions bounds the open sessions; one more is a 503
 	// too_many_sessions. DefaultMaxSessions when 0.
 	MaxSessions int
+	// SessionLease is how long a step's lease on a session of a
+	// SharedSessionStore lasts unrenewed (renewed every third of it);
+	// DefaultSessionLease when 0.
+	SessionLease time.Duration
 	// MaxSessionBytes bounds the text one session keeps (persona and
 	// history: pages, actions, rationales); a persona or a step that would
 	// take it over is a 413. 0: SessionBytesPerToken times the model's
@@ -109,6 +113,9 @@ type Deps struct {
 	Load LoadReporter
 	// GPU is the GPU telemetry for /metrics; nil: none.
 	GPU admission.GPUSignals
+	// Sessions persists sessions (sessionpersist.go); nil: they live in
+	// memory only and a restart loses them.
+	Sessions SessionStore
 	// Devices are the compute devices the engine found at start, reported
 	// by /health/ready; nil: not reported.
 	Devices []Device

@@ -34,4 +34,10 @@
 //     /metrics (metrics.go), which reads cached values only and never waits
 //     on the engine. Every POST under /v1 passes the gate: draining, then
 //     the rate limit.
+//   - Shopper sessions (sessions.go) are kept in memory and written
+//     through to a SessionStore before each answer (sessionpersist.go), or
+//     kept in a SharedSessionStore that several replicas read at every
+//     access, a step holding the session's renewed lease
+//     (sessionshared.go). A change the store refuses is a 503 and leaves
+//     the session as it was.
 package server

@@ -223,6 +223,11 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 	case errors.Is(err, batching.ErrClosed), errors.Is(err, errShuttingDown):
 		return failure(http.StatusServiceUnavailable, typeServer, "", "shutting_down",
 			"The server is shutting down."), false
+	case errors.Is(err, errSessionStore):
+		f := failure(http.StatusServiceUnavailable, typeServer, "", "session_store_unavailable",
+			"The session store did not take the change; the session is as it was. Retry after the time in Retry-After.")
+		f.retryAfter = time.Second
+		return f, false
 	case errors.Is(err, errClientGone):
 		// Nobody reads this answer; nginx's 499 names the case in logs.
 		return failure(statusClientClosed, typeInvalid, "", "client_closed_request",

@@ -43,6 +43,7 @@ type envOptions struct {
 	actions      actionsFunc      // next actions for testModel; nil: none
 	// generator, when set, wraps testModel's generator (the scheduler).
 	generator func(server.Generator) server.Generator
+	sessions  server.SessionStore
 }
 
 // actionsFunc builds a model's grammars and next-action planner.
@@ -116,7 +117,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.cfg.RequestTimeout = 20 * time.Second
 	}
 	srv, err := server.New(o.cfg, server.Deps{
-		Logger: log, Clock: clock, Models: append(ms, o.extraModels...),
+		Logger: log, Clock: clock, Models: append(ms, o.extraModels...), Sessions: o.sessions,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ type Server struct {
 	limiter *rateLimiter
 	metrics *Metrics
 
-	sessions *sessionStore // sessions.go
+	sessions sessionKeeper // sessions.go
 	// readyBodies are /health/ready's bodies by state (ready.go).
 	readyBodies [3][]byte
 }
@@ -97,7 +97,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.limiter = newRateLimiter(s.now)
-	s.sessions = newSessionStore(cfg.SessionTTL, cfg.MaxSessions, s.now)
+	var local *sessionStore
+	if shared, ok := deps.Sessions.(SharedSessionStore); ok {
+		s.sessions = newSharedSessions(shared, byID, cfg, s.now, s.log.Named("sessions"))
+	} else {
+		local = newSessionStore(cfg.SessionTTL, cfg.MaxSessions, s.now, deps.Sessions, s.log.Named("sessions"))
+		s.sessions = local
+	}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
@@ -127,6 +133,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.app.Server().CloseOnShutdown = true
 	s.app.Server().ConnState = s.conns.track // ready.go
 	s.routes()
+	// Last: loading may start the session janitor.
+	if local != nil {
+		if err := local.load(byID); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -155,6 +167,9 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.SessionLease <= 0 {
+		cfg.SessionLease = DefaultSessionLease
 	}
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = DefaultMaxSessions

@@ -2,22 +2,26 @@ package server
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/nextaction"
+	"github.com/nextact/nextact/sessionstore"
 )
 
 // Sessions keep a shopper's history on the server: POST /v1/sessions opens
 // one, POST /v1/sessions/{id}/steps asks for the next action on a page and
 // appends {page, action, rationale} to the history, GET returns the
 // session, DELETE ends it. A step's prompt is exactly the prompt of POST
-// /v1/actions/next with the stored history resent, so both APIs answer
-// alike.
+// /v1/actions/next with the stored history and the session's history
+// policy resent, so both APIs answer alike (the history window,
+// nextaction/window.go, depends on the request alone).
 //
 // A session lives while it is used: each step or GET restarts its idle
 // TTL; a session idle for the TTL is gone (404), whether a janitor swept it
@@ -44,7 +48,9 @@ type session struct {
 	model   *Model
 	format  nextaction.Format
 	persona string
+	history nextaction.HistoryPolicy // normalized
 	created time.Time
+	lease   string // the step's lease owner in a shared store
 
 	lastUsed time.Time
 	busy     bool // a step is in flight
@@ -52,11 +58,42 @@ type session struct {
 	bytes    int64 // persona and history text held, for the metrics
 }
 
-// sessionStore holds the open sessions and sweeps the expired ones.
+// sessionKeeper is where the server keeps sessions: in this process
+// (sessionStore, with an optional write-through store) or in a store that
+// several replicas share (sharedSessions, sessionshared.go).
+type sessionKeeper interface {
+	// add opens sess (id, model, format, persona and policy set).
+	add(sess *session) (sessionObject, error)
+	// view returns a session and restarts its TTL.
+	view(id string) (sessionObject, error)
+	// begin starts a step: the session and the history it builds on.
+	begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error)
+	// end finishes a step begun, recording step unless nil.
+	end(sess *session, step *nextaction.Step) error
+	// remove deletes a session.
+	remove(id string) (string, error)
+	// held is the sessions and text held, for the metrics.
+	held() (int, int64)
+	// sweep drops expired sessions.
+	sweep()
+	// close refuses new sessions and stops background work. Idempotent.
+	close()
+}
+
+var (
+	_ sessionKeeper = (*sessionStore)(nil)
+	_ sessionKeeper = (*sharedSessions)(nil)
+)
+
+// sessionStore holds the open sessions and sweeps the expired ones. With
+// a backend (sessionpersist.go) it writes every change through to it; the
+// memory stays the source of truth of this process.
 type sessionStore struct {
-	ttl time.Duration
-	max int
-	now func() time.Time
+	ttl     time.Duration
+	max     int
+	now     func() time.Time
+	backend SessionStore // nil: memory only
+	log     *zap.Logger
 
 	mu      sync.Mutex
 	byID    map[string]*session
@@ -65,11 +102,23 @@ type sessionStore struct {
 	closed  bool
 	stop    chan struct{}
 	done    chan struct{}
+	// gone are sessions dropped under the lock, to delete from the
+	// backend once it is released (unlock).
+	gone []string
 }
 
-func newSessionStore(ttl time.Duration, limit int, now func() time.Time) *sessionStore {
-	return &sessionStore{ttl: ttl, max: limit, now: now, byID: map[string]*session{},
+func newSessionStore(ttl time.Duration, limit int, now func() time.Time, backend SessionStore, log *zap.Logger) *sessionStore {
+	return &sessionStore{ttl: ttl, max: limit, now: now, backend: backend, log: log, byID: map[string]*session{},
 		stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// unlock releases the mutex, then deletes the sessions dropped under it
+// from the backend.
+func (st *sessionStore) unlock() {
+	gone := st.gone
+	st.gone = nil
+	st.mu.Unlock()
+	st.forget(gone)
 }
 
 // expiredLocked reports whether sess has been idle for the TTL at now.
@@ -80,9 +129,29 @@ func (st *sessionStore) expiredLocked(sess *session, now time.Time) bool {
 // add stores a new session, or refuses it when MaxSessions are open. The
 // janitor starts with the first session, so a server that never opens one
 // runs no goroutine for them.
+// With a backend the session is stored before it is answered; a failure
+// takes it back (503).
 func (st *sessionStore) add(sess *session) (sessionObject, error) {
+	obj, err := st.addMemory(sess)
+	if err != nil || st.backend == nil {
+		return obj, err
+	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	if err := st.backend.Create(ctx, sess.record()); err != nil {
+		st.mu.Lock()
+		if st.byID[sess.id] == sess {
+			st.dropLocked(sess)
+		}
+		st.mu.Unlock()
+		return sessionObject{}, storeFailure(st.log, "create", err)
+	}
+	return obj, nil
+}
+
+func (st *sessionStore) addMemory(sess *session) (sessionObject, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	if st.closed {
 		return sessionObject{}, errShuttingDown
 	}
@@ -125,16 +194,38 @@ func (st *sessionStore) lookupLocked(id string, now time.Time) (*session, error)
 		sess = nil
 	}
 	if sess == nil {
-		return nil, &requestError{notFound: true, code: "session_not_found",
-			msg: fmt.Sprintf("No session %q: it never existed, was deleted, or expired after being idle for %s.", strings.Clone(id), st.ttl)}
+		return nil, sessionNotFound(id, st.ttl)
 	}
 	return sess, nil
+}
+
+// sessionNotFound is the 404 of an unknown, deleted or expired session.
+func sessionNotFound(id string, ttl time.Duration) error {
+	return &requestError{notFound: true, code: "session_not_found",
+		msg: fmt.Sprintf("No session %q: it never existed, was deleted, or expired after being idle for %s.", strings.Clone(id), ttl)}
+}
+
+// sessionBusy is the 409 of a step while another runs.
+func sessionBusy(id string) error {
+	return &requestError{conflict: true, code: "session_busy",
+		msg: fmt.Sprintf("Session %q is already running a step; send one step at a time.", strings.Clone(id))}
+}
+
+// checkSessionBytes is the 413 of a step whose page would take the session
+// past its limit.
+func checkSessionBytes(sess *session, pageBytes int, limit func(*Model) int64) error {
+	if lim := limit(sess.model); sess.bytes+int64(pageBytes) > lim {
+		return tooLarge("page", "session_too_large",
+			"The session's persona and history (%d bytes) with this page (%d bytes) exceed the session limit of %d bytes: start a new session.",
+			sess.bytes, pageBytes, lim)
+	}
+	return nil
 }
 
 // view returns the session as GET shows it and restarts its TTL.
 func (st *sessionStore) view(id string) (sessionObject, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	now := st.now()
 	sess, err := st.lookupLocked(id, now)
 	if err != nil {
@@ -150,20 +241,17 @@ func (st *sessionStore) view(id string) (sessionObject, error) {
 // its limit (limit of its model) a 413.
 func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	now := st.now()
 	sess, err := st.lookupLocked(id, now)
 	if err != nil {
 		return nil, nil, err
 	}
 	if sess.busy {
-		return nil, nil, &requestError{conflict: true, code: "session_busy",
-			msg: fmt.Sprintf("Session %q is already running a step; send one step at a time.", sess.id)}
+		return nil, nil, sessionBusy(sess.id)
 	}
-	if lim := limit(sess.model); sess.bytes+int64(pageBytes) > lim {
-		return nil, nil, tooLarge("page", "session_too_large",
-			"The session's persona and history (%d bytes) with this page (%d bytes) exceed the session limit of %d bytes: start a new session.",
-			sess.bytes, pageBytes, lim)
+	if err := checkSessionBytes(sess, pageBytes, limit); err != nil {
+		return nil, nil, err
 	}
 	sess.busy = true
 	sess.lastUsed = now
@@ -171,24 +259,46 @@ func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64
 }
 
 // end finishes the step begun on sess, appending step when it succeeded
-// (nil when it failed). A session deleted meanwhile stays deleted.
-func (st *sessionStore) end(sess *session, step *nextaction.Step) {
+// (nil when it failed). A session deleted meanwhile stays deleted. With a
+// backend the step is stored first (the session is busy meanwhile, so its
+// steps are stored in order); when that fails the step is not recorded and
+// the error (a 503) is returned.
+func (st *sessionStore) end(sess *session, step *nextaction.Step) error {
+	now := st.now()
+	var err error
+	if step != nil && st.backend != nil {
+		st.mu.Lock()
+		live, index := st.byID[sess.id] == sess, len(sess.steps)
+		st.mu.Unlock()
+		if live {
+			ctx, cancel := storeCtx()
+			err = st.backend.Append(ctx, sess.id, index, *step, now)
+			cancel()
+			if errors.Is(err, sessionstore.ErrNotFound) {
+				err = nil // deleted meanwhile
+			}
+			if err = storeFailure(st.log, "append", err); err != nil {
+				step = nil
+			}
+		}
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sess.busy = false
-	sess.lastUsed = st.now()
+	sess.lastUsed = now
 	if step != nil && st.byID[sess.id] == sess {
 		sess.steps = append(sess.steps, *step)
-		n := int64(len(step.Page) + len(step.Rationale) + len(step.Action.Type) + len(step.Action.Name) + len(step.Action.Text))
+		n := stepBytes(*step)
 		sess.bytes += n
 		st.bytes += n
 	}
+	return err
 }
 
 // remove ends a session; an unknown or expired one is a 404.
 func (st *sessionStore) remove(id string) (string, error) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	sess, err := st.lookupLocked(id, st.now())
 	if err != nil {
 		return "", err
@@ -200,6 +310,9 @@ func (st *sessionStore) remove(id string) (string, error) {
 func (st *sessionStore) dropLocked(sess *session) {
 	delete(st.byID, sess.id)
 	st.bytes -= sess.bytes
+	if st.backend != nil {
+		st.gone = append(st.gone, sess.id)
+	}
 }
 
 func (st *sessionStore) sweepLocked(now time.Time) {
@@ -213,7 +326,7 @@ func (st *sessionStore) sweepLocked(now time.Time) {
 // sweep removes every expired session.
 func (st *sessionStore) sweep() {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer st.unlock()
 	st.sweepLocked(st.now())
 }
 
@@ -261,20 +374,25 @@ func (st *sessionStore) close() {
 // sessionObject is a session as the API shows it. Steps is the history,
 // oldest first: always present, empty for a new session.
 type sessionObject struct {
-	ID        string            `json:"id"`
-	Object    string            `json:"object"`
-	Model     string            `json:"model"`
-	Format    string            `json:"format"`
-	Persona   string            `json:"persona"`
-	Created   int64             `json:"created"`
-	ExpiresAt int64             `json:"expires_at"`
-	Steps     []nextaction.Step `json:"steps"`
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Model   string `json:"model"`
+	Format  string `json:"format"`
+	Persona string `json:"persona"`
+	// History is the session's history policy.
+	History   nextaction.HistoryPolicy `json:"history"`
+	Created   int64                    `json:"created"`
+	ExpiresAt int64                    `json:"expires_at"`
+	Steps     []nextaction.Step        `json:"steps"`
 }
 
-func (st *sessionStore) objectLocked(sess *session) sessionObject {
+func (st *sessionStore) objectLocked(sess *session) sessionObject { return sess.object(st.ttl) }
+
+// object is sess as the API shows it, expiring ttl after its last use.
+func (sess *session) object(ttl time.Duration) sessionObject {
 	return sessionObject{
-		ID: sess.id, Object: "session", Model: sess.model.ID, Format: string(sess.format), Persona: sess.persona,
-		Created: sess.created.Unix(), ExpiresAt: sess.lastUsed.Add(st.ttl).Unix(),
+		ID: sess.id, Object: "session", Model: sess.model.ID, Format: string(sess.format), Persona: sess.persona, History: sess.history,
+		Created: sess.created.Unix(), ExpiresAt: sess.lastUsed.Add(ttl).Unix(),
 		Steps: append([]nextaction.Step{}, sess.steps...),
 	}
 }
@@ -285,6 +403,9 @@ type createSessionRequest struct {
 	Persona string `json:"persona"`
 	// Format is "prompted" or "finetuned"; empty: the model's default.
 	Format string `json:"format"`
+	// History is the history policy of every step (the window when
+	// absent).
+	History *nextaction.HistoryPolicy `json:"history"`
 }
 
 // stepRequest is the body of POST /v1/sessions/{id}/steps: the fields of
@@ -312,10 +433,17 @@ func (s *Server) createSession(c *fiber.Ctx) error {
 			return invalid("format", "%v", err)
 		}
 	}
+	var pol nextaction.HistoryPolicy
+	if req.History != nil {
+		pol = *req.History
+	}
+	if pol, err = pol.Normalize("history"); err != nil {
+		return err
+	}
 	if limit := s.sessionLimit(m); int64(len(req.Persona)) > limit {
 		return tooLarge("persona", "session_too_large", "The persona has %d bytes, over the session limit of %d bytes.", len(req.Persona), limit)
 	}
-	sess := &session{id: sessionIDPrefix + rand.Text(), model: m, format: format, persona: req.Persona}
+	sess := &session{id: sessionIDPrefix + rand.Text(), model: m, format: format, persona: req.Persona, history: pol}
 	obj, err := s.sessions.add(sess)
 	if err != nil {
 		return err
@@ -336,17 +464,26 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 		return err
 	}
 	// The step ends however the handler leaves, a panic included: a
-	// session must never stay busy.
-	var step *nextaction.Step
-	defer func() { s.sessions.end(sess, step) }()
+	// session must never stay busy. A step that succeeded ends below, so
+	// that a store failure is the answer.
+	ended := false
+	defer func() {
+		if !ended {
+			_ = s.sessions.end(sess, nil)
+		}
+	}()
 	resp, err := s.runAction(c, sess.model, &nextaction.NextActionRequest{
 		Model: sess.model.ID, Page: req.Page, History: history, Persona: sess.persona,
 		Format: string(sess.format), Temperature: req.Temperature, Seed: req.Seed, MaxTokens: req.MaxTokens,
+		HistoryPolicy: &sess.history,
 	}, start)
 	if err != nil {
 		return err
 	}
-	step = &nextaction.Step{Page: req.Page, Action: resp.Action, Rationale: resp.Rationale}
+	ended = true
+	if err := s.sessions.end(sess, &nextaction.Step{Page: req.Page, Action: resp.Action, Rationale: resp.Rationale}); err != nil {
+		return err
+	}
 	return c.JSON(resp)
 }
 

@@ -68,15 +68,16 @@ func fakeActions(t testing.TB) actionsFunc {
 }
 
 type sessionEnvOptions struct {
-	cfg   server.Config
-	clock *testClock
-	slots int
-	gate  bool
+	cfg      server.Config
+	clock    *testClock
+	slots    int
+	gate     bool
+	sessions server.SessionStore
 }
 
 func newSessionEnv(t *testing.T, o sessionEnvOptions) *env {
 	t.Helper()
-	opts := envOptions{ctxLen: sessionCtx, cfg: o.cfg, actions: fakeActions(t), slots: o.slots, queue: 64}
+	opts := envOptions{ctxLen: sessionCtx, cfg: o.cfg, actions: fakeActions(t), slots: o.slots, queue: 64, sessions: o.sessions}
 	if o.clock != nil {
 		opts.clock = o.clock.now
 	}

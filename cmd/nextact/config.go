@@ -39,6 +39,8 @@ type serveConfig struct {
 	HostKVBudget      byteSize
 	SessionTTL        time.Duration
 	MaxSessions       int
+	SessionStore      string
+	SessionLease      time.Duration
 	ActionFormat      string
 	ActionMaxTokens   int
 	MaxPageBytes      int
@@ -101,6 +103,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Var(&c.KVBudget, "kv-budget", "most memory the KV cache (slots x ctx tokens) may take, e.g. 3GiB; start fails above it (0: no bound)")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", 30*time.Minute, "idle time after which a shopper session and its history are dropped")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "most shopper sessions open at once (503 too_many_sessions above)")
+	fs.StringVar(&c.SessionStore, "session-store", "", "where sessions are written through so they survive a restart: a bbolt file path, redis://host:port/db (shared by replicas), or memory (none); default: sessions.db under --cache-dir")
+	fs.DurationVar(&c.SessionLease, "session-lease", 30*time.Second, "with a redis:// session store: how long a step's lease on its session lasts unrenewed (a replica that dies mid-step blocks the session this long)")
 	fs.StringVar(&c.ActionFormat, "action-format", "prompted", "default prompt format of /v1/actions/next: prompted or finetuned")
 	fs.IntVar(&c.ActionMaxTokens, "action-max-tokens", 512, "max_tokens of /v1/actions/next when a request gives none")
 	fs.IntVar(&c.MaxPageBytes, "max-page-bytes", 512<<10, "largest page a next-action request may carry (413 above)")
@@ -161,6 +165,9 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--action-max-tokens, --max-page-bytes and --max-text-bytes must be positive")
 	}
 	if err := c.limitsConfig.validate(); err != nil {
+		return err
+	}
+	if err := validateSessionStore(c.SessionStore, c.SessionLease); err != nil {
 		return err
 	}
 	return c.validateOps()

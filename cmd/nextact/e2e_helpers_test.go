@@ -63,7 +63,7 @@ func testConfig() serveConfig {
 		Addr: "127.0.0.1:0", CacheDir: cacheDir, Slots: 8, Ctx: 1024, Threads: 1, Queue: 64,
 		StepTokens: 128, GPULayers: -1, FlashAttention: "auto", Deterministic: true, BodyLimit: 1 << 20,
 		RequestTimeout: 2 * time.Minute, DefaultMaxTokens: 64, ShutdownTimeout: 30 * time.Second, LogLevel: "warn",
-		SessionTTL: time.Hour, MaxSessions: 1000, ActionFormat: "prompted", ActionMaxTokens: 256, MaxPageBytes: 64 << 10, MaxRationaleBytes: 200, MaxTextBytes: 40,
+		SessionTTL: time.Hour, MaxSessions: 1000, SessionStore: sessionStoreMemory, SessionLease: 30 * time.Second, ActionFormat: "prompted", ActionMaxTokens: 256, MaxPageBytes: 64 << 10, MaxRationaleBytes: 200, MaxTextBytes: 40,
 	}
 }
 
@@ -202,7 +202,9 @@ func startServerProcess(t *testing.T, args ...string) *serverProcess {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}, args...)...)
-	cmd.Env = append(os.Environ(), "NEXTACT_TEST_RUN_MAIN=1", "NEXTACT_CACHE_DIR="+cacheDir)
+	// Sessions in memory unless args name a store: processes in parallel
+	// would contend for the cache directory's file.
+	cmd.Env = append(os.Environ(), "NEXTACT_TEST_RUN_MAIN=1", "NEXTACT_CACHE_DIR="+cacheDir, "NEXTACT_SESSION_STORE="+sessionStoreMemory)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -86,6 +86,13 @@ func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	sessions, closeSessions, err := openSessionStore(c, log)
+	if err != nil {
+		return nil, err
+	}
+	if closeSessions != nil {
+		st.closers.add(closeSessions)
+	}
 	c.StepTokens = stepTokens(c, llamacpp.Devices())
 	engine, err := llamacpp.Open(llamacpp.Config{
 		ModelPath: path, GPULayers: c.GPULayers, Slots: c.Slots, CtxPerSlot: c.Ctx,
@@ -126,10 +133,10 @@ func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
 	st.srv, err = server.New(server.Config{
 		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
 		HeaderLimit: c.HeaderLimit, APIKeys: keys, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
-		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions,
+		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions, SessionLease: c.SessionLease,
 		HeaderTimeout: c.HeaderTimeout, MaxMessages: c.MaxMessages, MaxStopBytes: c.MaxStopBytes,
 		MaxSessionBytes: int(c.MaxSessionBytes),
-	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{st.model},
+	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{st.model}, Sessions: sessions,
 		Metrics: metrics, Load: sched, GPU: gpuSignals(gpu), Devices: serverDevices(engine.Devices())})
 	if err != nil {
 		return nil, err
