@@ -62,6 +62,8 @@ func TestSchemaEstimateBoundsTheBuild(t *testing.T) {
 		// The issue's 64x64 (762 MB for ten before): a digit is one class
 		// node, not a choice of ten.
 		`{"type":"array","maxItems":64,"items":{"type":"array","maxItems":64,"items":{"type":"number"}}}`,
+		`{"$defs":{"P":{"type":"object","properties":{"x":{"type":"integer","minimum":-3,"maximum":250},"y":{"anyOf":[{"type":"string","pattern":"^[a-z]{2,5}(-[0-9]+)?$"},{"type":"null"}]}}}},"type":"array","items":{"$ref":"#/$defs/P"}}`,
+		`{"$defs":{"T":{"type":"object","properties":{"kids":{"type":"array","maxItems":2,"items":{"$ref":"#/$defs/T"}}},"required":["kids"]}},"$ref":"#/$defs/T"}`,
 	}
 	for _, s := range schemas {
 		l := DefaultSchemaLimits
@@ -69,7 +71,11 @@ func TestSchemaEstimateBoundsTheBuild(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%.60s: %v", s, err)
 		}
-		est, err := (&estimator{l: l}).schema(mustJSON(t, s), "#", 0)
+		root, err := parseJV([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		est, err := estimateSchema(root, l)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,15 +171,6 @@ func TestGrammarCacheBoundedByBytes(t *testing.T) {
 	if _, b := c.Size(); b > bound {
 		t.Fatalf("a grammar over the whole bound was kept: %d bytes", b)
 	}
-}
-
-func mustJSON(t *testing.T, s string) any {
-	t.Helper()
-	var v any
-	if err := jsonUnmarshalNumber([]byte(s), &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
 }
 
 // relaxDist is the compiler's former distance computation (relax every
