@@ -34,6 +34,10 @@ type completionRequest struct {
 	Prompt   json.RawMessage `json:"prompt"`
 	Echo     bool            `json:"echo"`
 	Logprobs *int            `json:"logprobs"`
+	// Suffix and BestOf are not honoured: accepted only at their neutral
+	// values ("" and 1).
+	Suffix json.RawMessage `json:"suffix"`
+	BestOf json.RawMessage `json:"best_of"`
 	genParams
 }
 
@@ -50,6 +54,7 @@ type genParams struct {
 	StreamOptions       *streamOptions  `json:"stream_options"`
 	N                   *int            `json:"n"`
 	ResponseFormat      *responseFormat `json:"response_format"`
+	unhonouredParams
 }
 
 type streamOptions struct {

@@ -94,6 +94,9 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	case req.Logprobs != nil && *req.Logprobs > 0:
 		return invalid("logprobs", "logprobs are not supported.")
 	}
+	if err := checkNeutral(neutralField{"suffix", req.Suffix, []string{`""`}}, neutralField{"best_of", req.BestOf, []string{"1"}}); err != nil {
+		return err
+	}
 	opts, err := req.options(s.cfg.MaxStopBytes)
 	if err != nil {
 		return err

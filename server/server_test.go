@@ -124,6 +124,7 @@ func TestChatCompletion(t *testing.T) {
 		{"eog", ``, greedyText('\n', 12), "stop"},
 		{"stop string", `"stop":["` + greedyText('\n', 8)[4:6] + `"]`, greedyText('\n', 4), "stop"},
 		{"sampling fields accepted", `"max_tokens":4,"temperature":0,"top_p":0.5,"top_k":3,"seed":-7,"n":1,"tools":[ ],"response_format":{"type":"text"},"stop":null,"unknown":{"x":1}`, greedyText('\n', 4), "length"},
+		{"neutral values of unhonoured fields accepted", `"max_tokens":4,"presence_penalty":0,"frequency_penalty":0.0,"repetition_penalty":1,"min_p":0,"logit_bias":{},"tool_choice":"auto","functions":[],"function_call":null`, greedyText('\n', 4), "length"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,6 +299,20 @@ func TestBadRequests(t *testing.T) {
 		{"max_tokens zero", "POST", chat, chatBody("hi", `"max_tokens":0`), 400, "invalid_request_error", "max_tokens", "<null>", "at least 1"},
 		{"max_completion_tokens negative", "POST", chat, chatBody("hi", `"max_completion_tokens":-3`), 400, "invalid_request_error", "max_completion_tokens", "<null>", "at least 1"},
 		{"n two", "POST", chat, chatBody("hi", `"n":2`), 400, "invalid_request_error", "n", "<null>", "'n'"},
+		// Parameters not honoured yet: any value but the neutral one is
+		// refused, naming the field (they were silently ignored before).
+		{"presence_penalty", "POST", chat, chatBody("hi", `"presence_penalty":0.5`), 400, "invalid_request_error", "presence_penalty", "<null>", "neutral value (0)"},
+		{"frequency_penalty", "POST", text, completionBody("hi", `"frequency_penalty":-1`), 400, "invalid_request_error", "frequency_penalty", "<null>", "frequency_penalty"},
+		{"repetition_penalty", "POST", chat, chatBody("hi", `"repetition_penalty":1.1`), 400, "invalid_request_error", "repetition_penalty", "<null>", "neutral value (1)"},
+		{"min_p", "POST", chat, chatBody("hi", `"min_p":0.05`), 400, "invalid_request_error", "min_p", "<null>", "min_p"},
+		{"logit_bias", "POST", chat, chatBody("hi", `"logit_bias":{"50256":-100}`), 400, "invalid_request_error", "logit_bias", "<null>", "logit_bias"},
+		{"logit_bias not an object", "POST", chat, chatBody("hi", `"logit_bias":"x"`), 400, "invalid_request_error", "logit_bias", "<null>", "logit_bias"},
+		{"tool_choice required", "POST", chat, chatBody("hi", `"tool_choice":"required"`), 400, "invalid_request_error", "tool_choice", "<null>", "tool_choice"},
+		{"functions", "POST", chat, chatBody("hi", `"functions":[{"name":"f"}]`), 400, "invalid_request_error", "functions", "<null>", "functions"},
+		{"suffix", "POST", text, completionBody("hi", `"suffix":"end"`), 400, "invalid_request_error", "suffix", "<null>", "suffix"},
+		{"best_of", "POST", text, completionBody("hi", `"best_of":3`), 400, "invalid_request_error", "best_of", "<null>", "best_of"},
+		{"echo", "POST", text, completionBody("hi", `"echo":true`), 400, "invalid_request_error", "echo", "<null>", "echo"},
+		{"logprobs", "POST", chat, chatBody("hi", `"logprobs":true`), 400, "invalid_request_error", "logprobs", "<null>", "logprobs"},
 		{"five stops", "POST", chat, chatBody("hi", `"stop":["a","b","c","d","e"]`), 400, "invalid_request_error", "stop", "<null>", "at most 4"},
 		{"stop a number", "POST", chat, chatBody("hi", `"stop":7`), 400, "invalid_request_error", "stop", "<null>", "stop"},
 		{"json_schema without actions", "POST", chat, chatBody("hi", `"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}`), 400, "invalid_request_error", "response_format", "<null>", "does not support structured outputs"},
