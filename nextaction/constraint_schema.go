@@ -10,33 +10,32 @@ import (
 
 // Structured outputs (response_format) and tool arguments compile onto the
 // same byte NFA as actions, so they close within the token budget too. The
-// JSON Schema subset (README "Supported request fields" lists it for
-// users):
+// JSON Schema subset (README "Structured outputs" lists it for users):
 //
 //   - type (one or a list; inferred from the other keywords when absent),
 //     enum and const of any JSON values (filtered by type), anyOf, oneOf
-//     (branches that provably exclude one another: different types, or a
-//     property whose const or enum values differ), allOf of one schema,
-//     $ref to "#" or a JSON pointer into the document ($defs, definitions
-//     or anywhere), recursion expanded maxRefRecursion levels deep;
+//     (branches that provably exclude one another: different types or
+//     literal values, or a required property whose const or enum values
+//     differ), allOf of one schema, $ref to "#" or a JSON pointer into the
+//     document ($defs, definitions or anywhere), recursion expanded
+//     maxRefRecursion levels deep (schema_types.go has the typed parts);
 //   - strings: minLength, maxLength (characters), pattern (the regular
 //     expressions of schema_pattern.go), format date, time, date-time,
-//     uuid, email, ipv4; any UTF-8 and JSON escapes;
+//     uuid, email, ipv4; any UTF-8 and JSON escapes (strtext.go);
 //   - numbers: minimum, maximum, exclusiveMinimum, exclusiveMaximum;
 //   - arrays: items, prefixItems (or items as an array, with
-//     additionalItems), minItems, maxItems, uniqueItems up to one item;
-//   - objects: properties (every declared property is written, required or
-//     not, in the order the schema declares them), required,
-//     additionalProperties and unevaluatedProperties (an object with
-//     properties gets no others; without properties, a schema there makes a
-//     map of up to maxProperties entries), minProperties up to 1,
-//     maxProperties;
+//     additionalItems), minItems, maxItems, uniqueItems (at most one item);
+//   - objects: properties in the order the schema declares them, required
+//     ones always, optional ones as the model chooses, no undeclared ones;
+//     without properties, a map of minProperties to maxProperties entries
+//     whose values follow additionalProperties (or unevaluatedProperties);
 //   - annotations, which are ignored.
 //
 // Anything else is an *UnsupportedError naming it. Unbounded strings take
 // at most DefaultMaxString characters, unbounded arrays and maps at most
 // DefaultMaxItems items, numbers at most 15 integer and 6 fraction digits,
-// no exponent.
+// no exponent. Every construct is sound (what is written validates), not
+// complete (a schema may allow more than the decoder writes).
 
 // Bounds used where a schema leaves a size open.
 const (
