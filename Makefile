@@ -63,7 +63,7 @@ FUZZTIME ?= 1m
 FUZZ_SHORT ?= 2000x
 FUZZ_TARGETS := ./batching:FuzzStopStrings ./models:FuzzRender ./models:FuzzInspect \
 	./nextaction:FuzzCompileSchema ./nextaction:FuzzParsePage \
-	./server:FuzzChatCompletions ./server:FuzzCompletions ./server:FuzzNextAction ./server:FuzzSessions \
+	./server:FuzzChatCompletions ./server:FuzzCompletions ./server:FuzzNextAction ./server:FuzzSessions ./server:FuzzTokenizer \
 	./server:FuzzDecodeErrorPath ./server:FuzzInflate
 define run_fuzz
 	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
