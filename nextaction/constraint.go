@@ -183,6 +183,11 @@ func (c *ByteConstraint) maskFree(logits []float32, budget int, mode textMode) e
 	x := &c.v.text[mode]
 	c.allowed = c.allowed[:0]
 	exits := c.exitBytes()
+	if mode == modeJSON {
+		for b := 0xf0; b <= 0xf4; b++ {
+			exits[b] = true // characters above U+FFFF: simulated (runText)
+		}
+	}
 	for b, ok := range exits {
 		if !ok {
 			continue

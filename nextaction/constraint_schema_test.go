@@ -147,3 +147,41 @@ func TestSchemaUnsupportedFeaturesAreNamed(t *testing.T) {
 		t.Error("malformed schema accepted")
 	}
 }
+
+// A character above U+FFFF counts 2 toward maxLength (JavaScript's length,
+// which Zod checks) and comes only once minLength is met, so strings keep
+// both bounds counted either way (code points, UTF-16 units). Zod refused
+// a 201-unit rationale under max(200) before.
+func TestSchemaStringLengthsHoldInUTF16(t *testing.T) {
+	t.Parallel()
+	v := testVocab(t)
+	g, err := nextaction.SchemaGrammar([]byte(`{"type":"string","minLength":1,"maxLength":4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	astral := 0
+	for range 400 {
+		c := nextaction.NewByteConstraint(v, g)
+		decode(t, v, c, rng, c.MinTokens()+rng.IntN(12))
+		var s string
+		if err := json.Unmarshal(c.Output(), &s); err != nil {
+			t.Fatalf("%q: %v", c.Output(), err)
+		}
+		points, units := 0, 0
+		for _, r := range s {
+			points++
+			units++
+			if r > 0xffff {
+				units++
+				astral++
+			}
+		}
+		if points < 1 || units > 4 {
+			t.Fatalf("%q: %d code points, %d UTF-16 units, want 1 and at most 4", s, points, units)
+		}
+	}
+	if astral == 0 {
+		t.Fatal("no character above U+FFFF was drawn: the test checks nothing")
+	}
+}

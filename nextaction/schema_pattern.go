@@ -46,7 +46,12 @@ const (
 // lengths is the fewest and most characters r matches (max -1: any).
 func (r *re) lengths() (lo, hi int) {
 	switch r.op {
-	case reLit, reSet:
+	case reLit:
+		if len(r.lit) == 4 {
+			return 1, 2 // above U+FFFF: 2 in UTF-16, as JavaScript counts
+		}
+		return 1, 1
+	case reSet:
 		return 1, 1
 	case reCat:
 		for _, s := range r.subs {

@@ -14,8 +14,11 @@ package nextaction
 //
 // A small automaton (strNext) reads the bytes of one character: its states
 // are where a character is under way, strInit between characters. A free
-// node counts characters, as JSON Schema's minLength and maxLength do; a
-// thread inside a character (s != strInit) may not leave the node.
+// node counts characters, as JSON Schema's minLength and maxLength do,
+// except that a character above U+FFFF counts 2 (as JavaScript's length
+// does) and comes only once the minimum is met, so that both counts keep
+// both bounds; a thread inside a character (s != strInit) may not leave
+// the node.
 
 // textMode is what a free node's text may hold.
 type textMode uint8
@@ -115,6 +118,16 @@ func freeStep(n *node, t thread, c byte) (thread, bool) {
 		return thread{}, false
 	}
 	if t.s == strInit { // c starts a character
+		if isAstralLead(c) {
+			// Above U+FFFF: two UTF-16 code units, so it counts 2 toward
+			// the maximum (JavaScript's length, Zod's max) and is written
+			// only once the minimum is met (every earlier character counted
+			// 1, so the code points meet it too).
+			if t.n < n.min || t.n+2 > n.max {
+				return thread{}, false
+			}
+			return thread{node: t.node, n: t.n + 2, s: s}, true
+		}
 		if t.n >= n.max {
 			return thread{}, false
 		}
@@ -122,6 +135,10 @@ func freeStep(n *node, t thread, c byte) (thread, bool) {
 	}
 	return thread{node: t.node, n: t.n, s: s}, true
 }
+
+// isAstralLead reports whether c starts a 4-byte UTF-8 sequence (a
+// character above U+FFFF).
+func isAstralLead(c byte) bool { return c >= 0xf0 && c <= 0xf4 }
 
 // startsText reports whether byte c can start a character of free text in
 // mode m.
@@ -153,7 +170,9 @@ func runText(m textMode, p string) textRun {
 			continue
 		}
 		next := strNext[r.s][c]
-		if next == strFail {
+		if next == strFail || r.s == strInit && isAstralLead(c) {
+			// A character above U+FFFF is allowed or not by the count
+			// so far (freeStep): the index leaves it to simulation.
 			return r
 		}
 		if r.s == strInit {
