@@ -18,7 +18,7 @@ APT_PACKAGES := nlohmann-json3-dev libstb-dev gcc g++ make
 TEST_APT_PACKAGES := prometheus
 ARGS ?=
 
-.PHONY: all build run test bench fuzz soak deps test-deps fmt clean cuda gpu-bundle
+.PHONY: all build run test bench fuzz soak deps test-deps npm-deps fmt clean cuda gpu-bundle
 
 all: build
 
@@ -49,8 +49,15 @@ build: deps
 run: build
 	./$(BIN) serve $(ARGS)
 
+## npm-deps: the npm packages of clients/ (the OpenAI Node SDK and Zod, for
+## cmd/nextact's client tests), from its lockfile; skipped when they are
+## installed. Installs Debian's nodejs and npm when node is missing.
+npm-deps:
+	$(call apt_install,$(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm))
+	@cd clients && { npm ls --all >/dev/null 2>&1 || npm ci --no-audit --no-fund; }
+
 ## test: every test, against the real llama.cpp engine on generated models.
-test: test-deps
+test: test-deps npm-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./models/... ./runtime/nvml/... ./eval/... ./nextaction/client/...
