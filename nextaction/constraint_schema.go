@@ -391,6 +391,9 @@ func (c *schemaCompiler) resolve(ref, path string) (*jv, string, error) {
 	return cur, "#" + frag, nil
 }
 
+// maxOneOf bounds the branches of a oneOf, whose check is quadratic.
+const maxOneOf = 256
+
 // union compiles anyOf or oneOf: one branch per schema. oneOf needs its
 // branches to exclude one another, or an output could match two.
 func (c *schemaCompiler) union(v *jv, path string, depth int) (part, error) {
@@ -404,6 +407,10 @@ func (c *schemaCompiler) union(v *jv, path string, depth int) (part, error) {
 	sub, subPath, err := onlyApplicator(v, k, path)
 	if err != nil {
 		return part{}, err
+	}
+	if k == "oneOf" && len(sub.vals) > maxOneOf {
+		// The disjointness check compares every pair of branches.
+		return part{}, &UnsupportedError{Feature: fmt.Sprintf("oneOf of more than %d branches (use anyOf)", maxOneOf), Path: path}
 	}
 	if k == "oneOf" && !c.disjoint(sub.vals) {
 		return part{}, &UnsupportedError{Feature: "oneOf whose branches may overlap (use anyOf, or tell the branches apart by type or by a const or enum property)", Path: path}

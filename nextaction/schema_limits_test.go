@@ -30,6 +30,8 @@ func TestSchemaLimitsRefuse(t *testing.T) {
 		{"100k-byte const", `{"const":"` + strings.Repeat("a", 100_000) + `"}`, DefaultSchemaLimits, LimitSchemaBytes},
 		{"100k-byte const, big schemas allowed", `{"const":"` + strings.Repeat("a", 100_000) + `"}`, big, LimitLiteralBytes},
 		{"enum of 100k integers", `{"enum":[` + strings.Join(ints, ",") + `]}`, big, LimitEnumValues},
+		{"regex repetition of a repetition", `{"type":"string","pattern":"((a{1000}){1000}){1000}"}`, DefaultSchemaLimits, LimitGrammarNodes},
+		{"refs doubling at each level", `{"$defs":{` + doublingRefs(15) + `},"$ref":"#/$defs/d0"}`, DefaultSchemaLimits, LimitGrammarNodes},
 		{"deep nesting", strings.Repeat(`{"type":"array","items":`, 40) + `{"type":"null"}` + strings.Repeat("}", 40), DefaultSchemaLimits, LimitSchemaDepth},
 	}
 	for _, tc := range cases {
@@ -41,6 +43,16 @@ func TestSchemaLimitsRefuse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// doublingRefs defines d0..d(n-1), each an array of two of the next: 2^n
+// expansions if nothing bounded them.
+func doublingRefs(n int) string {
+	var defs []string
+	for i := range n {
+		defs = append(defs, fmt.Sprintf(`"d%d":{"type":"array","minItems":2,"maxItems":2,"items":{"$ref":"#/$defs/d%d"}}`, i, i+1))
+	}
+	return strings.Join(defs, ",") + fmt.Sprintf(`,"d%d":{"type":"integer"}`, n)
 }
 
 // Right under the limits, schemas compile, and the estimate made before
