@@ -185,3 +185,65 @@ func TestSchemaStringLengthsHoldInUTF16(t *testing.T) {
 		t.Fatal("no character above U+FFFF was drawn: the test checks nothing")
 	}
 }
+
+// randomVocab is a byte-level vocabulary of n tokens: the 256 bytes, then
+// random pieces cut from text mixing ASCII, JSON syntax, escapes and
+// multi-byte UTF-8 at arbitrary byte offsets (so many pieces start or end
+// inside a character or an escape), then two control tokens.
+func randomVocab(t testing.TB, n int, seed uint64) *nextaction.Vocab {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	parts := []string{"a", "b", "Z", "0", "7", " ", "_", "-", ".", ":", ",", `"`, `\`, `\"`, `\\`, `\n`, `\u00e9`, `\ud83d`, "{", "}", "[", "]", "é", "日本", "🛒", "\x7f", "\x01", "null", "true", "1e5", "-0."}
+	var pieces []string
+	for b := range 256 {
+		pieces = append(pieces, string([]byte{byte(b)}))
+	}
+	seen := map[string]bool{}
+	for len(pieces) < n-2 {
+		var sb strings.Builder
+		for range 1 + rng.IntN(4) {
+			sb.WriteString(parts[rng.IntN(len(parts))])
+		}
+		s := sb.String()
+		lo := rng.IntN(len(s))
+		hi := lo + 1 + rng.IntN(len(s)-lo)
+		if p := s[lo:hi]; len(p) > 1 && !seen[p] {
+			seen[p] = true
+			pieces = append(pieces, p)
+		}
+	}
+	pieces = append(pieces, "<|eot_id|>", "<|start_header_id|>")
+	special := make([]bool, len(pieces))
+	special[len(pieces)-1], special[len(pieces)-2] = true, true
+	v, err := nextaction.NewVocab(pieces, special, []int32{int32(len(pieces) - 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// The fast path of Mask inside JSON strings (an index of the vocabulary,
+// not a walk per token) keeps exactly the tokens Allows (a byte-by-byte
+// simulation) allows, at every step, on a vocabulary whose pieces split
+// characters and escapes anywhere; and the outputs validate.
+func TestMaskAgreesWithAllowsOnSplitPieces(t *testing.T) {
+	t.Parallel()
+	v := randomVocab(t, 3000, 21)
+	schemas := []string{
+		`{"type":"string","maxLength":12}`,
+		`{"type":"string","minLength":3,"maxLength":5}`,
+		`{"type":"object","properties":{"a":{"type":"string"},"b":{"type":["string","null"],"maxLength":4}},"required":["a"]}`,
+		`{"type":"array","maxItems":3,"items":{"type":"string","minLength":1,"maxLength":3}}`,
+		`{"type":"object","additionalProperties":{"type":"string","maxLength":2},"maxProperties":2}`,
+	}
+	corpus := nextactiontest.SchemaCorpus(t)
+	for _, s := range corpus[:8] {
+		schemas = append(schemas, string(s.JSON))
+	}
+	for i, s := range schemas {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			checkSchemaDecodes(t, v, []byte(s), 4, uint64(300+i))
+		})
+	}
+}
