@@ -551,8 +551,8 @@ func (c *schemaCompiler) str(s *jv, path string) (part, error) {
 	if pattern == "" {
 		return c.b.seq(c.b.lit(`"`), c.b.jsonText(lo, hi), c.b.lit(`"`)), nil
 	}
-	if !hasMax && !s.has("minLength") {
-		lo, hi = 0, -1 // no bound beyond the pattern's own
+	if !hasMax {
+		hi = -1 // no maximum beyond the pattern's own
 	}
 	body, err := c.b.pattern(pattern, lo, hi, ppath)
 	if err != nil {

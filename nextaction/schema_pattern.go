@@ -95,8 +95,8 @@ func addLen(a, b int) int {
 	return min(a+b, 1<<30)
 }
 
-// pattern compiles a pattern into the content of a JSON string. With hi
-// >= 0 the string must also hold lo to hi characters: the pattern's own
+// pattern compiles a pattern into the content of a JSON string of at
+// least lo characters and, with hi >= 0, at most hi: the pattern's own
 // lengths must lie within them.
 func (b *builder) pattern(src string, lo, hi int, path string) (part, error) {
 	p := &reParser{src: src, path: path}
@@ -104,11 +104,8 @@ func (b *builder) pattern(src string, lo, hi int, path string) (part, error) {
 	if err != nil {
 		return part{}, err
 	}
-	if hi >= 0 {
-		rl, rh := r.lengths()
-		if rl < lo || rh < 0 || rh > hi {
-			return part{}, &UnsupportedError{Feature: fmt.Sprintf("minLength/maxLength beside a pattern whose matches may be shorter or longer (%d to %s characters)", rl, lenText(rh)), Path: path}
-		}
+	if rl, rh := r.lengths(); rl < lo || hi >= 0 && (rh < 0 || rh > hi) {
+		return part{}, &UnsupportedError{Feature: fmt.Sprintf("minLength/maxLength beside a pattern whose matches may be shorter or longer (%d to %s characters)", rl, lenText(rh)), Path: path}
 	}
 	return b.regex(r, path)
 }

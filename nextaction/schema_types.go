@@ -461,9 +461,20 @@ func literalSet(v *jv) map[string]bool {
 	}
 	out := make(map[string]bool, len(vals))
 	for _, x := range vals {
-		out[string(x.appendJSON(nil))] = true
+		out[literalKey(x)] = true
 	}
 	return out
+}
+
+// literalKey is a value's JSON text, a number's by value (1 and 1.0 are
+// the same value to a validator).
+func literalKey(x *jv) string {
+	if x.kind == jvNumber {
+		if f, err := strconv.ParseFloat(x.str, 64); err == nil {
+			return strconv.FormatFloat(f, 'g', -1, 64)
+		}
+	}
+	return string(x.appendJSON(nil))
 }
 
 // excludes reports whether no value matches both a and o.

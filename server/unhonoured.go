@@ -1,8 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
+	"strings"
 )
 
 // unhonouredParams are OpenAI (and vLLM) request fields that nextact
@@ -52,7 +52,7 @@ func checkNeutral(fields ...neutralField) error {
 			continue
 		}
 		return invalid(f.param, "'%s' is not supported yet: nextact accepts it only at its neutral value (%s), which changes nothing.",
-			f.param, bytes.Join(toBytes(f.neutral), []byte(" or ")))
+			f.param, strings.Join(f.neutral, " or "))
 	}
 	return nil
 }
@@ -87,12 +87,4 @@ func isNeutral(raw json.RawMessage, neutral []string) bool {
 		}
 	}
 	return false
-}
-
-func toBytes(ss []string) [][]byte {
-	out := make([][]byte, len(ss))
-	for i, s := range ss {
-		out[i] = []byte(s)
-	}
-	return out
 }
