@@ -20,7 +20,7 @@ APT_PACKAGES := nlohmann-json3-dev libstb-dev gcc g++ make
 TEST_APT_PACKAGES := prometheus redis-server
 ARGS ?=
 
-.PHONY: all build run test bench fuzz soak deps test-deps fmt clean cuda gpu-bundle
+.PHONY: all build run test bench fuzz soak deps test-deps npm-deps fmt clean cuda gpu-bundle
 
 all: build
 
@@ -51,8 +51,15 @@ build: deps
 run: build
 	./$(BIN) serve $(ARGS)
 
+## npm-deps: the npm packages of clients/ (the OpenAI Node SDK and Zod, for
+## cmd/nextact's client tests), from its lockfile; skipped when they are
+## installed. Installs Debian's nodejs and npm when node is missing.
+npm-deps:
+	$(call apt_install,$(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm))
+	@cd clients && { npm ls --all >/dev/null 2>&1 || npm ci --no-audit --no-fund; }
+
 ## test: every test, against the real llama.cpp engine on generated models.
-test: test-deps
+test: test-deps npm-deps
 	$(GO) vet ./...
 	NEXTACT_REQUIRE_REDIS=1 $(GO) test -count=1 -timeout 30m ./...
 	NEXTACT_REQUIRE_REDIS=1 $(GO) test -count=1 -race -timeout 10m ./batching/... ./server/... ./sessionstore/... ./models/... ./runtime/nvml/... ./eval/... ./nextaction/client/...
@@ -65,7 +72,7 @@ FUZZTIME ?= 1m
 FUZZ_SHORT ?= 2000x
 FUZZ_TARGETS := ./batching:FuzzStopStrings ./models:FuzzRender ./models:FuzzInspect \
 	./nextaction:FuzzCompileSchema ./nextaction:FuzzParsePage \
-	./server:FuzzChatCompletions ./server:FuzzCompletions ./server:FuzzNextAction ./server:FuzzSessions \
+	./server:FuzzChatCompletions ./server:FuzzCompletions ./server:FuzzNextAction ./server:FuzzSessions ./server:FuzzTokenizer \
 	./server:FuzzDecodeErrorPath ./server:FuzzInflate
 define run_fuzz
 	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \

@@ -182,7 +182,10 @@ func (s *Scheduler) acceptConstrained(q *sequence, tok int32) (FinishReason, err
 	}
 	q.held = ""
 	forced := s.takeForced(q)
-	q.h.emit(text + q.held)
+	// Through the text state, which holds back a character split across
+	// tokens (a constrained request has no stop strings there).
+	out, _ := q.text.push(text + q.held)
+	q.h.emit(out)
 	q.held = ""
 	switch {
 	case done:

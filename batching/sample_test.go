@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap/zaptest"
 
@@ -219,4 +221,80 @@ func TestLogitsViewsDieWithTheirStep(t *testing.T) {
 			t.Errorf("request %d: %q, want %q", i, got[i].Text, want)
 		}
 	}
+}
+
+// scriptConstraint allows exactly the tokens of script, in order.
+type scriptConstraint struct {
+	script []int32
+	i      int
+}
+
+func (c *scriptConstraint) Mask(logits []float32, _ int) error {
+	for i := range logits {
+		if int32(i) != c.script[c.i] {
+			logits[i] = float32(math.Inf(-1))
+		}
+	}
+	return nil
+}
+
+func (c *scriptConstraint) Accept(tok int32) (bool, error) {
+	if tok != c.script[c.i] {
+		return false, fmt.Errorf("token %d, want %d", tok, c.script[c.i])
+	}
+	c.i++
+	return c.i == len(c.script), nil
+}
+
+func (c *scriptConstraint) MinTokens() int { return len(c.script) }
+
+// A constrained stream never splits a UTF-8 character across chunks: the
+// constrained path held nothing back, and a client decoding each chunk
+// got replacement characters (the OpenAI Node SDK counted "걎" as three
+// U+FFFD and a Zod maxLength failed).
+func TestConstrainedStreamKeepsUTF8Whole(t *testing.T) {
+	t.Parallel()
+	const want = "café 日本 🛒!"
+	// One engine step at a time, each chunk read before the next step, so
+	// that a character split across two tokens would show.
+	m := hashModel(false)
+	gate := make(chan struct{})
+	s := newSched(t, gated(m.Engine(), gate), m, batching.Config{})
+	h, err := s.Submit(context.Background(), batching.Request{Prompt: prompt("x"), MaxTokens: 64, Constraint: &scriptConstraint{script: byteTokens(want)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer close(gate)
+	var got strings.Builder
+	for steps := 0; steps < 100; steps++ {
+		select {
+		case gate <- struct{}{}:
+		case <-time.After(time.Second):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		c, err := h.Next(ctx)
+		cancel()
+		if err != nil {
+			continue // nothing new: the character is still incomplete
+		}
+		if !utf8.ValidString(c.Text) {
+			t.Fatalf("chunk %q is not valid UTF-8", c.Text)
+		}
+		got.WriteString(c.Text)
+		if c.Finish != batching.NotFinished {
+			break
+		}
+	}
+	if got.String() != want {
+		t.Fatalf("text %q, want %q", got.String(), want)
+	}
+}
+
+// byteTokens is s as one token per byte (prompt is for ASCII).
+func byteTokens(s string) []int32 {
+	out := make([]int32, len(s))
+	for i := range len(s) {
+		out[i] = int32(s[i])
+	}
+	return out
 }

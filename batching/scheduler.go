@@ -236,11 +236,15 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 	if req.Sampling.Seed != nil {
 		seed = *req.Sampling.Seed
 	}
+	stops := req.Stop
+	if req.Constraint != nil {
+		stops = nil // the constraint decides where the output ends
+	}
 	seq := &sequence{
 		req:       req,
 		h:         newHandle(ctx),
 		sampler:   newSampler(req.Sampling, seed),
-		text:      textState{stops: req.Stop},
+		text:      textState{stops: stops},
 		slot:      -1,
 		tokens:    req.Prompt,
 		promptLen: len(req.Prompt),

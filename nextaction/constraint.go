@@ -30,6 +30,7 @@ type ByteConstraint struct {
 	depth      [][]thread
 	fitA, fitB []thread
 	fitC       []thread
+	frees      []freeThread
 	ts         tset // deduplicates the states built
 }
 
@@ -66,8 +67,8 @@ func (c *ByteConstraint) Mask(logits []float32, remaining int) error {
 		return errors.New("constraint: output already complete")
 	}
 	budget := remaining - 1
-	if lo, hi, ok := c.freeOnly(budget); ok {
-		return c.maskFree(logits, budget, lo, hi)
+	if mode, ok := c.freeOnly(budget); ok {
+		return c.maskFree(logits, budget, mode)
 	}
 	c.allowed = c.allowed[:0]
 	c.walk(0, c.state, 0, budget)
@@ -77,6 +78,12 @@ func (c *ByteConstraint) Mask(logits []float32, remaining int) error {
 	if len(c.allowed) == 0 {
 		return errNoToken
 	}
+	c.keepOnly(logits)
+	return nil
+}
+
+// keepOnly sets every logit but those of c.allowed to -Inf.
+func (c *ByteConstraint) keepOnly(logits []float32) {
 	c.saved = c.saved[:0]
 	for _, t := range c.allowed {
 		c.saved = append(c.saved, logits[t])
@@ -87,37 +94,59 @@ func (c *ByteConstraint) Mask(logits []float32, remaining int) error {
 	for i, t := range c.allowed {
 		logits[t] = c.saved[i]
 	}
-	return nil
 }
 
-// freeOnly reports whether the state is inside free text whose only exits
-// start with a non-text byte; then a token of text bytes is allowed exactly
-// when its length is in [lo, hi].
-func (c *ByteConstraint) freeOnly(budget int) (lo, hi int32, ok bool) {
-	lo, hi = math.MaxInt32, -1
+// freeThread is a free node's thread as the fast path sees it: n
+// characters taken of min to max, and d the fewest bytes after the text.
+type freeThread struct{ n, min, max, d int32 }
+
+// freeOnly reports whether the state is inside free text of one mode, at a
+// character boundary, whose only exits start with a byte that cannot start
+// text; it collects the free threads that can still finish within the
+// budget into c.frees. Then a token that is all text is allowed exactly
+// when some thread can take its characters (see fitsText).
+func (c *ByteConstraint) freeOnly(budget int) (textMode, bool) {
+	c.frees = c.frees[:0]
+	mode, seen := modePlain, false
 	for _, t := range c.state {
 		n := &c.g.nodes[t.node]
-		switch n.kind {
-		case nByte:
-			if n.cls != 0 || isTextByte(n.b) { // a class (digits) holds text bytes
-				return 0, 0, false
-			}
-		case nMatch:
-			return 0, 0, false
-		case nFree:
-			d := c.g.nodes[n.out].dist
-			if int(d) > budget {
-				continue
-			}
-			// max(0, min-n-L) + d <= budget  <=>  L >= min-n-(budget-d)
-			flo := max(1, n.min-t.n-(int32(budget)-d))
-			fhi := n.max - t.n
-			if flo <= fhi {
-				lo, hi = min(lo, flo), max(hi, fhi)
-			}
+		if n.kind != nFree {
+			continue
+		}
+		if t.s != strInit || (seen && n.mode != mode) {
+			return 0, false
+		}
+		mode, seen = n.mode, true
+		if d := c.g.nodes[n.out].dist; int(d) <= budget {
+			c.frees = append(c.frees, freeThread{n: t.n, min: n.min, max: n.max, d: d})
 		}
 	}
-	return lo, hi, hi >= 0 || c.hasFree()
+	if !seen {
+		return 0, false
+	}
+	for _, t := range c.state {
+		switch n := &c.g.nodes[t.node]; n.kind {
+		case nByte:
+			if n.cls != 0 || startsText(mode, n.b) { // a class (digits) holds text bytes
+				return 0, false
+			}
+		case nMatch:
+			return 0, false
+		}
+	}
+	return mode, true
+}
+
+// fitsText reports whether some free thread can take chars more
+// characters, then need bytes to finish a character under way, and still
+// finish within the budget.
+func (c *ByteConstraint) fitsText(chars int32, need int32, budget int) bool {
+	for _, f := range c.frees {
+		if f.n+chars <= f.max && int64(need)+int64(max(0, f.min-f.n-chars))+int64(f.d) <= int64(budget) {
+			return true
+		}
+	}
+	return false
 }
 
 // exitBytes is every byte an nByte thread may take now or once the free
@@ -145,29 +174,33 @@ func (c *ByteConstraint) exitBytes() (set [256]bool) {
 	return set
 }
 
-func (c *ByteConstraint) hasFree() bool {
-	for _, t := range c.state {
-		if c.g.nodes[t.node].kind == nFree {
-			return true
-		}
-	}
-	return false
-}
-
-// maskFree is the fast path inside free text: one pass over the vocabulary
-// by length, then only the tokens whose first non-text byte can leave the
-// text are simulated.
-func (c *ByteConstraint) maskFree(logits []float32, budget int, lo, hi int32) error {
+// maskFree is the fast path inside free text: one pass over the
+// vocabulary's text index (or, mid-text, over the tokens that are not all
+// text), then only the tokens whose first non-text byte can leave the text
+// are simulated, and the tokens that end inside a character are checked
+// against the budget.
+func (c *ByteConstraint) maskFree(logits []float32, budget int, mode textMode) error {
+	x := &c.v.text[mode]
 	c.allowed = c.allowed[:0]
 	exits := c.exitBytes()
+	if mode == modeJSON {
+		for b := 0xf0; b <= 0xf4; b++ {
+			exits[b] = true // characters above U+FFFF: simulated (runText)
+		}
+	}
 	for b, ok := range exits {
 		if !ok {
 			continue
 		}
-		for _, t := range c.v.unsafeBy[b] {
-			if c.fitsAfterText(t, budget) {
+		for _, t := range x.unsafeBy[b] {
+			if c.fitsAfterText(t, budget, mode) {
 				c.allowed = append(c.allowed, t)
 			}
+		}
+	}
+	for i, t := range x.partial {
+		if c.fitsText(x.partialChars[i], int32(x.partialNeed[i]), budget) {
+			c.allowed = append(c.allowed, t)
 		}
 	}
 	c.saved = c.saved[:0]
@@ -175,16 +208,16 @@ func (c *ByteConstraint) maskFree(logits []float32, budget int, lo, hi int32) er
 		c.saved = append(c.saved, logits[t])
 	}
 	any := len(c.allowed) > 0
-	if lo <= 1 && hi >= c.v.maxText {
+	if len(c.frees) == 1 && c.fitsText(1, 0, budget) && c.fitsText(x.maxText, 0, budget) {
 		// Every all-text token fits (the usual case mid-text): only the
-		// others need masking.
-		any = any || c.v.maxText > 0
-		for _, t := range c.v.notText {
+		// others need masking. One thread's fit is monotone in between.
+		any = any || x.maxText > 0
+		for _, t := range x.notText {
 			logits[t] = negInf
 		}
 	} else {
-		for i, l := range c.v.safeLen {
-			if l >= lo && l <= hi {
+		for i, l := range x.runLen {
+			if l > 0 && c.fitsText(l, 0, budget) {
 				any = true
 				continue
 			}
@@ -200,11 +233,13 @@ func (c *ByteConstraint) maskFree(logits []float32, budget int, lo, hi int32) er
 	return nil
 }
 
-// fitsAfterText simulates a token whose first k bytes are text, inside
-// free text where no other thread takes text bytes: the free threads take
-// the k bytes in one move, then the rest is stepped byte by byte.
-func (c *ByteConstraint) fitsAfterText(tok int32, budget int) bool {
-	k := c.v.textPrefix[tok]
+// fitsAfterText simulates a token whose first bytes are text, ending at a
+// character boundary, inside free text where no other thread takes text
+// bytes: the free threads take those bytes in one move, then the rest is
+// stepped byte by byte.
+func (c *ByteConstraint) fitsAfterText(tok int32, budget int, mode textMode) bool {
+	x := &c.v.text[mode]
+	k, chars := x.prefixLen[tok], x.prefixChars[tok]
 	if k == 0 {
 		return c.fits(tok, budget, c.state, 0)
 	}
@@ -212,8 +247,8 @@ func (c *ByteConstraint) fitsAfterText(tok int32, budget int) bool {
 	c.ts.begin()
 	for _, t := range c.state {
 		n := &c.g.nodes[t.node]
-		if n.kind == nFree && t.n+k <= n.max {
-			start = c.g.closure(&c.ts, start, thread{node: t.node, n: t.n + k})
+		if n.kind == nFree && t.n+chars <= n.max {
+			start = c.g.closure(&c.ts, start, thread{node: t.node, n: t.n + chars})
 		}
 	}
 	c.fitC = start

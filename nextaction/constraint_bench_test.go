@@ -47,8 +47,9 @@ func bigVocab(b *testing.B) *nextaction.Vocab {
 }
 
 // BenchmarkMask is the cost of one constrained token at a 128k vocabulary:
-// inside the rationale (free text: one pass over the vocabulary) and at the
-// element name (a walk of the vocabulary trie).
+// inside the rationale (free text: one pass over the vocabulary), inside a
+// JSON-schema string (JSON text), and at the element name (a walk of the
+// vocabulary trie).
 //
 //	go test -run '^$' -bench Mask ./nextaction
 func BenchmarkMask(b *testing.B) {
@@ -63,6 +64,20 @@ func BenchmarkMask(b *testing.B) {
 	logits := make([]float32, v.Size())
 	b.Run("free-text", func(b *testing.B) {
 		c := nextaction.NewByteConstraint(v, g)
+		for range b.N {
+			if err := c.Mask(logits, 500); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Inside a JSON-schema string (JSON text: escapes and any UTF-8).
+	sg, err := nextaction.SchemaGrammar([]byte(`{"type":"object","properties":{"note":{"type":"string","maxLength":400}},"required":["note"]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("json-string", func(b *testing.B) {
+		c := nextaction.NewByteConstraint(v, sg)
+		c.Forced() // {"note":"
 		for range b.N {
 			if err := c.Mask(logits, 500); err != nil {
 				b.Fatal(err)

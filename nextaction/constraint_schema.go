@@ -1,23 +1,41 @@
 package nextaction
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"slices"
+	"net/url"
+	"strconv"
+	"strings"
 )
 
-// Structured outputs (response_format) compile onto the same byte NFA as
-// actions, so they close within the token budget too. Supported JSON Schema:
-// type (one or a list), properties (every property is written, in sorted
-// key order), required, additionalProperties false, items, minItems,
-// maxItems, enum, const, minLength, maxLength, and annotations (title,
-// description, default, examples, $schema). Strings are printable ASCII
-// without '"' or '\'. Unbounded strings take at most DefaultMaxString bytes,
-// unbounded arrays at most DefaultMaxItems items, numbers at most 15 integer
-// and 6 fraction digits, no exponent.
+// Structured outputs (response_format) and tool arguments compile onto the
+// same byte NFA as actions, so they close within the token budget too. The
+// JSON Schema subset (README "Structured outputs" lists it for users):
+//
+//   - type (one or a list; inferred from the other keywords when absent),
+//     enum and const of any JSON values (filtered by type), anyOf, oneOf
+//     (branches that provably exclude one another: different types or
+//     literal values, or a required property whose const or enum values
+//     differ), allOf of one schema, $ref to "#" or a JSON pointer into the
+//     document ($defs, definitions or anywhere), recursion expanded
+//     maxRefRecursion levels deep (schema_types.go has the typed parts);
+//   - strings: minLength, maxLength (characters), pattern (the regular
+//     expressions of schema_pattern.go), format date, time, date-time,
+//     uuid, email, ipv4; any UTF-8 and JSON escapes (strtext.go);
+//   - numbers: minimum, maximum, exclusiveMinimum, exclusiveMaximum;
+//   - arrays: items, prefixItems (or items as an array, with
+//     additionalItems), minItems, maxItems, uniqueItems (at most one item);
+//   - objects: properties in the order the schema declares them, required
+//     ones always, optional ones as the model chooses, no undeclared ones;
+//     without properties, a map of minProperties to maxProperties entries
+//     whose values follow additionalProperties (or unevaluatedProperties);
+//   - annotations, which are ignored.
+//
+// Anything else is an *UnsupportedError naming it. Unbounded strings take
+// at most DefaultMaxString characters, unbounded arrays and maps at most
+// DefaultMaxItems items, numbers at most 15 integer and 6 fraction digits,
+// no exponent. Every construct is sound (what is written validates), not
+// complete (a schema may allow more than the decoder writes).
 
 // Bounds used where a schema leaves a size open.
 const (
@@ -110,35 +128,65 @@ func SchemaGrammar(schema []byte) (*Grammar, error) {
 }
 
 // CompileSchema compiles a JSON schema under l (zero fields: defaults). A
-// schema over a limit is a *LimitError, found before the grammar is built;
-// an unsupported one an *UnsupportedError.
+// schema over a limit is a *LimitError, found by a counting pass before
+// the grammar is built; an unsupported one an *UnsupportedError.
 func CompileSchema(schema []byte, l SchemaLimits) (*Grammar, error) {
 	l = l.withDefaults()
 	if len(schema) > l.MaxBytes {
 		return nil, &LimitError{Limit: LimitSchemaBytes, Max: l.MaxBytes, Got: len(schema), Path: "#"}
 	}
-	var root any
-	if err := jsonUnmarshalNumber(schema, &root); err != nil {
+	root, err := parseJV(schema)
+	if err != nil {
 		return nil, fmt.Errorf("schema is not valid JSON: %w", err)
 	}
-	est := &estimator{l: l}
-	n, err := est.schema(root, "#", 0)
-	if err != nil {
+	return compileSchemaValue(root, l)
+}
+
+// compileSchemaValue compiles a parsed schema: first counting the nodes
+// it would take (refusing it over MaxNodes before anything is
+// allocated), then building it.
+func compileSchemaValue(root *jv, l SchemaLimits) (*Grammar, error) {
+	if _, err := estimateSchema(root, l); err != nil {
 		return nil, err
 	}
-	if n > int64(l.MaxNodes) {
-		return nil, &LimitError{Limit: LimitGrammarNodes, Max: l.MaxNodes, Got: int(min(n, math.MaxInt32)), Path: "#"}
-	}
-	b := &builder{maxNodes: l.MaxNodes}
-	p, err := b.schema(root, "#")
+	c := newSchemaCompiler(&builder{maxNodes: l.MaxNodes}, l, root)
+	p, err := c.schema(root, "#", 0)
 	if err != nil {
-		return nil, err
+		return nil, c.limitErr(err)
 	}
-	g, err := b.compile(p)
-	if b.over {
-		return nil, &LimitError{Limit: LimitGrammarNodes, Max: l.MaxNodes, Got: l.MaxNodes + 1, Path: "#"}
+	return c.finish(p)
+}
+
+// finish closes a compiled part into a grammar, explaining a grammar with
+// no complete output.
+func (c *schemaCompiler) finish(p part) (*Grammar, error) {
+	g, err := c.b.compile(p)
+	if c.b.over {
+		return nil, &LimitError{Limit: LimitGrammarNodes, Max: c.l.MaxNodes, Got: c.l.MaxNodes + 1, Path: "#"}
 	}
-	return g, err
+	if err != nil && c.cut {
+		return nil, &UnsupportedError{Feature: fmt.Sprintf("recursive $ref with no finite instance within %d levels", maxRefRecursion), Path: "#"}
+	}
+	if err != nil {
+		return nil, &UnsupportedError{Feature: "schema that no value satisfies", Path: "#"}
+	}
+	return g, nil
+}
+
+// estimateSchema counts the nodes the schema compiles to, without
+// building them; counting stops just past MaxNodes, so it is linear in
+// the schema whatever its bounds multiply to. It also enforces the
+// structural limits.
+func estimateSchema(root *jv, l SchemaLimits) (int64, error) {
+	c := newSchemaCompiler(&builder{counting: true, maxNodes: l.MaxNodes}, l, root)
+	_, err := c.schema(root, "#", 0)
+	if err != nil {
+		return 0, c.limitErr(err)
+	}
+	if c.b.over {
+		return 0, &LimitError{Limit: LimitGrammarNodes, Max: l.MaxNodes, Got: c.b.count, Path: "#"}
+	}
+	return int64(c.b.count), nil
 }
 
 // JSONObjectGrammar accepts any JSON object (nesting depth at most 3).
@@ -147,241 +195,405 @@ func JSONObjectGrammar() (*Grammar, error) {
 	return b.compile(b.anyObject(jsonObjectDepth))
 }
 
-var annotations = map[string]bool{"title": true, "description": true, "default": true, "examples": true, "$schema": true, "$id": true, "$comment": true}
+// maxRefRecursion is how many times one $ref target may be expanded inside
+// itself; deeper, that branch matches nothing, so the decoder takes
+// another (an empty array, null, another anyOf branch). A schema left with
+// no complete output is refused.
+const maxRefRecursion = 3
 
-func (b *builder) schema(v any, path string) (part, error) {
-	if v == true {
-		return b.anyValue(jsonObjectDepth), nil
+// schemaCompiler compiles one schema document onto a builder.
+type schemaCompiler struct {
+	b    *builder
+	l    SchemaLimits
+	root *jv
+	// expanding counts, per $ref target, its expansions on the path being
+	// compiled.
+	expanding map[*jv]int
+	// refs counts $ref expansions, bounded like nodes.
+	refs int
+	// cut is set when a recursive $ref was cut at maxRefRecursion.
+	cut bool
+}
+
+func newSchemaCompiler(b *builder, l SchemaLimits, root *jv) *schemaCompiler {
+	return &schemaCompiler{b: b, l: l, root: root, expanding: map[*jv]int{}}
+}
+
+// limitErr turns the builder's stop into the limit it broke.
+func (c *schemaCompiler) limitErr(err error) error {
+	if errors.Is(err, errOverNodes) {
+		return &LimitError{Limit: LimitGrammarNodes, Max: c.l.MaxNodes, Got: c.l.MaxNodes + 1, Path: "#"}
 	}
-	s, ok := v.(map[string]any)
-	if !ok {
-		return part{}, &UnsupportedError{Feature: fmt.Sprintf("schema of JSON type %T", v), Path: path}
+	return err
+}
+
+// annotations are keywords that do not constrain a value.
+var annotations = map[string]bool{
+	"title": true, "description": true, "default": true, "examples": true, "$schema": true, "$id": true,
+	"$comment": true, "deprecated": true, "readOnly": true, "writeOnly": true, "discriminator": true,
+	"$defs": true, "definitions": true, "contentMediaType": true, "contentEncoding": true,
+}
+
+// keywords are the constraining keywords the compiler honours.
+var keywords = map[string]bool{
+	"type": true, "enum": true, "const": true, "$ref": true, "anyOf": true, "oneOf": true, "allOf": true,
+	"minLength": true, "maxLength": true, "pattern": true, "format": true,
+	"minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true,
+	"items": true, "prefixItems": true, "additionalItems": true, "minItems": true, "maxItems": true, "uniqueItems": true,
+	"properties": true, "required": true, "additionalProperties": true, "unevaluatedProperties": true,
+	"minProperties": true, "maxProperties": true,
+}
+
+func isAnnotation(k string) bool { return annotations[k] || strings.HasPrefix(k, "x-") }
+
+// schema compiles the schema v found at path, depth levels of properties
+// and items deep.
+func (c *schemaCompiler) schema(v *jv, path string, depth int) (part, error) {
+	if depth > c.l.MaxDepth {
+		return part{}, &LimitError{Limit: LimitSchemaDepth, Max: c.l.MaxDepth, Got: depth, Path: path}
 	}
-	for k := range s {
-		switch k {
-		case "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-			"enum", "const", "minLength", "maxLength":
-		default:
-			if !annotations[k] {
-				return part{}, &UnsupportedError{Feature: k, Path: path}
-			}
-		}
-	}
-	if b.over {
+	if c.b.over {
 		return part{}, errOverNodes
 	}
-	if c, ok := s["const"]; ok {
-		lit, err := literalJSON(c, path+"/const")
+	switch {
+	case v.isBool(true):
+		return c.b.anyValue(jsonObjectDepth), nil
+	case v.isBool(false):
+		return c.b.never(), nil
+	case v.kind != jvObject:
+		return part{}, &UnsupportedError{Feature: "schema that is a JSON " + v.typeName(), Path: path}
+	}
+	for _, k := range v.keys {
+		if !keywords[k] && !isAnnotation(k) {
+			return part{}, &UnsupportedError{Feature: k, Path: path}
+		}
+	}
+	switch {
+	case v.has("$ref"):
+		return c.ref(v, path, depth)
+	case v.has("allOf"):
+		sub, subPath, err := onlyApplicator(v, "allOf", path)
 		if err != nil {
 			return part{}, err
 		}
-		return b.lit(lit), nil
-	}
-	if e, ok := s["enum"]; ok {
-		vals, ok := e.([]any)
-		if !ok || len(vals) == 0 {
-			return part{}, &UnsupportedError{Feature: "enum that is not a non-empty array", Path: path}
+		if len(sub.vals) != 1 {
+			return part{}, &UnsupportedError{Feature: "allOf of more than one schema", Path: path}
 		}
-		lits := make([]string, len(vals))
-		for i, x := range vals {
-			lit, err := literalJSON(x, fmt.Sprintf("%s/enum/%d", path, i))
-			if err != nil {
-				return part{}, err
-			}
-			lits[i] = lit
-		}
-		// A trie of the values: an enum of many values sharing prefixes
-		// keeps the decoder's state small.
-		return b.oneOf(lits), nil
+		return c.schema(sub.vals[0], subPath+"/0", depth)
+	case v.has("anyOf"), v.has("oneOf"):
+		return c.union(v, path, depth)
 	}
-	types, err := schemaTypes(s, path)
+	types, err := schemaTypes(v, path)
 	if err != nil {
 		return part{}, err
 	}
+	if k := v.get("const"); k != nil {
+		return c.literals([]*jv{k}, types, path+"/const")
+	}
+	if e := v.get("enum"); e != nil {
+		if e.kind != jvArray || len(e.vals) == 0 {
+			return part{}, &UnsupportedError{Feature: "enum that is not a non-empty array", Path: path}
+		}
+		if len(e.vals) > c.l.MaxEnum {
+			return part{}, &LimitError{Limit: LimitEnumValues, Max: c.l.MaxEnum, Got: len(e.vals), Path: path + "/enum"}
+		}
+		return c.literals(e.vals, types, path+"/enum")
+	}
+	if types == nil {
+		return c.b.anyValue(jsonObjectDepth), nil
+	}
 	var alts []part
 	for _, t := range types {
-		p, err := b.typed(t, s, path)
+		p, err := c.typed(t, v, path, depth)
 		if err != nil {
 			return part{}, err
 		}
 		alts = append(alts, p)
 	}
-	return b.alt(alts...), nil
+	return c.b.alt(alts...), nil
 }
 
-func schemaTypes(s map[string]any, path string) ([]string, error) {
-	switch t := s["type"].(type) {
-	case string:
-		return []string{t}, nil
-	case []any:
-		var out []string
-		for _, x := range t {
-			str, ok := x.(string)
-			if !ok {
-				return nil, &UnsupportedError{Feature: "non-string type", Path: path}
-			}
-			out = append(out, str)
-		}
-		if len(out) > 0 {
-			return out, nil
-		}
-	case nil:
-		if _, ok := s["properties"]; ok {
-			return []string{"object"}, nil
-		}
-		return nil, &UnsupportedError{Feature: "schema without type", Path: path}
+// onlyApplicator returns v's array-valued keyword k, checking that v has
+// no other constraining keyword beside it (JSON Schema would apply them
+// together, which the compiler does not).
+func onlyApplicator(v *jv, k, path string) (*jv, string, error) {
+	sub := v.get(k)
+	if sub.kind != jvArray || len(sub.vals) == 0 {
+		return nil, "", &UnsupportedError{Feature: k + " that is not a non-empty array", Path: path}
 	}
-	return nil, &UnsupportedError{Feature: "type", Path: path}
+	for _, other := range v.keys {
+		if other != k && !isAnnotation(other) {
+			return nil, "", &UnsupportedError{Feature: fmt.Sprintf("%s beside %s", other, k), Path: path}
+		}
+	}
+	return sub, path + "/" + k, nil
 }
 
-func (b *builder) typed(t string, s map[string]any, path string) (part, error) {
-	switch t {
-	case "string":
-		lo, hi, err := bounds(s, "minLength", "maxLength", DefaultMaxString, path)
+// ref compiles a $ref: the schema it points to, in place.
+func (c *schemaCompiler) ref(v *jv, path string, depth int) (part, error) {
+	for _, k := range v.keys {
+		if k != "$ref" && !isAnnotation(k) {
+			return part{}, &UnsupportedError{Feature: fmt.Sprintf("%s beside $ref", k), Path: path}
+		}
+	}
+	r := v.get("$ref")
+	if r.kind != jvString {
+		return part{}, &UnsupportedError{Feature: "$ref that is not a string", Path: path}
+	}
+	target, tpath, err := c.resolve(r.str, path)
+	if err != nil {
+		return part{}, err
+	}
+	if c.refs++; c.refs > c.l.MaxNodes {
+		return part{}, errOverNodes
+	}
+	if c.expanding[target] >= maxRefRecursion {
+		c.cut = true
+		return c.b.never(), nil
+	}
+	c.expanding[target]++
+	defer func() { c.expanding[target]-- }()
+	return c.schema(target, tpath, depth)
+}
+
+// resolve finds the schema a $ref names: "#" or a JSON pointer fragment
+// ("#/$defs/Item") into this document.
+func (c *schemaCompiler) resolve(ref, path string) (*jv, string, error) {
+	if !strings.HasPrefix(ref, "#") {
+		return nil, "", &UnsupportedError{Feature: fmt.Sprintf("$ref %q outside this schema (only #/... pointers)", ref), Path: path}
+	}
+	frag, err := url.PathUnescape(ref[1:])
+	if err != nil || frag != "" && !strings.HasPrefix(frag, "/") {
+		return nil, "", &UnsupportedError{Feature: fmt.Sprintf("$ref %q (only #/... pointers)", ref), Path: path}
+	}
+	cur := c.root
+	if frag != "" {
+		for _, tok := range strings.Split(frag[1:], "/") {
+			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+			switch cur.kind {
+			case jvObject:
+				cur = cur.get(tok)
+			case jvArray:
+				i, err := strconv.Atoi(tok)
+				if err != nil || i < 0 || i >= len(cur.vals) {
+					cur = nil
+				} else {
+					cur = cur.vals[i]
+				}
+			default:
+				cur = nil
+			}
+			if cur == nil {
+				return nil, "", &UnsupportedError{Feature: fmt.Sprintf("$ref %q to nothing", ref), Path: path}
+			}
+		}
+	}
+	return cur, "#" + frag, nil
+}
+
+// maxOneOf bounds the branches of a oneOf, whose check is quadratic.
+const maxOneOf = 256
+
+// union compiles anyOf or oneOf: one branch per schema. oneOf needs its
+// branches to exclude one another, or an output could match two.
+func (c *schemaCompiler) union(v *jv, path string, depth int) (part, error) {
+	k := "anyOf"
+	if v.has("oneOf") {
+		k = "oneOf"
+		if v.has("anyOf") {
+			return part{}, &UnsupportedError{Feature: "anyOf beside oneOf", Path: path}
+		}
+	}
+	sub, subPath, err := onlyApplicator(v, k, path)
+	if err != nil {
+		return part{}, err
+	}
+	if k == "oneOf" && len(sub.vals) > maxOneOf {
+		// The disjointness check compares every pair of branches.
+		return part{}, &UnsupportedError{Feature: fmt.Sprintf("oneOf of more than %d branches (use anyOf)", maxOneOf), Path: path}
+	}
+	if k == "oneOf" && !c.disjoint(sub.vals) {
+		return part{}, &UnsupportedError{Feature: "oneOf whose branches may overlap (use anyOf, or tell the branches apart by type or by a const or enum property)", Path: path}
+	}
+	alts := make([]part, 0, len(sub.vals))
+	for i, s := range sub.vals {
+		p, err := c.schema(s, fmt.Sprintf("%s/%d", subPath, i), depth)
 		if err != nil {
 			return part{}, err
 		}
-		return b.seq(b.lit(`"`), b.free(lo, hi), b.lit(`"`)), nil
-	case "integer":
-		return b.integer(), nil
-	case "number":
-		return b.seq(b.integer(), b.opt(b.seq(b.lit("."), b.digits(1, 6)))), nil
-	case "boolean":
-		return b.alt(b.lit("true"), b.lit("false")), nil
-	case "null":
-		return b.lit("null"), nil
-	case "array":
-		return b.array(s, path)
-	case "object":
-		return b.object(s, path)
+		alts = append(alts, p)
 	}
-	return part{}, &UnsupportedError{Feature: "type " + t, Path: path}
+	return c.b.alt(alts...), nil
 }
 
-func bounds(s map[string]any, minKey, maxKey string, defMax int, path string) (int, int, error) {
-	lo, hi := 0, defMax
-	for key, dst := range map[string]*int{minKey: &lo, maxKey: &hi} {
-		if v, ok := s[key]; ok {
-			n, ok := v.(json.Number)
-			i, err := n.Int64()
-			if !ok || err != nil || i < 0 || i > 4096 {
-				return 0, 0, &UnsupportedError{Feature: fmt.Sprintf("%s outside 0..4096", key), Path: path}
-			}
-			*dst = int(i)
+// literals is a choice of JSON values (const, enum), keeping those of the
+// schema's types when it names any; a trie, so that many values sharing
+// prefixes keep the decoder's state small.
+func (c *schemaCompiler) literals(vals []*jv, types []string, path string) (part, error) {
+	lits := make([]string, 0, len(vals))
+	for i, x := range vals {
+		lit := string(x.appendJSON(nil))
+		if len(lit) > c.l.MaxLiteralBytes {
+			return part{}, &LimitError{Limit: LimitLiteralBytes, Max: c.l.MaxLiteralBytes, Got: len(lit), Path: fmt.Sprintf("%s/%d", path, i)}
+		}
+		if typeAllows(types, x.typeName()) {
+			lits = append(lits, lit)
 		}
 	}
-	if _, ok := s[maxKey]; !ok && lo > hi {
+	if len(lits) == 0 {
+		return c.b.never(), nil
+	}
+	return c.b.oneOf(lits), nil
+}
+
+// typeAllows reports whether a value of JSON type t satisfies a schema of
+// types (nil: any).
+func typeAllows(types []string, t string) bool {
+	if types == nil {
+		return true
+	}
+	for _, x := range types {
+		if x == t || x == "number" && t == "integer" {
+			return true
+		}
+	}
+	return false
+}
+
+var validTypes = map[string]bool{"string": true, "integer": true, "number": true, "boolean": true, "null": true, "array": true, "object": true}
+
+// schemaTypes is the schema's type keyword as a list; without one, the
+// type its other keywords imply, or nil (any) for enum, const and empty
+// schemas.
+func schemaTypes(s *jv, path string) ([]string, error) {
+	t := s.get("type")
+	if t == nil {
+		for _, g := range []struct {
+			typ  string
+			keys []string
+		}{
+			{"object", []string{"properties", "additionalProperties", "unevaluatedProperties", "required", "minProperties", "maxProperties"}},
+			{"array", []string{"items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems"}},
+			{"string", []string{"minLength", "maxLength", "pattern", "format"}},
+			{"number", []string{"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}},
+		} {
+			for _, k := range g.keys {
+				if s.has(k) {
+					return []string{g.typ}, nil
+				}
+			}
+		}
+		return nil, nil
+	}
+	var out []string
+	switch t.kind {
+	case jvString:
+		out = []string{t.str}
+	case jvArray:
+		for _, x := range t.vals {
+			if x.kind != jvString {
+				return nil, &UnsupportedError{Feature: "type list with a non-string", Path: path}
+			}
+			out = append(out, x.str)
+		}
+	}
+	if len(out) == 0 {
+		return nil, &UnsupportedError{Feature: "type that is not a name or a list of names", Path: path}
+	}
+	for _, x := range out {
+		if !validTypes[x] {
+			return nil, &UnsupportedError{Feature: "type " + x, Path: path}
+		}
+	}
+	return out, nil
+}
+
+// typed compiles the value of one type t under schema s.
+func (c *schemaCompiler) typed(t string, s *jv, path string, depth int) (part, error) {
+	switch t {
+	case "string":
+		return c.str(s, path)
+	case "integer", "number":
+		return c.number(t == "integer", s, path)
+	case "boolean":
+		return c.b.alt(c.b.lit("true"), c.b.lit("false")), nil
+	case "null":
+		return c.b.lit("null"), nil
+	case "array":
+		return c.array(s, path, depth)
+	}
+	return c.object(s, path, depth)
+}
+
+// str compiles a string: free JSON text within minLength and maxLength,
+// or a pattern or format.
+func (c *schemaCompiler) str(s *jv, path string) (part, error) {
+	lo, hi, hasMax, err := bounds(s, "minLength", "maxLength", DefaultMaxString, path)
+	if err != nil {
+		return part{}, err
+	}
+	pattern, ppath := "", path+"/pattern"
+	if f := s.get("format"); f != nil {
+		if f.kind != jvString || formatPatterns[f.str] == "" {
+			return part{}, &UnsupportedError{Feature: fmt.Sprintf("format %s (supported: %s)", f.appendJSON(nil), supportedFormats), Path: path}
+		}
+		if s.has("pattern") {
+			return part{}, &UnsupportedError{Feature: "pattern beside format", Path: path}
+		}
+		pattern, ppath = formatPatterns[f.str], path+"/format"
+	}
+	if p := s.get("pattern"); p != nil {
+		if p.kind != jvString {
+			return part{}, &UnsupportedError{Feature: "pattern that is not a string", Path: path}
+		}
+		pattern = p.str
+	}
+	if pattern == "" {
+		return c.b.seq(c.b.lit(`"`), c.b.jsonText(lo, hi), c.b.lit(`"`)), nil
+	}
+	if !hasMax {
+		hi = -1 // no maximum beyond the pattern's own
+	}
+	body, err := c.b.pattern(pattern, lo, hi, ppath)
+	if err != nil {
+		return part{}, err
+	}
+	return c.b.seq(c.b.lit(`"`), body, c.b.lit(`"`)), nil
+}
+
+// bounds reads a pair of size keywords (minLength/maxLength,
+// minItems/maxItems, ...): 0..4096 each, the maximum defMax when absent
+// (or the minimum, when that is larger). hasMax reports whether the
+// schema gave the maximum.
+func bounds(s *jv, minKey, maxKey string, defMax int, path string) (lo, hi int, hasMax bool, err error) {
+	lo, hi = 0, defMax
+	for _, k := range []string{minKey, maxKey} {
+		v := s.get(k)
+		if v == nil {
+			continue
+		}
+		i, perr := strconv.ParseInt(v.str, 10, 64)
+		if v.kind != jvNumber || perr != nil || i < 0 || i > 4096 {
+			return 0, 0, false, &UnsupportedError{Feature: fmt.Sprintf("%s outside 0..4096", k), Path: path}
+		}
+		if k == minKey {
+			lo = int(i)
+		} else {
+			hi, hasMax = int(i), true
+		}
+	}
+	if !hasMax && lo > hi {
 		hi = lo
 	}
 	if lo > hi {
-		return 0, 0, &UnsupportedError{Feature: minKey + " above " + maxKey, Path: path}
+		return 0, 0, false, &UnsupportedError{Feature: minKey + " above " + maxKey, Path: path}
 	}
-	return lo, hi, nil
-}
-
-func (b *builder) array(s map[string]any, path string) (part, error) {
-	lo, hi, err := bounds(s, "minItems", "maxItems", DefaultMaxItems, path)
-	if err != nil {
-		return part{}, err
-	}
-	items, ok := s["items"]
-	if !ok {
-		items = true
-	}
-	item := func() (part, error) { return b.schema(items, path+"/items") }
-	if hi == 0 {
-		return b.lit("[]"), nil
-	}
-	// [ item (, item){lo-1 mandatory} (, item)? ... ]: built from the end.
-	tail := b.lit("]")
-	for i := hi - 1; i >= 1; i-- {
-		it, err := item()
-		if err != nil {
-			return part{}, err
-		}
-		more := b.seq(b.lit(","), it, tail)
-		if i >= lo {
-			tail = b.alt(b.lit("]"), more)
-		} else {
-			tail = more
-		}
-	}
-	first, err := item()
-	if err != nil {
-		return part{}, err
-	}
-	body := b.seq(first, tail)
-	if lo == 0 {
-		return b.seq(b.lit("["), b.alt(b.lit("]"), body)), nil
-	}
-	return b.seq(b.lit("["), body), nil
-}
-
-func (b *builder) object(s map[string]any, path string) (part, error) {
-	props, _ := s["properties"].(map[string]any)
-	if ap, ok := s["additionalProperties"]; ok && ap != false {
-		return part{}, &UnsupportedError{Feature: "additionalProperties other than false", Path: path}
-	}
-	if len(props) == 0 {
-		if _, ok := s["additionalProperties"]; ok {
-			return b.lit("{}"), nil
-		}
-		return b.anyObject(jsonObjectDepth - 1), nil
-	}
-	if req, ok := s["required"].([]any); ok {
-		for _, r := range req {
-			if name, _ := r.(string); props[name] == nil {
-				return part{}, &UnsupportedError{Feature: fmt.Sprintf("required property %v without a schema", r), Path: path}
-			}
-		}
-	}
-	keys := make([]string, 0, len(props))
-	for k := range props {
-		if !safeText(k) {
-			return part{}, &UnsupportedError{Feature: fmt.Sprintf("property name %q", k), Path: path}
-		}
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	ps := []part{b.lit("{")}
-	for i, k := range keys {
-		v, err := b.schema(props[k], path+"/properties/"+k)
-		if err != nil {
-			return part{}, err
-		}
-		sep := ","
-		if i == 0 {
-			sep = ""
-		}
-		ps = append(ps, b.lit(sep+`"`+k+`":`), v)
-	}
-	return b.seq(append(ps, b.lit("}"))...), nil
+	return lo, hi, hasMax, nil
 }
 
 // errOverNodes stops building once the builder's cap is reached (the
 // caller reports the LimitError).
 var errOverNodes = errors.New("grammar over its node limit")
-
-// literalJSON is the exact JSON text of a const or enum value.
-func literalJSON(v any, path string) (string, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return "", &UnsupportedError{Feature: "unencodable value", Path: path}
-	}
-	if str, ok := v.(string); ok && !safeText(str) {
-		return "", &UnsupportedError{Feature: "string value with '\"', '\\' or non-printable characters", Path: path}
-	}
-	return string(data), nil
-}
-
-func safeText(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !isTextByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
 
 // digits matches between lo and hi decimal digits.
 func (b *builder) digits(lo, hi int) part {
@@ -403,7 +615,7 @@ func (b *builder) integer() part {
 // anyValue is any JSON value nested at most depth levels.
 func (b *builder) anyValue(depth int) part {
 	alts := []part{
-		b.seq(b.lit(`"`), b.free(0, DefaultMaxString), b.lit(`"`)),
+		b.seq(b.lit(`"`), b.jsonText(0, DefaultMaxString), b.lit(`"`)),
 		b.seq(b.integer(), b.opt(b.seq(b.lit("."), b.digits(1, 6)))),
 		b.lit("true"), b.lit("false"), b.lit("null"),
 	}
@@ -415,7 +627,7 @@ func (b *builder) anyValue(depth int) part {
 
 func (b *builder) anyObject(depth int) part {
 	pair := func() part {
-		return b.seq(b.lit(`"`), b.free(1, 64), b.lit(`":`), b.anyValue(depth))
+		return b.seq(b.lit(`"`), b.jsonText(1, 64), b.lit(`":`), b.anyValue(depth))
 	}
 	members := b.seq(pair(), b.star(b.seq(b.lit(","), pair())))
 	return b.seq(b.lit("{"), b.opt(members), b.lit("}"))
@@ -424,12 +636,4 @@ func (b *builder) anyObject(depth int) part {
 func (b *builder) anyArray(depth int) part {
 	items := b.seq(b.anyValue(depth), b.star(b.seq(b.lit(","), b.anyValue(depth))))
 	return b.seq(b.lit("["), b.opt(items), b.lit("]"))
-}
-
-// jsonUnmarshalNumber decodes data as the compiler does (numbers kept as
-// json.Number).
-func jsonUnmarshalNumber(data []byte, v *any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	return dec.Decode(v)
 }

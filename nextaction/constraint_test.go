@@ -11,7 +11,8 @@ import (
 )
 
 // testVocab is a byte-level vocabulary: the 256 bytes, some merges that
-// cross JSON syntax ("\",\"", "name", "_"), and two control tokens (one
+// cross JSON syntax ("\",\"", "name", "_") or UTF-8 characters and JSON
+// escapes ("é", a partial "日", "\u00"), and two control tokens (one
 // of them end-of-generation).
 func testVocab(t testing.TB) *nextaction.Vocab {
 	t.Helper()
@@ -19,7 +20,10 @@ func testVocab(t testing.TB) *nextaction.Vocab {
 	for b := range 256 {
 		pieces = append(pieces, string([]byte{byte(b)}))
 	}
-	pieces = append(pieces, `{"`, `":"`, `","`, `"}`, `name`, `type`, `click`, `ation`, `_`, `.`, ` the`, `."`, `"}}`, `ing`, `product`, `a"`, `<|eot_id|>`, `<|start_header_id|>`)
+	pieces = append(pieces, `{"`, `":"`, `","`, `"}`, `name`, `type`, `click`, `ation`, `_`, `.`, ` the`, `."`, `"}}`, `ing`, `product`, `a"`,
+		// UTF-8 and JSON escapes: whole characters, a character split
+		// across tokens, an escape, an escape cut short.
+		"é", "日本", "\xe6\x97", "é\"", `\"`, `\n`, `\u00`, "🛒", `<|eot_id|>`, `<|start_header_id|>`)
 	special := make([]bool, len(pieces))
 	special[len(pieces)-1], special[len(pieces)-2] = true, true
 	v, err := nextaction.NewVocab(pieces, special, []int32{int32(len(pieces) - 2)})
@@ -45,6 +49,7 @@ func decode(t *testing.T, v *nextaction.Vocab, c interface {
 		return used
 	}
 	logits := make([]float32, v.Size())
+	eog := int32(v.Size() - 2) // <|eot_id|>
 	for used < maxTokens {
 		for i := range logits {
 			logits[i] = float32(rng.NormFloat64())
@@ -77,6 +82,11 @@ func decode(t *testing.T, v *nextaction.Vocab, c interface {
 		if done {
 			return used
 		}
+	}
+	// Out of tokens where the output may end (a top-level number that
+	// could take more digits): complete, though not final.
+	if c.Allows(eog, 1) {
+		return used
 	}
 	t.Fatalf("no complete output within %d tokens", maxTokens)
 	return 0

@@ -3,29 +3,44 @@ package nextaction
 import "errors"
 
 // Vocab indexes a model's vocabulary for constrained decoding: a trie over
-// the token pieces, and which tokens are all text bytes. Build it once per
-// model; it is immutable and goroutine-safe.
+// the token pieces, and for each mode of free text which tokens are all
+// text. Build it once per model; it is immutable and goroutine-safe.
 type Vocab struct {
 	pieces  []string
 	special []bool
 	eog     []int32
-	// safeLen is the byte length of a token made only of text bytes, else 0.
-	safeLen []int32
-	// unsafeBy lists ordinary tokens with some non-text byte ('"', '\',
-	// control bytes, non-ASCII), grouped by the first such byte: inside
-	// free text only those whose first non-text byte can end the text are
-	// worth simulating.
-	unsafeBy [256][]int32
-	// notText lists every token that is not all text bytes (special, empty
-	// or unsafe); maxText is the longest all-text token.
-	notText []int32
-	maxText int32
-	// textPrefix is, for a token in unsafeBy, how many text bytes precede
-	// its first non-text byte.
-	textPrefix []int32
-	trie       []trieNode
+	// text indexes the tokens for free text, by textMode.
+	text [2]textIndex
+	trie []trieNode
 	// dups holds, by trie node, further tokens with the same piece.
 	dups map[int32][]int32
+}
+
+// textIndex classifies every token for free text of one mode entered at a
+// character boundary, so that a mask inside free text is one pass over
+// arrays instead of a walk of the grammar per token.
+type textIndex struct {
+	// runLen is, for a token that is all text and ends at a character
+	// boundary, the characters it writes; else 0.
+	runLen []int32
+	// unsafeBy lists ordinary tokens that leave text at a character
+	// boundary (a '"', a control byte...), grouped by that first non-text
+	// byte: inside free text only those whose first non-text byte can end
+	// the text are worth simulating. prefixLen and prefixChars are the
+	// bytes and characters of text before it.
+	unsafeBy               [256][]int32
+	prefixLen, prefixChars []int32
+	// partial lists the tokens that are all text but end inside a
+	// character (part of a UTF-8 sequence or of an escape); partialChars
+	// counts the character under way, partialNeed is the fewest bytes
+	// that finish it.
+	partial      []int32
+	partialChars []int32
+	partialNeed  []uint8
+	// notText lists every token with runLen 0 (special, empty, partial or
+	// leaving text); maxText is the most characters of an all-text token.
+	notText []int32
+	maxText int32
 }
 
 // trieNode is a vocabulary trie node in first-child/next-sibling form.
@@ -43,33 +58,44 @@ func NewVocab(pieces []string, special []bool, eog []int32) (*Vocab, error) {
 	if len(pieces) == 0 || len(special) != len(pieces) {
 		return nil, errors.New("vocab: pieces and special flags must be non-empty and the same length")
 	}
-	v := &Vocab{pieces: pieces, special: special, eog: eog, safeLen: make([]int32, len(pieces)), textPrefix: make([]int32, len(pieces))}
+	v := &Vocab{pieces: pieces, special: special, eog: eog}
 	v.trie = []trieNode{{tok: -1, child: -1, next: -1}}
-	for id, p := range pieces {
-		if special[id] || p == "" {
-			continue
-		}
-		first := -1
-		for i := 0; i < len(p) && first < 0; i++ {
-			if !isTextByte(p[i]) {
-				first = i
-			}
-		}
-		if first < 0 {
-			v.safeLen[id] = int32(len(p))
-			v.maxText = max(v.maxText, int32(len(p)))
-		} else {
-			v.unsafeBy[p[first]] = append(v.unsafeBy[p[first]], int32(id))
-			v.textPrefix[id] = int32(first)
-		}
-		v.insert(p, int32(id))
+	for m := range v.text {
+		v.text[m].index(textMode(m), pieces, special)
 	}
-	for id, l := range v.safeLen {
-		if l == 0 {
-			v.notText = append(v.notText, int32(id))
+	for id, p := range pieces {
+		if !special[id] && p != "" {
+			v.insert(p, int32(id))
 		}
 	}
 	return v, nil
+}
+
+// index classifies every token for free text of mode m.
+func (x *textIndex) index(m textMode, pieces []string, special []bool) {
+	n := len(pieces)
+	x.runLen, x.prefixLen, x.prefixChars = make([]int32, n), make([]int32, n), make([]int32, n)
+	for id, p := range pieces {
+		if special[id] || p == "" {
+			x.notText = append(x.notText, int32(id))
+			continue
+		}
+		r := runText(m, p)
+		switch {
+		case int(r.n) == len(p) && r.s == strInit:
+			x.runLen[id] = r.chars
+			x.maxText = max(x.maxText, r.chars)
+			continue
+		case int(r.n) == len(p):
+			x.partial = append(x.partial, int32(id))
+			x.partialChars = append(x.partialChars, r.chars)
+			x.partialNeed = append(x.partialNeed, strNeed[r.s])
+		case r.s == strInit:
+			x.unsafeBy[p[r.n]] = append(x.unsafeBy[p[r.n]], int32(id))
+			x.prefixLen[id], x.prefixChars[id] = r.n, r.chars
+		}
+		x.notText = append(x.notText, int32(id))
+	}
 }
 
 func (v *Vocab) insert(p string, id int32) {

@@ -22,6 +22,10 @@ func FuzzCompileSchema(f *testing.F) {
 		`{"const":"fixed"}`,
 		`{"type":"array","minItems":2,"maxItems":2,"items":{"type":"boolean"}}`,
 		`true`,
+		`{"$defs":{"n":{"type":"object","properties":{"v":{"type":"integer","minimum":-5,"maximum":70},"next":{"anyOf":[{"$ref":"#/$defs/n"},{"type":"null"}]}},"required":["v"]}},"$ref":"#/$defs/n"}`,
+		`{"type":"string","pattern":"^(a|b[c-e]{1,3})+\\.\\d*$"}`,
+		`{"type":"object","properties":{"d":{"type":"string","format":"date-time"},"u":{"type":"string","format":"uuid"}},"additionalProperties":{"type":"number","exclusiveMaximum":3}}`,
+		`{"oneOf":[{"type":"string","maxLength":3},{"type":"array","prefixItems":[{"const":"é"}],"items":false}]}`,
 		`{"type":"array","maxItems":4096,"items":{"type":"array","maxItems":4096,"items":{"type":"integer"}}}`,
 	} {
 		f.Add([]byte(s))

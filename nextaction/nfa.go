@@ -9,22 +9,27 @@ import (
 
 // The constrained decoder works on bytes: a Grammar is a small NFA over the
 // bytes of the output, built from literals, choices, bounded free text and
-// repetition. Free text is a run of "text bytes" (printable ASCII except '"'
-// and '\'), so every string the decoder writes is a valid JSON string with
-// no escapes. Every node knows the fewest bytes from it to the end, which is
-// how a generation that runs out of tokens still closes its JSON.
+// repetition. Free text comes in two modes (textMode): plain text is a run
+// of "text bytes" (printable ASCII except '"' and '\\'), the next-action
+// grammars' rationales and typed text; JSON text is the content of any JSON
+// string: printable ASCII, the escapes \" \\ \/ \b \f \n \r \t and \uXXXX
+// (no surrogates), and well-formed UTF-8 (strtext.go). Its bounds count
+// characters, as JSON Schema's minLength and maxLength do. Every node knows
+// the fewest bytes from it to the end, which is how a generation that runs
+// out of tokens still closes its JSON.
 
 type nodeKind uint8
 
 const (
 	nByte  nodeKind = iota // one byte b (or, with cls set, any byte of that class), then out
 	nSplit                 // epsilon to every alt
-	nFree                  // text bytes: at least min, at most max, then out
+	nFree                  // free text (mode): at least min, at most max characters, then out
 	nMatch                 // the output is complete
 )
 
 type node struct {
 	kind     nodeKind
+	mode     textMode // nFree: what the text may hold
 	b        byte
 	cls      uint16 // nByte: when non-zero, the byte class (Grammar.classes) instead of b
 	out      int32
@@ -71,10 +76,14 @@ func (g *Grammar) Nodes() int { return len(g.nodes) }
 // Bytes is about the memory the grammar holds.
 func (g *Grammar) Bytes() int64 { return g.bytes }
 
-// thread is a position in the NFA; n counts the bytes taken in a free node.
+// thread is a position in the NFA. In a free node, n counts the characters
+// taken (a character under way counts from its first byte) and s is the
+// JSON text automaton's state inside the current character (strInit at a
+// character boundary; always strInit in plain text).
 type thread struct {
 	node int32
 	n    int32
+	s    uint8
 }
 
 // byteSet is a set of bytes.
@@ -93,14 +102,24 @@ func (g *Grammar) matches(n *node, c byte) bool {
 
 // builder assembles a Grammar. With maxNodes set, it stops growing once
 // the grammar would exceed it (over is set; the parts built from then on
-// are junk, and compile refuses them): a hard cap behind the schema
-// compiler's estimate.
+// are junk, and compile refuses them). A counting builder builds nothing:
+// it only counts the nodes a build would make (count), which is how the
+// schema compiler measures a schema before it allocates anything.
 type builder struct {
 	nodes    []node
 	classes  []byteSet // index 0 unused
 	classOf  map[string]uint16
 	maxNodes int
 	over     bool
+	counting bool
+	count    int
+}
+
+// setOut points node i's out at to.
+func (b *builder) setOut(i, to int32) {
+	if !b.counting {
+		b.nodes[i].out = to
+	}
 }
 
 // class is one node taking any byte of chars (a digit, say), instead of a
@@ -108,6 +127,10 @@ type builder struct {
 func (b *builder) class(chars string) part {
 	if len(chars) == 1 {
 		return b.lit(chars)
+	}
+	if b.counting {
+		n := b.add(node{kind: nByte})
+		return part{start: n, holes: []hole{{n, -1}}}
 	}
 	id, ok := b.classOf[chars]
 	if !ok {
@@ -127,6 +150,11 @@ func (b *builder) class(chars string) part {
 }
 
 func (b *builder) add(n node) int32 {
+	if b.counting {
+		b.count++
+		b.over = b.over || b.maxNodes > 0 && b.count > b.maxNodes
+		return 0
+	}
 	if b.maxNodes > 0 && len(b.nodes) >= b.maxNodes {
 		b.over = true
 		if len(b.nodes) > 0 {
@@ -151,6 +179,9 @@ type part struct {
 }
 
 func (b *builder) patch(p part, to int32) {
+	if b.counting {
+		return
+	}
 	for _, h := range p.holes {
 		if h.alt < 0 {
 			b.nodes[h.node].out = to
@@ -174,15 +205,31 @@ func (b *builder) lit(s string) part {
 	prev := first
 	for i := 1; i < len(s); i++ {
 		n := b.add(node{kind: nByte, b: s[i]})
-		b.nodes[prev].out = n
+		b.setOut(prev, n)
 		prev = n
 	}
 	return part{start: first, holes: []hole{{prev, -1}}}
 }
 
-func (b *builder) free(min, max int) part {
-	n := b.add(node{kind: nFree, min: int32(min), max: int32(max)})
+// maxFreeChars bounds a free node's maximum (thread keys hold 24 bits).
+const maxFreeChars = 1<<24 - 1
+
+// free is plain text of min to max bytes.
+func (b *builder) free(min, max int) part { return b.text(modePlain, min, max) }
+
+// jsonText is the content of a JSON string of min to max characters.
+func (b *builder) jsonText(min, max int) part { return b.text(modeJSON, min, max) }
+
+func (b *builder) text(mode textMode, lo, hi int) part {
+	hi = min(hi, maxFreeChars)
+	n := b.add(node{kind: nFree, mode: mode, min: int32(min(lo, hi)), max: int32(hi)})
 	return part{start: n, holes: []hole{{n, -1}}}
+}
+
+// never matches nothing at all: a split with no way out. What follows it
+// is unreachable, and the distances keep the decoder out of it.
+func (b *builder) never() part {
+	return part{start: b.add(node{kind: nSplit})}
 }
 
 func (b *builder) seq(ps ...part) part {
@@ -251,7 +298,7 @@ func (b *builder) trie(ws []string, depth int) part {
 		}
 		n := b.add(node{kind: nByte, b: c})
 		rest := b.trie(ws[:k], depth+1)
-		b.nodes[n].out = rest.start
+		b.setOut(n, rest.start)
 		ps = append(ps, part{start: n, holes: rest.holes})
 		ws = ws[k:]
 	}
@@ -372,8 +419,8 @@ func (g *Grammar) closure(ts *tset, set []thread, t thread) []thread {
 	for len(ts.stack) > 0 {
 		t := ts.stack[len(ts.stack)-1]
 		ts.stack = ts.stack[:len(ts.stack)-1]
-		if t.node < 0 || !ts.add(set, t) {
-			continue
+		if t.node < 0 || g.nodes[t.node].dist >= infDist || !ts.add(set, t) {
+			continue // dead ends (never, unreachable completions) are pruned
 		}
 		set = append(set, t)
 		n := &g.nodes[t.node]
@@ -383,7 +430,7 @@ func (g *Grammar) closure(ts *tset, set []thread, t thread) []thread {
 				ts.stack = append(ts.stack, thread{node: n.alts[i]})
 			}
 		case nFree:
-			if t.n >= n.min {
+			if t.n >= n.min && t.s == strInit {
 				ts.stack = append(ts.stack, thread{node: n.out})
 			}
 		}
@@ -410,8 +457,8 @@ func (g *Grammar) step(ts *tset, dst, src []thread, c byte) []thread {
 				dst = g.closure(ts, dst, thread{node: n.out})
 			}
 		case nFree:
-			if t.n < n.max && isTextByte(c) {
-				dst = g.closure(ts, dst, thread{node: t.node, n: t.n + 1})
+			if next, ok := freeStep(n, t, c); ok {
+				dst = g.closure(ts, dst, next)
 			}
 		}
 	}
@@ -445,7 +492,9 @@ func (ts *tset) begin() {
 	ts.n, ts.hashed = 0, false
 }
 
-func threadKey(t thread) uint64 { return uint64(uint32(t.node))<<32 | uint64(uint32(t.n)) }
+func threadKey(t thread) uint64 {
+	return uint64(uint32(t.node))<<32 | uint64(uint32(t.n))<<8 | uint64(t.s)
+}
 
 // add records t, reporting whether it was new. set is the state so far.
 func (ts *tset) add(set []thread, t thread) bool {
@@ -501,7 +550,7 @@ func (g *Grammar) dist(s []thread) int {
 		n := &g.nodes[t.node]
 		d := n.dist
 		if n.kind == nFree {
-			d = addDist(max(0, n.min-t.n), g.nodes[n.out].dist)
+			d = addDist(int32(strNeed[t.s])+max(0, n.min-t.n), g.nodes[n.out].dist)
 		}
 		best = min(best, d)
 	}
@@ -541,4 +590,9 @@ func (g *Grammar) forcedByte(s []thread) (byte, bool) {
 		}
 	}
 	return c, seen
+}
+
+// split is a node with epsilon moves to each of to.
+func (b *builder) split(to ...int32) int32 {
+	return b.add(node{kind: nSplit, alts: to})
 }

@@ -30,6 +30,8 @@ func TestSchemaLimitsRefuse(t *testing.T) {
 		{"100k-byte const", `{"const":"` + strings.Repeat("a", 100_000) + `"}`, DefaultSchemaLimits, LimitSchemaBytes},
 		{"100k-byte const, big schemas allowed", `{"const":"` + strings.Repeat("a", 100_000) + `"}`, big, LimitLiteralBytes},
 		{"enum of 100k integers", `{"enum":[` + strings.Join(ints, ",") + `]}`, big, LimitEnumValues},
+		{"regex repetition of a repetition", `{"type":"string","pattern":"((a{1000}){1000}){1000}"}`, DefaultSchemaLimits, LimitGrammarNodes},
+		{"refs doubling at each level", `{"$defs":{` + doublingRefs(15) + `},"$ref":"#/$defs/d0"}`, DefaultSchemaLimits, LimitGrammarNodes},
 		{"deep nesting", strings.Repeat(`{"type":"array","items":`, 40) + `{"type":"null"}` + strings.Repeat("}", 40), DefaultSchemaLimits, LimitSchemaDepth},
 	}
 	for _, tc := range cases {
@@ -41,6 +43,16 @@ func TestSchemaLimitsRefuse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// doublingRefs defines d0..d(n-1), each an array of two of the next: 2^n
+// expansions if nothing bounded them.
+func doublingRefs(n int) string {
+	var defs []string
+	for i := range n {
+		defs = append(defs, fmt.Sprintf(`"d%d":{"type":"array","minItems":2,"maxItems":2,"items":{"$ref":"#/$defs/d%d"}}`, i, i+1))
+	}
+	return strings.Join(defs, ",") + fmt.Sprintf(`,"d%d":{"type":"integer"}`, n)
 }
 
 // Right under the limits, schemas compile, and the estimate made before
@@ -62,6 +74,8 @@ func TestSchemaEstimateBoundsTheBuild(t *testing.T) {
 		// The issue's 64x64 (762 MB for ten before): a digit is one class
 		// node, not a choice of ten.
 		`{"type":"array","maxItems":64,"items":{"type":"array","maxItems":64,"items":{"type":"number"}}}`,
+		`{"$defs":{"P":{"type":"object","properties":{"x":{"type":"integer","minimum":-3,"maximum":250},"y":{"anyOf":[{"type":"string","pattern":"^[a-z]{2,5}(-[0-9]+)?$"},{"type":"null"}]}}}},"type":"array","items":{"$ref":"#/$defs/P"}}`,
+		`{"$defs":{"T":{"type":"object","properties":{"kids":{"type":"array","maxItems":2,"items":{"$ref":"#/$defs/T"}}},"required":["kids"]}},"$ref":"#/$defs/T"}`,
 	}
 	for _, s := range schemas {
 		l := DefaultSchemaLimits
@@ -69,7 +83,11 @@ func TestSchemaEstimateBoundsTheBuild(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%.60s: %v", s, err)
 		}
-		est, err := (&estimator{l: l}).schema(mustJSON(t, s), "#", 0)
+		root, err := parseJV([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		est, err := estimateSchema(root, l)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,15 +183,6 @@ func TestGrammarCacheBoundedByBytes(t *testing.T) {
 	if _, b := c.Size(); b > bound {
 		t.Fatalf("a grammar over the whole bound was kept: %d bytes", b)
 	}
-}
-
-func mustJSON(t *testing.T, s string) any {
-	t.Helper()
-	var v any
-	if err := jsonUnmarshalNumber([]byte(s), &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
 }
 
 // relaxDist is the compiler's former distance computation (relax every

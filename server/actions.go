@@ -68,7 +68,7 @@ func (s *Server) runAction(c *fiber.Ctx, m *Model, r *nextaction.NextActionReque
 	if err != nil {
 		return nil, err
 	}
-	stop := s.watchClient(c, h)
+	stop := s.watchClient(c, h.Cancel)
 	ch, first, err := s.awaitAction(ctx, h, start)
 	if stop() {
 		return nil, errClientGone

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/nextact/nextact/models"
@@ -30,10 +31,15 @@ type chatMessage struct {
 // completionRequest is the body of POST /v1/completions.
 type completionRequest struct {
 	Model string `json:"model"`
-	// Prompt is a string or an array of exactly one string.
+	// Prompt is a string, an array of strings, an array of token ids or
+	// an array of arrays of token ids (see prompts).
 	Prompt   json.RawMessage `json:"prompt"`
 	Echo     bool            `json:"echo"`
 	Logprobs *int            `json:"logprobs"`
+	// Suffix and BestOf are not honoured: accepted only at their neutral
+	// values ("" and 1).
+	Suffix json.RawMessage `json:"suffix"`
+	BestOf json.RawMessage `json:"best_of"`
 	genParams
 }
 
@@ -50,6 +56,7 @@ type genParams struct {
 	StreamOptions       *streamOptions  `json:"stream_options"`
 	N                   *int            `json:"n"`
 	ResponseFormat      *responseFormat `json:"response_format"`
+	unhonouredParams
 }
 
 type streamOptions struct {
@@ -189,24 +196,87 @@ func messageText(raw json.RawMessage, i int) (string, error) {
 	return strings.Join(texts, "\n"), nil
 }
 
-// promptText reads a completion prompt: a string or an array of exactly one
-// string.
-func (r *completionRequest) promptText() (string, error) {
-	if isNull(r.Prompt) {
-		return "", invalid("prompt", "'prompt' is required.")
-	}
-	var s string
-	if err := json.Unmarshal(r.Prompt, &s); err == nil {
-		return s, nil
-	}
-	var arr []string
-	if err := json.Unmarshal(r.Prompt, &arr); err != nil || len(arr) != 1 {
-		return "", invalid("prompt", "'prompt' must be a string or an array of exactly one string.")
-	}
-	return arr[0], nil
+// completionPrompt is one prompt of /v1/completions: text, or token ids
+// used as given (no BOS added).
+type completionPrompt struct {
+	text  string
+	ids   []int32
+	isIDs bool
 }
 
-// stops reads the stop field: null, a string, or at most four strings of
+// maxPrompts bounds the prompts of one /v1/completions request.
+const maxPrompts = 64
+
+// prompts reads the prompt field in each of OpenAI's forms: a string, an
+// array of strings, an array of token ids, or an array of arrays of token
+// ids; at most maxPrompts prompts. Token ids are checked against the
+// vocabulary (vocabSize; 0: not checked here) before anything reaches the
+// engine.
+func (r *completionRequest) prompts(vocabSize int) ([]completionPrompt, error) {
+	if isNull(r.Prompt) {
+		return nil, invalid("prompt", "'prompt' is required.")
+	}
+	bad := invalid("prompt", "'prompt' must be a string, an array of strings, an array of token ids or an array of arrays of token ids.")
+	var one string
+	if err := json.Unmarshal(r.Prompt, &one); err == nil {
+		return []completionPrompt{{text: one}}, nil
+	}
+	var arr []json.RawMessage
+	if err := json.Unmarshal(r.Prompt, &arr); err != nil {
+		return nil, bad
+	}
+	if len(arr) == 0 {
+		return nil, invalid("prompt", "'prompt' must not be an empty array.")
+	}
+	// An array of numbers is one prompt of token ids.
+	if t := bytes.TrimSpace(arr[0]); len(t) > 0 && (t[0] == '-' || t[0] >= '0' && t[0] <= '9') {
+		ids, err := tokenIDs(r.Prompt, "prompt", vocabSize)
+		if err != nil {
+			return nil, err
+		}
+		return []completionPrompt{{ids: ids, isIDs: true}}, nil
+	}
+	if len(arr) > maxPrompts {
+		return nil, invalid("prompt", "'prompt' holds %d prompts; at most %d are allowed.", len(arr), maxPrompts)
+	}
+	out := make([]completionPrompt, len(arr))
+	for i, raw := range arr {
+		param := fmt.Sprintf("prompt[%d]", i)
+		if err := json.Unmarshal(raw, &out[i].text); err == nil {
+			continue
+		}
+		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '[' {
+			return nil, bad
+		}
+		ids, err := tokenIDs(raw, param, vocabSize)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = completionPrompt{ids: ids, isIDs: true}
+	}
+	return out, nil
+}
+
+// tokenIDs reads a non-empty array of token ids within the vocabulary.
+func tokenIDs(raw json.RawMessage, param string, vocabSize int) ([]int32, error) {
+	var ids []int64
+	if err := json.Unmarshal(raw, &ids); err != nil {
+		return nil, invalid(param, "'%s' must be an array of integer token ids.", param)
+	}
+	if len(ids) == 0 {
+		return nil, invalid(param, "'%s' must not be empty.", param)
+	}
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		if id < 0 || vocabSize > 0 && id >= int64(vocabSize) || id > math.MaxInt32 {
+			return nil, invalid(param, "token id %d at %s[%d] is outside the vocabulary of %d tokens.", id, param, i, vocabSize)
+		}
+		out[i] = int32(id)
+	}
+	return out, nil
+}
+
+// stops reads the stop field: null, a string, or at most maxStops strings of
 // at most maxBytes bytes each. Empty strings are dropped.
 func (p *genParams) stops(maxBytes int) ([]string, error) {
 	if isNull(p.Stop) {
@@ -237,7 +307,7 @@ func (p *genParams) stops(maxBytes int) ([]string, error) {
 	return out, nil
 }
 
-const maxStops = 4
+const maxStops = 16
 
 // Response bodies.
 

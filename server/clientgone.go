@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-
-	"github.com/nextact/nextact/batching"
 )
 
 // fasthttp never reports a client that went away, and a non-streaming
@@ -21,10 +19,10 @@ import (
 // clientPoll is how often a waiting request's connection is probed.
 const clientPoll = 250 * time.Millisecond
 
-// watchClient probes c's connection until stop is called, cancelling h
+// watchClient probes c's connection until stop is called, calling cancel
 // when the client has gone. stop returns whether it had. Connections that
 // are not sockets (app.Test's) are not watched.
-func (s *Server) watchClient(c *fiber.Ctx, h *batching.Handle) (stop func() (gone bool)) {
+func (s *Server) watchClient(c *fiber.Ctx, cancel func()) (stop func() (gone bool)) {
 	probe := peerClosedProbe(c.Context().Conn())
 	if probe == nil {
 		return func() bool { return false }
@@ -46,7 +44,7 @@ func (s *Server) watchClient(c *fiber.Ctx, h *batching.Handle) (stop func() (gon
 			case <-t.C:
 				if probe() {
 					gone = true
-					h.Cancel()
+					cancel()
 					return
 				}
 			}

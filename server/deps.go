@@ -25,6 +25,15 @@ type Tokenizer interface {
 	Tokenize(text string, parseSpecial bool) ([]int32, error)
 }
 
+// Vocabulary is a model's token list. MUST be goroutine-safe; the
+// llama.cpp engine satisfies it.
+type Vocabulary interface {
+	// Size is the number of tokens; ids are 0 to Size()-1.
+	Size() int
+	// Piece is a token's raw bytes.
+	Piece(tok int32) string
+}
+
 // Model is one servable model.
 type Model struct {
 	ID      string
@@ -39,6 +48,10 @@ type Model struct {
 	// model adds none).
 	BOS       []int32
 	Tokenizer Tokenizer
+	// Vocab is the model's vocabulary, for token-id prompts and the
+	// tokenizer endpoints (nil: token ids are not checked here, and
+	// /detokenize and /tokenizer_info answer 400).
+	Vocab     Vocabulary
 	Generator Generator
 	// Grammars is the model's constrained decoding, for response_format
 	// (nil: structured outputs are refused).
@@ -94,7 +107,7 @@ type Config struct {
 	// a next-action prompt renders (three per history step); 400 above.
 	// DefaultMaxMessages when 0.
 	MaxMessages int
-	// MaxStopBytes bounds each stop string (at most four of them); 400
+	// MaxStopBytes bounds each stop string (at most 16 of them); 400
 	// above. DefaultMaxStopBytes when 0.
 	MaxStopBytes int
 }

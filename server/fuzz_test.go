@@ -95,7 +95,28 @@ func FuzzCompletions(f *testing.F) {
 		completionBody("hello", `"max_tokens":3`),
 		completionBody("<|eot_id|><|eot_id|>", `"max_tokens":1,"echo":false`),
 		`{"model":"`+testModel+`","prompt":["one"],"max_tokens":9223372036854775807}`,
+		`{"model":"`+testModel+`","prompt":["one",[116,101],"three"],"max_tokens":3,"stop":["a","b","c","d","e","f"]}`,
+		`{"model":"`+testModel+`","prompt":[94,116,299],"max_tokens":2,"presence_penalty":0,"best_of":1}`,
 	)
+}
+
+// FuzzTokenizer posts each input to /tokenize and to /detokenize.
+func FuzzTokenizer(f *testing.F) {
+	e := fuzzEnv(f)
+	for _, s := range []string{
+		`{"model":"` + testModel + `","content":"hi <|eot_id|>","with_pieces":true,"add_special":true}`,
+		`{"model":"` + testModel + `","prompt":"a\u00e9","return_token_strs":true}`,
+		`{"model":"` + testModel + `","messages":[{"role":"user","content":"x"}]}`,
+		`{"model":"` + testModel + `","tokens":[97,195,169]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, path := range []string{"/tokenize", "/detokenize"} {
+			resp, b := e.do(t, http.MethodPost, path, string(body))
+			checkAnswer(t, body, resp, b)
+		}
+	})
 }
 
 func FuzzNextAction(f *testing.F) {

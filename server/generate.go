@@ -84,7 +84,7 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	text, err := req.promptText()
+	prompts, err := req.prompts(m.vocabSize())
 	if err != nil {
 		return err
 	}
@@ -94,20 +94,56 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	case req.Logprobs != nil && *req.Logprobs > 0:
 		return invalid("logprobs", "logprobs are not supported.")
 	}
+	if err := checkNeutral(neutralField{"suffix", req.Suffix, []string{`""`}}, neutralField{"best_of", req.BestOf, []string{"1"}}); err != nil {
+		return err
+	}
 	opts, err := req.options(s.cfg.MaxStopBytes)
 	if err != nil {
 		return err
 	}
-	toks, err := m.Tokenizer.Tokenize(text, true)
+	if len(prompts) > 1 && opts.stream {
+		return invalid("stream", "'stream' is not supported with more than one prompt: send one request per prompt.")
+	}
+	toks := make([][]int32, len(prompts))
+	for i, p := range prompts {
+		param := "prompt"
+		if len(prompts) > 1 {
+			param = fmt.Sprintf("prompt[%d]", i)
+		}
+		if toks[i], err = m.completionTokens(p, param); err != nil {
+			return err
+		}
+	}
+	if len(toks) == 1 {
+		return s.generate(ctx, c, m, toks[0], opts, textEndpoint, "prompt")
+	}
+	return s.generateMany(ctx, c, m, toks, opts)
+}
+
+// completionTokens is a prompt's tokens: text tokenized after the model's
+// BOS, token ids as given.
+func (m *Model) completionTokens(p completionPrompt, param string) ([]int32, error) {
+	if p.isIDs {
+		return p.ids, nil
+	}
+	toks, err := m.Tokenizer.Tokenize(p.text, true)
 	if err != nil {
-		return fmt.Errorf("tokenize prompt: %w", err)
+		return nil, fmt.Errorf("tokenize prompt: %w", err)
 	}
 	prompt := make([]int32, 0, len(m.BOS)+len(toks))
 	prompt = append(append(prompt, m.BOS...), toks...)
 	if len(prompt) == 0 {
-		return invalid("prompt", "'prompt' must not be empty.")
+		return nil, invalid(param, "'%s' must not be empty.", param)
 	}
-	return s.generate(ctx, c, m, prompt, opts, textEndpoint, "prompt")
+	return prompt, nil
+}
+
+// vocabSize is the vocabulary's size, 0 when unknown.
+func (m *Model) vocabSize() int {
+	if m.Vocab == nil {
+		return 0
+	}
+	return m.Vocab.Size()
 }
 
 // responseMeta identifies one response; streams copy it out of the handler.
@@ -167,7 +203,7 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 		return err
 	}
 	meta := s.newMeta(m, kind)
-	stop := s.watchClient(c, h)
+	stop := s.watchClient(c, h.Cancel)
 	res, err := h.Wait(ctx)
 	if stop() {
 		return errClientGone

@@ -99,7 +99,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	tok := &fakeTokenizer{}
 	ms := []*server.Model{
 		{ID: testModel, Created: testNow.Add(-time.Hour), OwnedBy: "tests", ContextLength: o.ctxLen,
-			Format: models.FormatLlama3, BOS: []int32{'^'}, Tokenizer: tok, Generator: sched},
+			Format: models.FormatLlama3, BOS: []int32{'^'}, Tokenizer: tok, Vocab: vocab, Generator: sched},
 		{ID: mistralModel, Created: testNow.Add(-time.Hour), ContextLength: o.ctxLen,
 			Format: models.FormatMistral, Tokenizer: tok, Generator: sched},
 	}

@@ -37,6 +37,9 @@ func (p *genParams) options(maxStopBytes int) (genOptions, error) {
 	if p.N != nil && *p.N != 1 {
 		return o, invalid("n", "'n' must be 1: nextact returns one choice per request, got %d.", *p.N)
 	}
+	if err := p.unhonouredParams.check(); err != nil {
+		return o, err
+	}
 	if err := checkResponseFormat(p.ResponseFormat); err != nil {
 		return o, err
 	}

@@ -253,6 +253,11 @@ func (s *Server) routes() {
 	s.app.Get("/v1/sessions/:id", s.getSession)
 	s.app.Delete("/v1/sessions/:id", s.deleteSession)
 	s.app.Get("/v1/models", s.listModels)
+	// The tokenizer endpoints live at llama-server's and vLLM's paths,
+	// outside /v1, behind the same middleware: tokenizer.go.
+	s.app.Post("/tokenize", s.authenticate, s.gate, s.inflateBody, s.tokenize)
+	s.app.Post("/detokenize", s.authenticate, s.gate, s.inflateBody, s.detokenize)
+	s.app.Get("/tokenizer_info", s.authenticate, s.tokenizerInfo)
 	s.app.Get("/health", s.health)
 }
 

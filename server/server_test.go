@@ -124,6 +124,7 @@ func TestChatCompletion(t *testing.T) {
 		{"eog", ``, greedyText('\n', 12), "stop"},
 		{"stop string", `"stop":["` + greedyText('\n', 8)[4:6] + `"]`, greedyText('\n', 4), "stop"},
 		{"sampling fields accepted", `"max_tokens":4,"temperature":0,"top_p":0.5,"top_k":3,"seed":-7,"n":1,"tools":[ ],"response_format":{"type":"text"},"stop":null,"unknown":{"x":1}`, greedyText('\n', 4), "length"},
+		{"neutral values of unhonoured fields accepted", `"max_tokens":4,"presence_penalty":0,"frequency_penalty":0.0,"repetition_penalty":1,"min_p":0,"logit_bias":{},"tool_choice":"auto","functions":[],"function_call":null`, greedyText('\n', 4), "length"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,7 +299,21 @@ func TestBadRequests(t *testing.T) {
 		{"max_tokens zero", "POST", chat, chatBody("hi", `"max_tokens":0`), 400, "invalid_request_error", "max_tokens", "<null>", "at least 1"},
 		{"max_completion_tokens negative", "POST", chat, chatBody("hi", `"max_completion_tokens":-3`), 400, "invalid_request_error", "max_completion_tokens", "<null>", "at least 1"},
 		{"n two", "POST", chat, chatBody("hi", `"n":2`), 400, "invalid_request_error", "n", "<null>", "'n'"},
-		{"five stops", "POST", chat, chatBody("hi", `"stop":["a","b","c","d","e"]`), 400, "invalid_request_error", "stop", "<null>", "at most 4"},
+		// Parameters not honoured yet: any value but the neutral one is
+		// refused, naming the field (they were silently ignored before).
+		{"presence_penalty", "POST", chat, chatBody("hi", `"presence_penalty":0.5`), 400, "invalid_request_error", "presence_penalty", "<null>", "neutral value (0)"},
+		{"frequency_penalty", "POST", text, completionBody("hi", `"frequency_penalty":-1`), 400, "invalid_request_error", "frequency_penalty", "<null>", "frequency_penalty"},
+		{"repetition_penalty", "POST", chat, chatBody("hi", `"repetition_penalty":1.1`), 400, "invalid_request_error", "repetition_penalty", "<null>", "neutral value (1)"},
+		{"min_p", "POST", chat, chatBody("hi", `"min_p":0.05`), 400, "invalid_request_error", "min_p", "<null>", "min_p"},
+		{"logit_bias", "POST", chat, chatBody("hi", `"logit_bias":{"50256":-100}`), 400, "invalid_request_error", "logit_bias", "<null>", "logit_bias"},
+		{"logit_bias not an object", "POST", chat, chatBody("hi", `"logit_bias":"x"`), 400, "invalid_request_error", "logit_bias", "<null>", "logit_bias"},
+		{"tool_choice required", "POST", chat, chatBody("hi", `"tool_choice":"required"`), 400, "invalid_request_error", "tool_choice", "<null>", "tool_choice"},
+		{"functions", "POST", chat, chatBody("hi", `"functions":[{"name":"f"}]`), 400, "invalid_request_error", "functions", "<null>", "functions"},
+		{"suffix", "POST", text, completionBody("hi", `"suffix":"end"`), 400, "invalid_request_error", "suffix", "<null>", "suffix"},
+		{"best_of", "POST", text, completionBody("hi", `"best_of":3`), 400, "invalid_request_error", "best_of", "<null>", "best_of"},
+		{"echo", "POST", text, completionBody("hi", `"echo":true`), 400, "invalid_request_error", "echo", "<null>", "echo"},
+		{"logprobs", "POST", chat, chatBody("hi", `"logprobs":true`), 400, "invalid_request_error", "logprobs", "<null>", "logprobs"},
+		{"seventeen stops", "POST", chat, chatBody("hi", `"stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]`), 400, "invalid_request_error", "stop", "<null>", "at most 16"},
 		{"stop a number", "POST", chat, chatBody("hi", `"stop":7`), 400, "invalid_request_error", "stop", "<null>", "stop"},
 		{"json_schema without actions", "POST", chat, chatBody("hi", `"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}`), 400, "invalid_request_error", "response_format", "<null>", "does not support structured outputs"},
 		{"json_object without actions", "POST", chat, chatBody("hi", `"response_format":{"type":"json_object"}`), 400, "invalid_request_error", "response_format", "<null>", "does not support structured outputs"},
@@ -309,8 +324,8 @@ func TestBadRequests(t *testing.T) {
 		{"completion over context", "POST", chat, chatBody("hi", `"max_tokens":1000`), 400, "invalid_request_error", "max_tokens", "context_length_exceeded", fmt.Sprintf("512 tokens. However, you requested %d tokens (%d in the prompt, 1000 for the completion)", hiLen+1000, hiLen)},
 		{"prompt fills context", "POST", chat, chatBody(long, ``), 400, "invalid_request_error", "messages", "context_length_exceeded", fmt.Sprintf("512 tokens, but the prompt has %d", longLen)},
 		{"completion prompt missing", "POST", text, `{"model":"` + testModel + `"}`, 400, "invalid_request_error", "prompt", "<null>", "prompt"},
-		{"completion prompt array of two", "POST", text, `{"model":"` + testModel + `","prompt":["a","b"]}`, 400, "invalid_request_error", "prompt", "<null>", "exactly one"},
-		{"completion prompt tokens", "POST", text, `{"model":"` + testModel + `","prompt":[1,2,3]}`, 400, "invalid_request_error", "prompt", "<null>", "exactly one"},
+		{"completion prompt array of numbers and strings", "POST", text, `{"model":"` + testModel + `","prompt":[1,"b"]}`, 400, "invalid_request_error", "prompt", "<null>", "token ids"},
+		{"completion prompt tokens outside the vocabulary", "POST", text, `{"model":"` + testModel + `","prompt":[1,2,3000]}`, 400, "invalid_request_error", "prompt", "<null>", "outside the vocabulary"},
 		{"completion echo", "POST", text, completionBody("hi", `"echo":true`), 400, "invalid_request_error", "echo", "<null>", "echo"},
 		{"completion logprobs", "POST", text, completionBody("hi", `"logprobs":2`), 400, "invalid_request_error", "logprobs", "<null>", "logprobs"},
 		{"completion over context", "POST", text, completionBody("hi", `"max_tokens":510`), 400, "invalid_request_error", "max_tokens", "context_length_exceeded", "513 tokens (3 in the prompt, 510 for the completion)"},

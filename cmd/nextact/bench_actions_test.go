@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -29,7 +30,8 @@ func llama3VocabSpec() models.Spec {
 // prompts for the same number of tokens (/v1/chat/completions with
 // max_tokens set to what the constrained answer took), at 1 and 32
 // concurrent requests, on the embedded model and on one with a 128k
-// vocabulary.
+// vocabulary; and the same for structured outputs under a JSON schema of
+// the corpus (s-steps/s against su-steps/s, s-ratio).
 //
 //	make bench BENCH=Actions PKG=./cmd/nextact BENCHTIME=1x
 func BenchmarkActions(b *testing.B) {
@@ -61,7 +63,23 @@ func benchActions(b *testing.B, model string, conc int) {
 	for i := range pages {
 		pages[i], _, _, _ = nextactiontest.RandomPage(rng, nextactiontest.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
 	}
-	tokens := make([]int, steps)
+	tokens, schemaTokens := make([]int, steps), make([]int, steps)
+	wire := make([][]map[string]string, steps)
+	for i := range wire {
+		msgs, err := nextaction.BuildPrompt(nextaction.FormatPrompted, nextaction.PromptInput{Page: pages[i]})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range msgs {
+			wire[i] = append(wire[i], map[string]string{"role": m.Role, "content": m.Content})
+		}
+	}
+	var schema []byte
+	for _, s := range nextactiontest.SchemaCorpus(b) {
+		if s.Name == "03-pydantic-shopper-next-action" {
+			schema = s.JSON
+		}
+	}
 	run := func(do func(i int) (time.Duration, error)) (stepsPerSec, p50, p90 float64) {
 		lat := make([]time.Duration, steps)
 		var wg sync.WaitGroup
@@ -96,22 +114,35 @@ func benchActions(b *testing.B, model string, conc int) {
 			}
 			return time.Since(s), err
 		})
-		us, up50, up90 := run(func(i int) (time.Duration, error) {
-			msgs, err := nextaction.BuildPrompt(nextaction.FormatPrompted, nextaction.PromptInput{Page: pages[i]})
-			if err != nil {
-				return 0, err
+		unconstrained := func(tokens []int) func(i int) (time.Duration, error) {
+			return func(i int) (time.Duration, error) {
+				s := time.Now()
+				code, _, out := post(b, ts.URL+"/v1/chat/completions", map[string]any{"model": ts.modelID(), "messages": wire[i], "temperature": 0, "max_tokens": tokens[i]})
+				if code != 200 {
+					return 0, fmt.Errorf("status %d: %v", code, out)
+				}
+				return time.Since(s), nil
 			}
-			var wire []map[string]string
-			for _, m := range msgs {
-				wire = append(wire, map[string]string{"role": m.Role, "content": m.Content})
-			}
+		}
+		us, up50, up90 := run(unconstrained(tokens))
+		// Structured outputs: a JSON schema of the corpus (free JSON
+		// strings, any UTF-8, a oneOf of $refs) on the same prompts.
+		ss, _, _ := run(func(i int) (time.Duration, error) {
 			s := time.Now()
-			code, _, out := post(b, ts.URL+"/v1/chat/completions", map[string]any{"model": ts.modelID(), "messages": wire, "temperature": 0, "max_tokens": tokens[i]})
+			code, _, out := post(b, ts.URL+"/v1/chat/completions", map[string]any{"model": ts.modelID(), "messages": wire[i], "temperature": 0, "max_tokens": 128,
+				"response_format": map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "next", "schema": json.RawMessage(schema)}}})
 			if code != 200 {
 				return 0, fmt.Errorf("status %d: %v", code, out)
 			}
+			usage, _ := out["usage"].(map[string]any)
+			n, _ := usage["completion_tokens"].(float64)
+			schemaTokens[i] = int(n)
 			return time.Since(s), nil
 		})
+		su, _, _ := run(unconstrained(schemaTokens))
+		b.ReportMetric(ss, "s-steps/s")
+		b.ReportMetric(su, "su-steps/s")
+		b.ReportMetric(ss/su, "s-ratio")
 		b.ReportMetric(cs, "c-steps/s")
 		b.ReportMetric(us, "u-steps/s")
 		b.ReportMetric(cs/us, "ratio")

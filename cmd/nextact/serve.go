@@ -127,7 +127,7 @@ func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
 	}
 	st.model = &server.Model{
 		ID: id, Created: modTime(path), OwnedBy: "nextact", ContextLength: c.Ctx,
-		Format: format, BOS: engine.BOS(), Tokenizer: engine, Generator: sched,
+		Format: format, BOS: engine.BOS(), Tokenizer: engine, Vocab: engine, Generator: sched,
 		Grammars: grammars, Actions: planner,
 	}
 	st.srv, err = server.New(server.Config{
@@ -334,3 +334,9 @@ func newLogger(level string, w io.Writer) (*zap.Logger, error) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slogLevel})))
 	return zap.New(core), nil
 }
+
+// The engine is the server's tokenizer and vocabulary.
+var (
+	_ server.Tokenizer  = (*llamacpp.Engine)(nil)
+	_ server.Vocabulary = (*llamacpp.Engine)(nil)
+)
