@@ -35,6 +35,9 @@ type Info struct {
 	ChatTemplate string
 	// FileType is the weights' type, e.g. "Q8_0" ("" when not recorded).
 	FileType string
+	// Weights is the size of the tensor data, by where llama.cpp places
+	// it (Estimate turns it into memory).
+	Weights WeightBytes
 }
 
 // Inspect reads the metadata of the GGUF file at path, after checking the
@@ -87,6 +90,7 @@ func Inspect(path string) (Info, error) {
 		BlockCount:      kvInt(kv, arch, "block_count"),
 		HeadCount:       kvInt(kv, arch, "attention.head_count"),
 		ChatTemplate:    kv.String("tokenizer.chat_template"),
+		Weights:         weightBytes(g.Tensors().Items()),
 	}
 	if info.Name == "" {
 		info.Name = strings.TrimSuffix(filepath.Base(path), ".gguf")

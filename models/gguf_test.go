@@ -48,6 +48,7 @@ func TestInspectGenerated(t *testing.T) {
 				ValueLength:     s.EmbeddingLength / s.HeadCount,
 				ChatTemplate:    got.ChatTemplate,
 				FileType:        "Q8_0",
+				Weights:         generatedWeights(s, 256+s.Merges+s.ExtraTokens+11),
 			}
 			if got != want {
 				t.Errorf("Inspect =\n%+v\nwant\n%+v", got, want)
@@ -113,4 +114,18 @@ func noArchGGUF() []byte {
 	b = append(b, 8, 0, 0, 0) // string
 	b = append(b, 1, 0, 0, 0, 0, 0, 0, 0)
 	return append(b, 'x')
+}
+
+// generatedWeights is the tensor data of the model Generate writes for s:
+// Q8_0 matrices (34 bytes per 32 values) and f32 norms.
+func generatedWeights(s models.Spec, vocab int) models.WeightBytes {
+	q8 := func(ne0, ne1 int) int64 { return int64(ne1) * int64(ne0/32*34) }
+	embd, ff := s.EmbeddingLength, s.FeedForwardLength
+	kvDim := s.HeadCountKV * (embd / s.HeadCount)
+	layer := 2*int64(embd)*4 + 2*q8(embd, embd) + 2*q8(embd, kvDim) + 2*q8(embd, ff) + q8(ff, embd)
+	return models.WeightBytes{
+		Input:  q8(embd, vocab),
+		Layers: int64(s.BlockCount) * layer,
+		Output: q8(embd, vocab) + int64(embd)*4,
+	}
 }
