@@ -38,6 +38,8 @@ type Info struct {
 	// Weights is the size of the tensor data, by where llama.cpp places
 	// it (Estimate turns it into memory).
 	Weights WeightBytes
+	// Parameters is the number of values of every tensor.
+	Parameters int64
 }
 
 // Inspect reads the metadata of the GGUF file at path, after checking the
@@ -91,6 +93,9 @@ func Inspect(path string) (Info, error) {
 		HeadCount:       kvInt(kv, arch, "attention.head_count"),
 		ChatTemplate:    kv.String("tokenizer.chat_template"),
 		Weights:         weightBytes(g.Tensors().Items()),
+	}
+	for _, t := range g.Tensors().Items() {
+		info.Parameters += int64(t.Elements())
 	}
 	if info.Name == "" {
 		info.Name = strings.TrimSuffix(filepath.Base(path), ".gguf")

@@ -49,6 +49,7 @@ func TestInspectGenerated(t *testing.T) {
 				ChatTemplate:    got.ChatTemplate,
 				FileType:        "Q8_0",
 				Weights:         generatedWeights(s, 256+s.Merges+s.ExtraTokens+11),
+				Parameters:      generatedParameters(s, 256+s.Merges+s.ExtraTokens+11),
 			}
 			if got != want {
 				t.Errorf("Inspect =\n%+v\nwant\n%+v", got, want)
@@ -128,4 +129,12 @@ func generatedWeights(s models.Spec, vocab int) models.WeightBytes {
 		Layers: int64(s.BlockCount) * layer,
 		Output: q8(embd, vocab) + int64(embd)*4,
 	}
+}
+
+// generatedParameters counts the values of the model Generate writes.
+func generatedParameters(s models.Spec, vocab int) int64 {
+	embd, ff := int64(s.EmbeddingLength), int64(s.FeedForwardLength)
+	kvDim := int64(s.HeadCountKV) * (embd / int64(s.HeadCount))
+	layer := 2*embd + 2*embd*embd + 2*embd*kvDim + 3*embd*ff
+	return 2*embd*int64(vocab) + embd + int64(s.BlockCount)*layer
 }
