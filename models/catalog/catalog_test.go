@@ -68,7 +68,9 @@ func build(t *testing.T, src catalog.Sources) *catalog.Catalog {
 		t.Fatalf("Build: %v", err)
 	}
 	// Whatever Build returns, the registry takes.
-	reg, err := registry.New(registry.Config{}, c.Specs, registry.Deps{Loader: func(ctx context.Context, s registry.Spec) (registry.Instance, error) { return nil, errors.New("unused") }})
+	reg, err := registry.New(registry.Config{}, c.Specs, registry.Deps{Loader: func(ctx context.Context, s registry.Spec) (registry.Instance, error) {
+		return nil, errors.New("unused")
+	}})
 	if err != nil {
 		t.Fatalf("registry.New of the catalog's specs: %v", err)
 	}
