@@ -35,21 +35,22 @@ func TestInspectGenerated(t *testing.T) {
 				t.Fatalf("Inspect: %v", err)
 			}
 			want := models.Info{
-				Path:            path,
-				Name:            s.Name,
-				Architecture:    "llama",
-				ContextLength:   s.ContextLength,
-				VocabSize:       256 + s.Merges + s.ExtraTokens + 11,
-				EmbeddingLength: s.EmbeddingLength,
-				BlockCount:      s.BlockCount,
-				HeadCount:       s.HeadCount,
-				HeadCountKV:     s.HeadCountKV,
-				KeyLength:       s.EmbeddingLength / s.HeadCount,
-				ValueLength:     s.EmbeddingLength / s.HeadCount,
-				ChatTemplate:    got.ChatTemplate,
-				FileType:        "Q8_0",
-				Weights:         generatedWeights(s, 256+s.Merges+s.ExtraTokens+11),
-				Parameters:      generatedParameters(s, 256+s.Merges+s.ExtraTokens+11),
+				Path:              path,
+				Name:              s.Name,
+				Architecture:      "llama",
+				ContextLength:     s.ContextLength,
+				VocabSize:         256 + s.Merges + s.ExtraTokens + 11,
+				EmbeddingLength:   s.EmbeddingLength,
+				FeedForwardLength: s.FeedForwardLength,
+				BlockCount:        s.BlockCount,
+				HeadCount:         s.HeadCount,
+				HeadCountKV:       s.HeadCountKV,
+				KeyLength:         s.EmbeddingLength / s.HeadCount,
+				ValueLength:       s.EmbeddingLength / s.HeadCount,
+				ChatTemplate:      got.ChatTemplate,
+				FileType:          "Q8_0",
+				Weights:           generatedWeights(s, 256+s.Merges+s.ExtraTokens+11),
+				Parameters:        generatedParameters(s, 256+s.Merges+s.ExtraTokens+11),
 			}
 			if got != want {
 				t.Errorf("Inspect =\n%+v\nwant\n%+v", got, want)

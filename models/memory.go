@@ -68,21 +68,24 @@ func (m Memory) Total() int64 { return m.GPU + m.Host }
 // Weights and KV are exact for llama.cpp's f16 cache (each layer's KV
 // lives with its layer); a partial offload splits the layers' weights in
 // proportion. The output buffer is llama.cpp's (logits and embeddings of
-// slots outputs, f32). The compute buffer is Ollama's estimate for Llama
-// graphs with the batch at stepTokens (the larger of the attention
-// scores without flash attention, 4·B·(1+4E+C·(1+H)), and the logits of
-// the batch, 4·B·(E+V)); it matched llama.cpp's reported CPU compute
-// buffer on generated models (docs/PERFORMANCE.md). It counts neither
-// the backends' own allocations (CUDA context, cuBLAS workspace) nor
-// fragmentation: budgets should keep a margin.
+// slots outputs, f32). The compute buffer of a step of B = stepTokens
+// tokens is Ollama's estimate for Llama graphs, the larger of the
+// attention scores without flash attention, 4·B·(1+4E+C·(1+H)), and the
+// batch's logits, 4·B·(E+V), plus the feed-forward activations,
+// 4·B·(E+2F): an upper bound of llama.cpp's reported CPU compute buffer
+// on generated models, from exact (large vocabularies, short contexts) to
+// 3× (flash attention with long contexts, where the scores are never
+// materialized; runtime/llamacpp's TestMemoryEstimateBoundsLlamaCpp). It
+// counts neither the backends' own allocations (CUDA context, cuBLAS
+// workspace) nor fragmentation: budgets should keep a margin.
 func (i Info) Estimate(slots, ctx, stepTokens, gpuLayers int) Memory {
 	s, c, b := int64(max(slots, 0)), int64(max(ctx, 0)), int64(max(stepTokens, 0))
-	e, h, v := int64(i.EmbeddingLength), int64(i.HeadCount), int64(i.VocabSize)
+	e, h, v, f := int64(i.EmbeddingLength), int64(i.HeadCount), int64(i.VocabSize), int64(i.FeedForwardLength)
 	m := Memory{
 		Weights: i.Weights.Total(),
 		KV:      s * c * i.KVBytesPerToken(),
 		Output:  s * (v + e) * 4,
-		Compute: max(4*b*(1+4*e+c*(1+h)), 4*b*(e+v)),
+		Compute: max(4*b*(1+4*e+c*(1+h)), 4*b*(e+v)) + 4*b*(e+2*f),
 	}
 	layers := int64(i.BlockCount)
 	offloaded := int64(gpuLayers)

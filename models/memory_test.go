@@ -9,14 +9,14 @@ import (
 func TestEstimatePlacement(t *testing.T) {
 	t.Parallel()
 	info := models.Info{
-		VocabSize: 1000, EmbeddingLength: 64, BlockCount: 4, HeadCount: 4, HeadCountKV: 2,
+		VocabSize: 1000, EmbeddingLength: 64, FeedForwardLength: 128, BlockCount: 4, HeadCount: 4, HeadCountKV: 2,
 		KeyLength: 16, ValueLength: 16,
 		Weights: models.WeightBytes{Input: 100_000, Layers: 400_000, Output: 100_040},
 	}
 	const slots, ctx, step = 2, 128, 32
 	kv := int64(slots * ctx * 4 * 2 * (16 + 16) * 2)
 	output := int64(slots * (1000 + 64) * 4)
-	compute := max(int64(4*step*(1+4*64+128*(1+4))), int64(4*step*(64+1000)))
+	compute := max(int64(4*step*(1+4*64+128*(1+4))), int64(4*step*(64+1000))) + int64(4*step*(64+2*128))
 	weights := int64(600_040)
 	tests := []struct {
 		name      string
@@ -49,13 +49,14 @@ func TestEstimatePlacement(t *testing.T) {
 // The attention term wins over the logits term at long contexts.
 func TestEstimateComputeTerms(t *testing.T) {
 	t.Parallel()
-	info := models.Info{VocabSize: 128256, EmbeddingLength: 2048, HeadCount: 32}
+	info := models.Info{VocabSize: 128256, EmbeddingLength: 2048, FeedForwardLength: 8192, HeadCount: 32}
+	ffn := int64(4 * 512 * (2048 + 2*8192))
 	short := info.Estimate(1, 1024, 512, 0).Compute
-	if want := int64(4 * 512 * (2048 + 128256)); short != want {
+	if want := int64(4*512*(2048+128256)) + ffn; short != want {
 		t.Errorf("compute at ctx 1024 = %d, want the logits term %d", short, want)
 	}
 	long := info.Estimate(1, 32768, 512, 0).Compute
-	if want := int64(4 * 512 * (1 + 4*2048 + 32768*33)); long != want {
+	if want := int64(4*512*(1+4*2048+32768*33)) + ffn; long != want {
 		t.Errorf("compute at ctx 32768 = %d, want the attention term %d", long, want)
 	}
 }
