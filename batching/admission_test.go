@@ -8,75 +8,10 @@ import (
 	"time"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-func TestDecide(t *testing.T) {
-	t.Parallel()
-	idle := batching.Load{Slots: 4, QueueSize: 8, CapacityTokens: 4 * 1000}
-	busy := idle
-	busy.Running, busy.Waiting, busy.ReservedTokens = 4, 2, 4*500
-	full := busy
-	full.Waiting = 8
-	fresh := batching.GPUSample{At: t0, Devices: []batching.GPUDevice{{MemoryUsed: 10, MemoryTotal: 100}}}
-	memFull := batching.GPUSample{At: t0, Devices: []batching.GPUDevice{{MemoryUsed: 10, MemoryTotal: 100}, {MemoryUsed: 97, MemoryTotal: 100}}}
-	hot := batching.GPUSample{At: t0, Devices: []batching.GPUDevice{{MemoryUsed: 10, MemoryTotal: 100, ThermalThrottle: true}}}
-	braked := batching.GPUSample{At: t0, Devices: []batching.GPUDevice{{MemoryUsed: 10, MemoryTotal: 100, PowerThrottle: true}}}
-	stale := fresh
-	stale.At = t0.Add(-time.Minute)
-	cases := []struct {
-		name  string
-		cfg   batching.AdmissionConfig
-		need  int
-		load  batching.Load
-		gpu   batching.GPUSample
-		gpuOK bool
-		want  batching.Decision
-	}{
-		{"idle admits", batching.AdmissionConfig{}, 100, idle, fresh, true, dec(batching.OutcomeAdmitted, batching.ReasonSlotFree)},
-		{"busy queues", batching.AdmissionConfig{}, 100, busy, fresh, true, dec(batching.OutcomeQueued, batching.ReasonSlotsBusy)},
-		{"full queue rejects", batching.AdmissionConfig{}, 100, full, fresh, true, dec(batching.OutcomeRejected, batching.ReasonQueueFull)},
-		{"KV reservation over the overcommit", batching.AdmissionConfig{KVOvercommit: 1}, 2001, busy, fresh, true, dec(batching.OutcomeRejected, batching.ReasonKVFull)},
-		{"KV reservation at the overcommit", batching.AdmissionConfig{KVOvercommit: 1}, 2000, busy, fresh, true, dec(batching.OutcomeQueued, batching.ReasonSlotsBusy)},
-		{"memory full rejects long", batching.AdmissionConfig{}, 2000, idle, memFull, true, dec(batching.OutcomeRejected, batching.ReasonGPUMemory)},
-		{"memory full admits short", batching.AdmissionConfig{}, 1024, idle, memFull, true, dec(batching.OutcomeAdmitted, batching.ReasonSlotFree)},
-		{"memory full queues short", batching.AdmissionConfig{}, 100, busy, memFull, true, dec(batching.OutcomeQueued, batching.ReasonSlotsBusy)},
-		{"memory below a raised mark", batching.AdmissionConfig{GPUMemoryHighWater: 0.99}, 2000, idle, memFull, true, dec(batching.OutcomeAdmitted, batching.ReasonSlotFree)},
-		{"thermal throttle rejects waiting", batching.AdmissionConfig{}, 100, busy, hot, true, dec(batching.OutcomeRejected, batching.ReasonGPUThrottled)},
-		{"power brake rejects waiting", batching.AdmissionConfig{}, 100, busy, braked, true, dec(batching.OutcomeRejected, batching.ReasonGPUThrottled)},
-		{"throttle still fills a free slot", batching.AdmissionConfig{}, 100, idle, hot, true, dec(batching.OutcomeAdmitted, batching.ReasonSlotFree)},
-		{"throttle ignored", batching.AdmissionConfig{IgnoreThrottle: true}, 100, busy, hot, true, dec(batching.OutcomeQueued, batching.ReasonSlotsBusy)},
-		{"stale counts as saturated", batching.AdmissionConfig{}, 100, busy, stale, true, dec(batching.OutcomeRejected, batching.ReasonGPUStale)},
-		{"stale within a longer limit", batching.AdmissionConfig{StaleAfter: 2 * time.Minute}, 100, busy, stale, true, dec(batching.OutcomeQueued, batching.ReasonSlotsBusy)},
-		{"no telemetry: runtime signals only", batching.AdmissionConfig{}, 2000, busy, batching.GPUSample{Devices: memFull.Devices}, false, dec(batching.OutcomeQueued, batching.ReasonSlotsBusy)},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if got := tc.cfg.Decide(tc.need, tc.load, tc.gpu, tc.gpuOK, t0); got != tc.want {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
-
-func dec(o batching.Outcome, reason string) batching.Decision {
-	return batching.Decision{Outcome: o, Reason: reason}
-}
-
-func TestParsePriority(t *testing.T) {
-	t.Parallel()
-	for _, p := range []batching.Priority{batching.PriorityLow, batching.PriorityNormal, batching.PriorityHigh} {
-		got, err := batching.ParsePriority(p.String())
-		if err != nil || got != p {
-			t.Errorf("%v: got %v, %v", p, got, err)
-		}
-	}
-	if _, err := batching.ParsePriority("urgent"); err == nil {
-		t.Error("urgent parsed")
-	}
-}
 
 // fakeClock is a settable clock.
 type fakeClock struct {
@@ -99,11 +34,11 @@ func (c *fakeClock) Set(t time.Time) {
 // recorder is an Observer that keeps everything it is told.
 type recorder struct {
 	mu        sync.Mutex
-	decisions []batching.Decision
+	decisions []admission.Decision
 	reports   []batching.Report
 }
 
-func (r *recorder) Decided(d batching.Decision) {
+func (r *recorder) Decided(d admission.Decision) {
 	r.mu.Lock()
 	r.decisions = append(r.decisions, d)
 	r.mu.Unlock()
@@ -115,7 +50,7 @@ func (r *recorder) Finished(rep batching.Report) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) count(o batching.Outcome, reason string) int {
+func (r *recorder) count(o admission.Outcome, reason string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
@@ -127,10 +62,10 @@ func (r *recorder) count(o batching.Outcome, reason string) int {
 	return n
 }
 
-func overload(t *testing.T, err error, reason string) *batching.OverloadError {
+func overload(t *testing.T, err error, reason string) *admission.OverloadError {
 	t.Helper()
-	var oe *batching.OverloadError
-	if !errors.As(err, &oe) || oe.Reason != reason || !errors.Is(err, batching.ErrOverloaded) {
+	var oe *admission.OverloadError
+	if !errors.As(err, &oe) || oe.Reason != reason || !errors.Is(err, admission.ErrOverloaded) {
 		t.Fatalf("got %v, want an overload error for %s", err, reason)
 	}
 	if oe.RetryAfter < time.Second || oe.RetryAfter%time.Second != 0 {
@@ -142,16 +77,15 @@ func overload(t *testing.T, err error, reason string) *batching.OverloadError {
 // Waiting requests start highest priority first, FIFO within a class.
 func TestPriorityOrder(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.gate = make(chan struct{})
+	m, gate := hashModel(true), make(chan struct{})
 	rec := &recorder{}
-	s := newSched(t, e, batching.Config{Slots: 1, QueueSize: 8, Observer: rec})
+	s := newSched(t, gated(m.Engine(), gate), m, batching.Config{Slots: 1, QueueSize: 8, Observer: rec})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	order := []batching.Priority{
-		batching.PriorityNormal, // takes the slot
-		batching.PriorityLow, batching.PriorityNormal, batching.PriorityHigh,
-		batching.PriorityLow, batching.PriorityHigh, batching.PriorityNormal,
+	order := []admission.Priority{
+		admission.PriorityNormal, // takes the slot
+		admission.PriorityLow, admission.PriorityNormal, admission.PriorityHigh,
+		admission.PriorityLow, admission.PriorityHigh, admission.PriorityNormal,
 	}
 	var hs []*batching.Handle
 	for i, p := range order {
@@ -164,7 +98,7 @@ func TestPriorityOrder(t *testing.T) {
 			waitFor(t, func() bool { return s.Stats().Running == 1 })
 		}
 	}
-	close(e.gate)
+	close(gate)
 	for _, h := range hs {
 		if _, err := h.Wait(ctx); err != nil {
 			t.Fatal(err)
@@ -199,17 +133,16 @@ func TestPriorityOrder(t *testing.T) {
 // lower-priority one, which ends rejected; equal priorities do not preempt.
 func TestPreemptLowerPriority(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.gate = make(chan struct{})
+	m, gate := hashModel(true), make(chan struct{})
 	rec := &recorder{}
-	s := newSched(t, e, batching.Config{Slots: 1, QueueSize: 2, Observer: rec})
+	s := newSched(t, gated(m.Engine(), gate), m, batching.Config{Slots: 1, QueueSize: 2, Observer: rec})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	submit := func(p batching.Priority) (*batching.Handle, error) {
+	submit := func(p admission.Priority) (*batching.Handle, error) {
 		return s.Submit(ctx, batching.Request{Prompt: prompt("p"), MaxTokens: 1, Priority: p})
 	}
 	var kept []*batching.Handle
-	for _, p := range []batching.Priority{batching.PriorityLow, batching.PriorityLow} {
+	for _, p := range []admission.Priority{admission.PriorityLow, admission.PriorityLow} {
 		h, err := submit(p)
 		if err != nil {
 			t.Fatal(err)
@@ -217,14 +150,13 @@ func TestPreemptLowerPriority(t *testing.T) {
 		kept = append(kept, h)
 	}
 	waitFor(t, func() bool { return s.Stats().Running == 1 })
-	newest, err := submit(batching.PriorityLow)
+	newest, err := submit(admission.PriorityLow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := submit(batching.PriorityLow); !errors.Is(err, batching.ErrQueueFull) {
-		t.Fatalf("equal priority: got %v, want ErrQueueFull", err)
-	}
-	high, err := submit(batching.PriorityHigh)
+	_, err = submit(admission.PriorityLow)
+	overload(t, err, admission.ReasonQueueFull) // equal priority
+	high, err := submit(admission.PriorityHigh)
 	if err != nil {
 		t.Fatalf("high priority on a full queue of low ones: %v", err)
 	}
@@ -232,14 +164,14 @@ func TestPreemptLowerPriority(t *testing.T) {
 	if err != nil || c.Finish != batching.FinishRejected {
 		t.Fatalf("preempted request: %+v %v", c, err)
 	}
-	overload(t, c.Err, batching.ReasonPreempted)
-	close(e.gate)
+	overload(t, c.Err, admission.ReasonPreempted)
+	close(gate)
 	for _, h := range append(kept, high) {
 		if c, err := h.Wait(ctx); err != nil || !finished(c) {
 			t.Fatalf("kept request: %+v %v", c, err)
 		}
 	}
-	if n := rec.count(batching.OutcomeRejected, batching.ReasonPreempted); n != 1 {
+	if n := rec.count(admission.OutcomeRejected, admission.ReasonPreempted); n != 1 {
 		t.Errorf("%d preempted decisions, want 1", n)
 	}
 }
@@ -247,12 +179,11 @@ func TestPreemptLowerPriority(t *testing.T) {
 // A request waiting longer than MaxQueueWait ends rejected at the next step.
 func TestQueueTimeout(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.gate = make(chan struct{})
+	m, gate := hashModel(true), make(chan struct{})
 	clock := &fakeClock{t: t0}
 	rec := &recorder{}
-	s := newSched(t, e, batching.Config{Slots: 1, QueueSize: 4, Clock: clock.Now, Observer: rec,
-		Admission: batching.AdmissionConfig{MaxQueueWait: 2 * time.Second}})
+	s := newSched(t, gated(m.Engine(), gate), m, batching.Config{Slots: 1, QueueSize: 4, Clock: clock.Now, Observer: rec,
+		Admission: admission.Config{MaxQueueWait: 2 * time.Second}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	running, err := s.Submit(ctx, batching.Request{Prompt: prompt("run"), MaxTokens: 3})
@@ -265,22 +196,22 @@ func TestQueueTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Set(t0.Add(time.Second))
-	e.gate <- struct{}{} // one step: not yet overdue
+	gate <- struct{}{} // one step: not yet overdue
 	if st := s.Stats(); st.Waiting != 1 {
 		t.Fatalf("dropped before the maximum wait: %+v", st)
 	}
 	clock.Set(t0.Add(3 * time.Second))
-	e.gate <- struct{}{}
+	gate <- struct{}{}
 	c, err := waiting.Wait(ctx)
 	if err != nil || c.Finish != batching.FinishRejected {
 		t.Fatalf("overdue request: %+v %v", c, err)
 	}
-	overload(t, c.Err, batching.ReasonQueueTimeout)
-	close(e.gate)
+	overload(t, c.Err, admission.ReasonQueueTimeout)
+	close(gate)
 	if c, err := running.Wait(ctx); err != nil || !finished(c) {
 		t.Fatalf("running request: %+v %v", c, err)
 	}
-	if n := rec.count(batching.OutcomeRejected, batching.ReasonQueueTimeout); n != 1 {
+	if n := rec.count(admission.OutcomeRejected, admission.ReasonQueueTimeout); n != 1 {
 		t.Errorf("%d queue_timeout decisions, want 1", n)
 	}
 	waitIdle(t, s)
@@ -293,10 +224,9 @@ func TestQueueTimeout(t *testing.T) {
 // request ends, and bound admission by KVOvercommit.
 func TestKVReservation(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.gate = make(chan struct{})
-	s := newSched(t, e, batching.Config{Slots: 2, QueueSize: 8, CtxPerSlot: 100,
-		Admission: batching.AdmissionConfig{KVOvercommit: 1.2}})
+	m, gate := hashModel(true), make(chan struct{})
+	s := newSched(t, gated(m.Engine(), gate), m, batching.Config{Slots: 2, QueueSize: 8, CtxPerSlot: 100,
+		Admission: admission.Config{KVOvercommit: 1.2}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a, err := s.Submit(ctx, batching.Request{Prompt: prompt("0123456789"), MaxTokens: 90}) // 100
@@ -318,12 +248,12 @@ func TestKVReservation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Submit(ctx, batching.Request{Prompt: prompt("0123456789"), MaxTokens: 40}) // 250: over 240
-	overload(t, err, batching.ReasonKVFull)
+	overload(t, err, admission.ReasonKVFull)
 	if st := s.Stats(); st.ReservedTokens != 200 || st.RunningReservedTokens != 150 || st.Waiting != 1 {
 		t.Fatalf("stats after kv_full %+v", st)
 	}
 	bcancel()
-	close(e.gate)
+	close(gate)
 	for _, h := range []*batching.Handle{a, b, c} {
 		if _, err := h.Wait(ctx); err != nil {
 			t.Fatal(err)
@@ -340,11 +270,9 @@ func TestKVReservation(t *testing.T) {
 // with nothing drained, one request per window.
 func TestRetryAfterFromDrainRate(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.noEOG = true
-	e.delay = time.Millisecond
+	m := hashModel(false)
 	clock := &fakeClock{t: t0}
-	s := newSched(t, e, batching.Config{Slots: 1, QueueSize: 3, CtxPerSlot: 256, Clock: clock.Now})
+	s := newSched(t, slowed(m.Engine(), time.Millisecond), m, batching.Config{Slots: 1, QueueSize: 3, CtxPerSlot: 256, Clock: clock.Now})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fill := func() (stop func()) {
@@ -368,7 +296,7 @@ func TestRetryAfterFromDrainRate(t *testing.T) {
 	}
 	stop := fill()
 	_, err := s.Submit(ctx, batching.Request{Prompt: prompt("x"), MaxTokens: 1})
-	if oe := overload(t, err, batching.ReasonQueueFull); oe.RetryAfter != time.Second {
+	if oe := overload(t, err, admission.ReasonQueueFull); oe.RetryAfter != time.Second {
 		t.Errorf("cold start: Retry-After %s, want 1s", oe.RetryAfter)
 	}
 	stop() // 4 requests drained at t0
@@ -382,7 +310,7 @@ func TestRetryAfterFromDrainRate(t *testing.T) {
 	defer stop()
 	_, err = s.Submit(ctx, batching.Request{Prompt: prompt("x"), MaxTokens: 1})
 	// 3 waiting plus this one at 10/9 requests per second: 3.6 s.
-	if oe := overload(t, err, batching.ReasonQueueFull); oe.RetryAfter != 4*time.Second {
+	if oe := overload(t, err, admission.ReasonQueueFull); oe.RetryAfter != 4*time.Second {
 		t.Errorf("Retry-After %s, want 4s", oe.RetryAfter)
 	}
 	if st := s.Stats(); st.DrainRate < 1.1 || st.DrainRate > 1.12 {
@@ -390,7 +318,7 @@ func TestRetryAfterFromDrainRate(t *testing.T) {
 	}
 	clock.Set(t0.Add(30 * time.Second)) // a stall: nothing drained for a whole window
 	_, err = s.Submit(ctx, batching.Request{Prompt: prompt("x"), MaxTokens: 1})
-	if oe := overload(t, err, batching.ReasonQueueFull); oe.RetryAfter != 40*time.Second {
+	if oe := overload(t, err, admission.ReasonQueueFull); oe.RetryAfter != 40*time.Second {
 		t.Errorf("after a stall: Retry-After %s, want 4 x 10s", oe.RetryAfter)
 	}
 }
@@ -398,11 +326,11 @@ func TestRetryAfterFromDrainRate(t *testing.T) {
 // fakeGPU is a settable GPUSignals.
 type fakeGPU struct {
 	mu     sync.Mutex
-	sample batching.GPUSample
+	sample admission.GPUSample
 	ok     bool
 }
 
-func (g *fakeGPU) Snapshot() (batching.GPUSample, bool) {
+func (g *fakeGPU) Snapshot() (admission.GPUSample, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.sample, g.ok
@@ -412,12 +340,11 @@ func (g *fakeGPU) Snapshot() (batching.GPUSample, bool) {
 // with Retry-After; a stale sample counts as saturated.
 func TestSubmitReadsGPUSignals(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.gate = make(chan struct{})
+	m, gate := hashModel(true), make(chan struct{})
 	clock := &fakeClock{t: t0}
-	gpu := &fakeGPU{ok: true, sample: batching.GPUSample{At: t0, Devices: []batching.GPUDevice{{MemoryUsed: 1, MemoryTotal: 2, ThermalThrottle: true}}}}
+	gpu := &fakeGPU{ok: true, sample: admission.GPUSample{At: t0, Devices: []admission.GPUDevice{{MemoryUsed: 1, MemoryTotal: 2, ThermalThrottle: true}}}}
 	rec := &recorder{}
-	s := newSched(t, e, batching.Config{Slots: 1, QueueSize: 4, Clock: clock.Now, GPU: gpu, Observer: rec})
+	s := newSched(t, gated(m.Engine(), gate), m, batching.Config{Slots: 1, QueueSize: 4, Clock: clock.Now, GPU: gpu, Observer: rec})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	h, err := s.Submit(ctx, batching.Request{Prompt: prompt("a"), MaxTokens: 1})
@@ -425,14 +352,14 @@ func TestSubmitReadsGPUSignals(t *testing.T) {
 		t.Fatalf("throttled but a slot is free: %v", err)
 	}
 	_, err = s.Submit(ctx, batching.Request{Prompt: prompt("b"), MaxTokens: 1})
-	overload(t, err, batching.ReasonGPUThrottled)
+	overload(t, err, admission.ReasonGPUThrottled)
 
 	gpu.mu.Lock()
 	gpu.sample.Devices[0].ThermalThrottle = false
 	gpu.mu.Unlock()
 	clock.Set(t0.Add(time.Minute))
 	_, err = s.Submit(ctx, batching.Request{Prompt: prompt("c"), MaxTokens: 1})
-	overload(t, err, batching.ReasonGPUStale)
+	overload(t, err, admission.ReasonGPUStale)
 
 	gpu.mu.Lock()
 	gpu.ok = false // telemetry gone: runtime signals alone
@@ -441,20 +368,20 @@ func TestSubmitReadsGPUSignals(t *testing.T) {
 	if err != nil {
 		t.Fatalf("without telemetry: %v", err)
 	}
-	close(e.gate)
+	close(gate)
 	for _, h := range []*batching.Handle{h, h2} {
 		if _, err := h.Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, want := range []struct {
-		o      batching.Outcome
+		o      admission.Outcome
 		reason string
 	}{
-		{batching.OutcomeAdmitted, batching.ReasonSlotFree},
-		{batching.OutcomeRejected, batching.ReasonGPUThrottled},
-		{batching.OutcomeRejected, batching.ReasonGPUStale},
-		{batching.OutcomeQueued, batching.ReasonSlotsBusy},
+		{admission.OutcomeAdmitted, admission.ReasonSlotFree},
+		{admission.OutcomeRejected, admission.ReasonGPUThrottled},
+		{admission.OutcomeRejected, admission.ReasonGPUStale},
+		{admission.OutcomeQueued, admission.ReasonSlotsBusy},
 	} {
 		if rec.count(want.o, want.reason) != 1 {
 			t.Errorf("want one %s/%s decision, got %+v", want.o, want.reason, rec.decisions)
@@ -466,7 +393,8 @@ func TestSubmitReadsGPUSignals(t *testing.T) {
 func TestObserverTiming(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	s := newSched(t, newFakeEngine(), batching.Config{Observer: rec})
+	m := hashModel(true)
+	s := newSched(t, m.Engine(), m, batching.Config{Observer: rec})
 	c := run(t, s, batching.Request{Prompt: prompt("timing"), MaxTokens: 5})
 	waitFor(t, func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.reports) == 1 })
 	rec.mu.Lock()
@@ -508,10 +436,9 @@ func (r *slowRecorder) Finished(rep batching.Report) {
 // observer (metrics) runs before the end is visible.
 func TestFinishedReportedBeforeCallerSeesEnd(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.noEOG = true
+	m := hashModel(false)
 	rec := &slowRecorder{}
-	s := newSched(t, e, batching.Config{Slots: 1, QueueSize: 4, Observer: rec})
+	s := newSched(t, m.Engine(), m, batching.Config{Slots: 1, QueueSize: 4, Observer: rec})
 	for i := range 30 {
 		h, err := s.Submit(context.Background(), batching.Request{Prompt: prompt("count me"), MaxTokens: 4})
 		if err != nil {

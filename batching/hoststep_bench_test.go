@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/batchingtest"
 )
 
 // Host work of one scheduler step at the size: 128 running
@@ -23,10 +24,11 @@ const (
 // hostEngine decodes instantly. Its logits rows are allocated once; with
 // copyRows every Logits call returns a fresh copy of the row, as the
 // wrapper's GetLogitsIth did (an allocation and a copy per sequence per
-// step), else a view of the row.
+// step), else a view of the row. It counts steps, so a benchmark can wait
+// for n of them.
 type hostEngine struct {
-	rows     [][]float32
-	copyRows bool
+	batchingtest.Engine
+	batchingtest.Vocab
 
 	mu    sync.Mutex
 	steps int64
@@ -47,32 +49,27 @@ var hostRowsOnce = sync.OnceValue(func() [][]float32 {
 })
 
 func newHostEngine(copyRows bool) *hostEngine {
-	return &hostEngine{rows: hostRowsOnce(), copyRows: copyRows}
-}
-
-func (e *hostEngine) Decode(b *batching.Batch) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.steps++
-	if e.ch != nil && e.steps >= e.want {
-		close(e.ch)
-		e.ch = nil
+	rows := hostRowsOnce()
+	e := &hostEngine{Vocab: batchingtest.Vocab{N: hostVocab}}
+	e.DecodeFunc = func(*batching.Batch) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.steps++
+		if e.ch != nil && e.steps >= e.want {
+			close(e.ch)
+			e.ch = nil
+		}
+		return nil
 	}
-	return nil
-}
-
-func (e *hostEngine) Logits(i int) ([]float32, error) {
-	r := e.rows[i%len(e.rows)]
-	if e.copyRows {
-		return append(make([]float32, 0, len(r)), r...), nil
+	e.LogitsFunc = func(i int) ([]float32, error) {
+		r := rows[i%len(rows)]
+		if copyRows {
+			return append(make([]float32, 0, len(r)), r...), nil
+		}
+		return r, nil
 	}
-	return r, nil
+	return e
 }
-
-func (e *hostEngine) ClearSeq(int32) error { return nil }
-func (e *hostEngine) Size() int            { return hostVocab }
-func (e *hostEngine) IsEOG(int32) bool     { return false }
-func (e *hostEngine) Piece(int32) string   { return "x" }
 
 // waitSteps blocks until the engine has decoded n more steps.
 func (e *hostEngine) waitSteps(n int) {

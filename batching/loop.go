@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/nextact/nextact/batching/admission"
 )
 
 // sequence is one request's state inside the scheduler.
@@ -14,7 +17,9 @@ type sequence struct {
 	h       *Handle
 	sampler *sampler
 	text    textState
-	slot    int32
+	// slot is the slot the sequence runs in, or -1 (waiting, or ended
+	// without one).
+	slot int32
 
 	// tokens is the prompt followed by every generated token (sampled or
 	// forced by the constraint); the first nPast are in the engine's KV.
@@ -23,6 +28,9 @@ type sequence struct {
 	tokens    []int32
 	owned     bool // tokens no longer aliases req.Prompt
 	promptLen int
+	// complete: the constraint completed on the tokens it forced at the
+	// start (set in Submit); the request ends without a slot.
+	complete bool
 	// kv is how the slot's KV starts; cached counts the prompt tokens
 	// reused from it.
 	kv     kvPlan
@@ -52,7 +60,19 @@ func (q *sequence) extend(toks ...int32) {
 	q.tokens = append(q.tokens, toks...)
 }
 
-// loop owns the engine. It never blocks on a caller.
+// open takes the tokens a Forcer constraint requires at the start (a
+// grammar's opening literal, or the whole of an all-literal output),
+// before the request is queued: they are counted as generated and fed
+// after the prompt, and their text goes out with the first sampled token.
+func (s *Scheduler) open(q *sequence) {
+	q.extend(s.takeForced(q)...)
+	if f, ok := q.req.Constraint.(Forcer); ok {
+		q.complete = f.Done()
+	}
+}
+
+// loop owns the engine. It never blocks on a caller, and it sleeps only
+// when a plan has nothing to do: nothing runs and nothing waits.
 func (s *Scheduler) loop() {
 	defer close(s.done)
 	for {
@@ -62,8 +82,8 @@ func (s *Scheduler) loop() {
 			return
 		default:
 		}
-		active, closing := s.admit()
-		if active == 0 {
+		p, closing := s.planNext(phaseStep)
+		if p.idle() {
 			if closing {
 				return
 			}
@@ -73,148 +93,200 @@ func (s *Scheduler) loop() {
 			}
 			continue
 		}
-		s.step()
+		if !s.applyPlan(p) || !s.buildBatch(p) {
+			continue // the plan ended sequences, or nothing is left to feed: plan again
+		}
+		s.step(p)
 	}
 }
 
-// admit drops cancelled requests, moves queued ones into free slots and
-// reports how many slots are busy.
-func (s *Scheduler) admit() (active int, closing bool) {
-	for _, q := range s.slots {
-		if q != nil && q.h.ctx.Err() != nil {
-			s.finish(q, FinishCancelled, nil)
+// planNext builds the view of a phase, plans it, and takes the waiting
+// requests the plan seats or ends off the queue. On the way it drops
+// waiting requests that were cancelled or waited too long (admission). It
+// also reports whether the scheduler is closing.
+func (s *Scheduler) planNext(ph phase) (*stepPlan, bool) {
+	v, p := &s.view, &s.plans[ph]
+	v.phase, v.budget, v.ctx, v.rr = ph, s.cfg.StepTokens, s.cfg.CtxPerSlot, s.rr
+	free := 0
+	for i, q := range s.slots {
+		sv := &v.slots[i]
+		if q != nil {
+			*sv = slotView{running: true, tokens: len(q.tokens), fed: q.nPast, cancelled: q.h.ctx.Err() != nil}
+			continue
 		}
+		r := s.resident[i]
+		*sv = slotView{resident: r.n, lastUse: r.lastUse, dirty: r.dirty}
+		free++
 	}
 	now := s.now()
 	s.mu.Lock()
-	kept := s.queue[:0]
-	var cancelled, admitted, overdue []*sequence
+	cancelled, overdue := s.sweepLocked(now)
+	v.queue, s.waiting = v.queue[:0], s.waiting[:0]
+	need := 0
 	for _, q := range s.queue {
-		if q.h.ctx.Err() != nil {
-			cancelled = append(cancelled, q)
-			continue
+		w := waitingView{prompt: q.promptLen, forced: len(q.tokens) - q.promptLen, complete: q.complete}
+		if ok, _ := w.slotless(v.ctx); !ok {
+			if need == free {
+				break
+			}
+			if s.index != nil {
+				w.matches = s.matchBuf(need)
+				s.index.match(q.req.Prompt, w.matches)
+			}
+			need++
 		}
-		if s.overdue(q, now) { // admission: the maximum queue wait
-			overdue = append(overdue, q)
-			continue
-		}
-		kept = append(kept, q)
+		v.queue = append(v.queue, w)
+		s.waiting = append(s.waiting, q)
 	}
-	clear(s.queue[len(kept):])
-	s.queue = kept
-	for s.running < len(s.slots) && len(s.queue) > 0 {
-		q := s.queue[0]
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
-		i, plan := s.pickSlot(q.req.Prompt)
-		q.slot, q.kv = int32(i), plan
-		s.slots[i] = q
-		s.running++
-		q.tokens, q.promptLen = q.req.Prompt, len(q.req.Prompt)
-		admitted = append(admitted, q)
-		s.started(q, now) // admission: KV reservation, queue time
-	}
-	active, closing = s.running, s.closing
+	plan(v, p)
+	s.takeLocked(p, now)
+	closing := s.closing
 	s.mu.Unlock()
-	s.drop(overdue, ReasonQueueTimeout, now)
+	s.drop(overdue, admission.ReasonQueueTimeout, now)
 	for _, q := range cancelled {
 		q.h.finish("", FinishCancelled, nil, Usage{PromptTokens: len(q.req.Prompt)})
 	}
-	for _, q := range admitted {
-		if err := s.startKV(q); err != nil {
+	if ph == phaseStep {
+		s.rr = p.rr
+	}
+	return p, closing
+}
+
+// sweepLocked takes waiting requests that were cancelled or waited longer
+// than the maximum queue wait off the queue; the caller ends them once mu
+// is released.
+func (s *Scheduler) sweepLocked(now time.Time) (cancelled, overdue []*sequence) {
+	kept := s.queue[:0]
+	for _, q := range s.queue {
+		switch {
+		case q.h.ctx.Err() != nil:
+			cancelled = append(cancelled, q)
+		case s.overdue(q, now):
+			overdue = append(overdue, q)
+		default:
+			kept = append(kept, q)
+		}
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	return cancelled, overdue
+}
+
+// takeLocked takes the requests p seats or ends off the head of the
+// queue (the view's queue is that head, in order) and puts the seated
+// ones in their slots.
+func (s *Scheduler) takeLocked(p *stepPlan, now time.Time) {
+	if len(p.seat)+len(p.leave) == 0 {
+		return
+	}
+	taken := s.takenBuf[:0]
+	for range s.waiting {
+		taken = append(taken, false)
+	}
+	for _, d := range p.leave {
+		q := s.waiting[d.queue]
+		taken[d.queue] = true
+		s.startedLocked(q, now)
+	}
+	for _, st := range p.seat {
+		q := s.waiting[st.queue]
+		taken[st.queue] = true
+		q.slot, q.kv = st.slot, st.kv
+		s.slots[st.slot] = q
+		s.running++
+		s.startedLocked(q, now)
+	}
+	kept := s.queue[:0]
+	for i, q := range s.queue {
+		if i >= len(taken) || !taken[i] {
+			kept = append(kept, q)
+		}
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	s.takenBuf = taken
+}
+
+// matchBuf returns the k-th scratch row of prefix matches, one per slot.
+func (s *Scheduler) matchBuf(k int) []int {
+	for len(s.matches) <= k {
+		s.matches = append(s.matches, make([]int, len(s.slots)))
+	}
+	return s.matches[k]
+}
+
+// applyPlan carries out p's ends, departures and seating (in that order)
+// and reports whether the plan goes on to a step: false when it ended
+// sequences, which changes what the rest of a plan would be.
+func (s *Scheduler) applyPlan(p *stepPlan) bool {
+	defer clear(s.waiting)
+	for _, e := range p.end {
+		s.finish(s.slots[e.slot], e.reason, nil)
+	}
+	if len(p.end) > 0 {
+		return false
+	}
+	for _, d := range p.leave {
+		s.finish(s.waiting[d.queue], d.reason, nil)
+	}
+	for _, st := range p.seat {
+		q := s.slots[st.slot]
+		if s.index != nil {
+			s.index.set(st.slot, q.req.Prompt)
+		}
+		if err := s.contain("KV setup", func() error { return s.startKV(q) }); err != nil {
 			s.finish(q, FinishError, err)
-			active--
-			continue
-		}
-		if q.req.Constraint == nil {
-			continue
-		}
-		q.extend(s.takeForced(q)...) // a grammar may start with a literal
-		if f, ok := q.req.Constraint.(Forcer); ok && f.Done() {
-			s.finish(q, FinishStop, nil)
-			active--
 		}
 	}
-	return active - s.endFull(), closing
+	return true
 }
 
-// endFull ends, with FinishLength, every running sequence whose next token
-// to feed would not fit its slot's context (a constraint forced more than
-// max_tokens leaves room for), so no step ever carries a position the
-// engine refuses and fails its step-mates with it. It returns how many it
-// ended.
-func (s *Scheduler) endFull() int {
-	n := 0
-	for _, q := range s.slots {
-		if q != nil && len(q.tokens) > s.cfg.CtxPerSlot {
-			s.finish(q, FinishLength, nil)
-			n++
-		}
-	}
-	return n
-}
-
-// plan fills the batch: first one token for every decoding sequence, then
-// chunks of prompts and forced runs, round-robin, until the step's token
-// budget is spent. Logits are asked for the last token of a sequence's
-// tail; those sequences are listed in s.sampled, in slot order.
-//
-// It reads only the slots and the budget, and writes only the batch, the
-// owners and each sequence's logitRow: the shape of the pure planner
-// (slots, budget -> step) that later work extracts.
-func (s *Scheduler) plan() {
+// buildBatch fills the batch from p's feeds and lists the sequences to
+// sample after the step. Feeds of a sequence that ended while it was
+// seated (its KV setup failed) are left out; it reports whether anything
+// is left to feed.
+func (s *Scheduler) buildBatch(p *stepPlan) bool {
 	b := &s.batch
 	b.Reset()
 	s.owners = s.owners[:0]
 	for _, q := range s.slots {
+		if q != nil {
+			q.logitRow = -1
+		}
+	}
+	for _, f := range p.feeds {
+		q := s.slots[f.slot]
 		if q == nil {
 			continue
 		}
-		q.logitRow = -1
-		if q.pending() == 1 {
-			q.logitRow = b.Len()
-			b.Add(q.tokens[q.nPast], int32(q.nPast), q.slot, true)
-			s.owners = append(s.owners, q)
-		}
-	}
-	budget := s.cfg.StepTokens - b.Len()
-	n := len(s.slots)
-	for k := 0; k < n && budget > 0; k++ {
-		q := s.slots[(s.rr+k)%n]
-		if q == nil || q.pending() < 2 {
-			continue
-		}
-		end := min(len(q.tokens), q.nPast+budget)
-		for p := q.nPast; p < end; p++ {
-			last := p == len(q.tokens)-1
+		for pos := f.from; pos < f.from+f.n; pos++ {
+			last := f.logits && pos == f.from+f.n-1
 			if last {
 				q.logitRow = b.Len()
 			}
-			b.Add(q.tokens[p], int32(p), q.slot, last)
+			b.Add(q.tokens[pos], int32(pos), q.slot, last)
 			s.owners = append(s.owners, q)
 		}
-		budget -= end - q.nPast
 	}
-	s.rr = (s.rr + 1) % n
 	s.sampled = s.sampled[:0]
-	for _, q := range s.slots {
-		if q != nil && q.logitRow >= 0 {
+	for _, i := range p.sample {
+		if q := s.slots[i]; q != nil && q.logitRow >= 0 {
 			s.sampled = append(s.sampled, q)
 		}
 	}
+	return b.Len() > 0
 }
 
 // step runs one engine step and hands out its results.
 //
 // Decode may return while the device still computes (CUDA: the logits are
-// synchronised when first read). Everything the next step needs that does
-// not depend on this step's tokens is done in that window, before the
-// logits are read: dropping cancelled and overdue requests, admitting
-// queued ones into free slots and setting up their KV (prefix reuse,
-// forced openings). Only then are the logits read and sampled.
-func (s *Scheduler) step() {
-	s.plan()
-	if err := s.decode(); err != nil {
+// synchronised when first read). When the plan asks, arrivals are admitted
+// in that window, before the logits are read: requests cancelled or
+// overdue meanwhile are dropped, and new ones take free slots with their
+// KV set up (prefix reuse), to be fed from the next step. Only then are
+// the logits read and sampled.
+func (s *Scheduler) step(p *stepPlan) {
+	if err := s.contain("engine", func() error { return s.engine.Decode(&s.batch) }); err != nil {
 		s.failBatch(err)
 		return
 	}
@@ -225,28 +297,15 @@ func (s *Scheduler) step() {
 	for _, q := range s.owners {
 		q.nPast++
 	}
-	s.admit() // overlaps the device's compute of this step
+	if p.prepare {
+		for { // overlaps the device's compute of this step
+			pp, _ := s.planNext(phasePrepare)
+			if s.applyPlan(pp) {
+				break
+			}
+		}
+	}
 	s.sampleAll()
-}
-
-// decode calls the engine, turning a panic in Go-side engine code into an
-// error so the loop keeps serving.
-func (s *Scheduler) decode() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("engine panic: %v", r)
-		}
-	}()
-	return s.engine.Decode(&s.batch)
-}
-
-func (s *Scheduler) logits(row int) (l []float32, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("engine panic: %v", r)
-		}
-	}()
-	return s.engine.Logits(row)
 }
 
 // failBatch ends the sequences of a failed step with the engine's error:
@@ -270,17 +329,20 @@ func (s *Scheduler) failBatch(err error) {
 	}
 }
 
-// finish is the one place a running sequence leaves its slot.
+// finish is the one place a sequence that left the queue ends: it leaves
+// its slot, if it has one, and its handle gets the end.
 func (s *Scheduler) finish(q *sequence, reason FinishReason, err error) {
 	text := ""
 	if reason == FinishStop || reason == FinishLength {
 		text = q.held + q.text.flush()
 	}
-	s.release(q, reason)
-	s.slots[q.slot] = nil
-	s.mu.Lock()
-	s.running--
-	s.mu.Unlock()
+	if q.slot >= 0 {
+		s.release(q, reason)
+		s.slots[q.slot] = nil
+		s.mu.Lock()
+		s.running--
+		s.mu.Unlock()
+	}
 	q.h.finish(text, reason, err, Usage{PromptTokens: q.promptLen, CompletionTokens: q.generated, CachedTokens: q.cached})
 }
 

@@ -32,82 +32,16 @@ type kvPlan struct {
 
 // slotKV is the loop-owned record of an idle slot's KV: how many tokens
 // it holds (the tokens themselves are in the index) and when it was last
-// used.
+// used. dirty: a clear of the slot failed, so it holds something unknown
+// and is cleared again before it is used.
 type slotKV struct {
 	n       int
 	lastUse uint64
+	dirty   bool
 }
 
-// pickSlot chooses a free slot for prompt (one must exist) and how to start
-// its KV, and indexes the slot as holding prompt. Loop goroutine only.
-func (s *Scheduler) pickSlot(prompt []int32) (int, kvPlan) {
-	victim := -1
-	for i, q := range s.slots {
-		if q == nil && (victim < 0 || s.colder(i, victim)) {
-			victim = i
-		}
-	}
-	if s.reuser == nil {
-		return victim, kvPlan{copyFrom: -1, clear: s.resident[victim].n > 0}
-	}
-	i, plan := s.planKV(prompt, victim)
-	s.index.set(int32(i), prompt)
-	return i, plan
-}
-
-// planKV finds the longest prefix of prompt some slot holds and plans how
-// the new sequence gets it, given victim, the free slot to take otherwise
-// (empty, else least recently used):
-//   - the idle slot holding the longest prefix (the least recently used of
-//     equals) is trimmed and reused in place, unless what it holds beyond
-//     the prefix is at least as long as the prefix and an empty slot is
-//     there: then (say only a shared system prompt matches a long idle
-//     session) the empty slot gets a copy trimmed to the prefix, and the
-//     idle session keeps all its KV;
-//   - a running slot's KV (as far as it has been fed) is copied whole and
-//     trimmed when it holds a longer prefix than any idle slot;
-//   - below minReuse tokens the victim is taken as is.
-func (s *Scheduler) planKV(prompt []int32, victim int) (int, kvPlan) {
-	s.index.match(prompt, s.matches)
-	bestFree, freeMatch, runSlot, runMatch := -1, 0, -1, 0
-	for i, q := range s.slots {
-		m := s.matches[i]
-		if q != nil {
-			// A running slot is indexed by its prompt; only what has been
-			// fed is in its KV.
-			if m = min(m, q.nPast); m > runMatch {
-				runSlot, runMatch = i, m
-			}
-		} else if m > freeMatch || (m == freeMatch && m > 0 && s.colder(i, bestFree)) {
-			bestFree, freeMatch = i, m
-		}
-	}
-	limit := len(prompt) - 1 // at least one token is fed, for logits
-	switch {
-	case freeMatch >= minReuse && freeMatch >= runMatch:
-		keep := min(freeMatch, limit)
-		if lost := s.resident[bestFree].n - freeMatch; lost >= freeMatch && s.resident[victim].n == 0 {
-			return victim, kvPlan{copyFrom: int32(bestFree), keep: keep, clear: true}
-		}
-		return bestFree, kvPlan{copyFrom: -1, keep: keep, clear: true}
-	case runMatch >= minReuse:
-		return victim, kvPlan{copyFrom: int32(runSlot), keep: min(runMatch, limit), clear: true}
-	}
-	return victim, kvPlan{copyFrom: -1, clear: s.resident[victim].n > 0}
-}
-
-// colder reports whether free slot a is a better victim than b: empty
-// first, then least recently used.
-func (s *Scheduler) colder(a, b int) bool {
-	ea, eb := s.resident[a].n == 0, s.resident[b].n == 0
-	if ea != eb {
-		return ea
-	}
-	return s.resident[a].lastUse < s.resident[b].lastUse
-}
-
-// startKV sets up an admitted sequence's KV as planned. A failure ends the
-// request with an error and leaves the slot empty.
+// startKV sets up a seated sequence's KV as planned. On a failure the
+// caller ends the sequence with the error, which clears the slot.
 func (s *Scheduler) startKV(q *sequence) error {
 	p := q.kv
 	s.setResident(q.slot, slotKV{})
@@ -123,8 +57,6 @@ func (s *Scheduler) startKV(q *sequence) error {
 		err = s.engine.ClearSeq(q.slot)
 	}
 	if err != nil {
-		_ = s.engine.ClearSeq(q.slot)
-		s.index.remove(q.slot)
 		return fmt.Errorf("prepare KV of slot %d: %w", q.slot, err)
 	}
 	q.nPast, q.cached = p.keep, p.keep
@@ -132,7 +64,9 @@ func (s *Scheduler) startKV(q *sequence) error {
 }
 
 // release is what finish does with a slot's KV: keep it resident for later
-// prefixes when it is consistent, else clear it.
+// prefixes when it is consistent, else clear it. A clear that fails marks
+// the slot dirty: the next sequence planned into it clears it first, so a
+// failure of the engine here fails no later sequence.
 func (s *Scheduler) release(q *sequence, reason FinishReason) {
 	if s.reuser != nil && reason != FinishError && reason != FinishShutdown && q.nPast > 0 {
 		s.setResident(q.slot, slotKV{n: q.nPast, lastUse: s.useClock})
@@ -142,8 +76,10 @@ func (s *Scheduler) release(q *sequence, reason FinishReason) {
 	}
 	s.setResident(q.slot, slotKV{})
 	s.index.remove(q.slot)
-	if err := s.engine.ClearSeq(q.slot); err != nil {
+	err := s.contain("engine", func() error { return s.engine.ClearSeq(q.slot) })
+	if err != nil {
 		s.log.Error("clear sequence", zap.Int32("seq", q.slot), zap.Error(err))
+		s.resident[q.slot].dirty = true
 	}
 }
 

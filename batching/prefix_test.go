@@ -59,12 +59,10 @@ func TestPrefixCacheKeepsOutputs(t *testing.T) {
 		wg.Wait()
 		return out, cached
 	}
-	plain := newFakeEngine()
-	plain.noEOG = true
-	want, cachedOff := run(plain, plain, true)
-	re := reusingEngine{newFakeEngine()}
-	re.noEOG = true
-	got, cachedOn := run(re, re, false)
+	plain := hashModel(false)
+	want, cachedOff := run(plain.Engine(), plain, true)
+	re := hashModel(false)
+	got, cachedOn := run(re.Reuser(), re, false)
 	for i := range want {
 		for j := range want[i] {
 			if got[i][j] != want[i][j] {
@@ -82,9 +80,8 @@ func TestPrefixCacheKeepsOutputs(t *testing.T) {
 // token is fed.
 func TestPrefixCacheFullHit(t *testing.T) {
 	t.Parallel()
-	e := reusingEngine{newFakeEngine()}
-	e.noEOG = true
-	s, err := batching.New(e, e, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 16, CtxPerSlot: 512}, zaptest.NewLogger(t))
+	m := hashModel(false)
+	s, err := batching.New(m.Reuser(), m, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 16, CtxPerSlot: 512}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,19 +108,18 @@ func TestPrefixCacheCopiesFromRunning(t *testing.T) {
 	t.Parallel()
 	shared := strings.Repeat("a shared system prompt for every shopper ", 3)
 	want := func() string {
-		e := newFakeEngine()
-		e.noEOG = true
-		s, err := batching.New(e, e, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 16, CtxPerSlot: 1024, NoPrefixCache: true}, zaptest.NewLogger(t))
+		m := hashModel(false)
+		s, err := batching.New(m.Engine(), m, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 16, CtxPerSlot: 1024, NoPrefixCache: true}, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer func() { _ = s.Close(context.Background()) }()
 		return run(t, s, batching.Request{Prompt: prompt(shared + "then B"), MaxTokens: 8}).Text
 	}()
-	e := reusingEngine{newFakeEngine()}
-	e.noEOG = true
-	e.delay = time.Millisecond
-	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 4, StepTokens: 16, CtxPerSlot: 1024}, zaptest.NewLogger(t))
+	m := hashModel(false)
+	r := m.Reuser()
+	slowed(r.Engine, time.Millisecond)
+	s, err := batching.New(r, m, batching.Config{Slots: 2, QueueSize: 4, StepTokens: 16, CtxPerSlot: 1024}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,9 +164,8 @@ func (c *openingConstraint) Forced() []int32 {
 // so the first text a client sees marks the end of prefill (TTFT).
 func TestForcedOpeningWaitsForFirstToken(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.gate = make(chan struct{})
-	s, err := batching.New(e, e, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 16, CtxPerSlot: 256}, zaptest.NewLogger(t))
+	m, gate := hashModel(true), make(chan struct{})
+	s, err := batching.New(gated(m.Engine(), gate), m, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 16, CtxPerSlot: 256}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +180,7 @@ func TestForcedOpeningWaitsForFirstToken(t *testing.T) {
 	if err == nil {
 		t.Fatalf("text %q before the prompt was read", c.Text)
 	}
-	close(e.gate)
+	close(gate)
 	c, err = h.Next(context.Background())
 	if err != nil || !strings.HasPrefix(c.Text, "AB") || len(c.Text) < 3 {
 		t.Fatalf("first chunk %q (%v), want the opening and a sampled token", c.Text, err)
@@ -201,9 +196,8 @@ func TestForcedOpeningWaitsForFirstToken(t *testing.T) {
 // it; ties between idle slots go to the least recently used.
 func TestPrefixCacheKeepsLongSessionWhole(t *testing.T) {
 	t.Parallel()
-	e := reusingEngine{newFakeEngine()}
-	e.noEOG = true
-	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 4, StepTokens: 64, CtxPerSlot: 2048}, zaptest.NewLogger(t))
+	m := hashModel(false)
+	s, err := batching.New(m.Reuser(), m, batching.Config{Slots: 2, QueueSize: 4, StepTokens: 64, CtxPerSlot: 2048}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,13 @@ package batching
 
 import "math/bits"
 
-// slotSet is a set of slot indexes below maxSlots.
-type slotSet [maxSlots / 64]uint64
+// slotSet is a set of slot indexes below MaxSlots (which bounds
+// Config.Slots, so a slotSet holds any slot).
+type slotSet [MaxSlots / 64]uint64
 
-// maxSlots bounds Config.Slots, so a slotSet holds any slot.
-const maxSlots = 256
-
-func (s *slotSet) add(i int32)      { s[i>>6] |= 1 << (i & 63) }
-func (s *slotSet) del(i int32)      { s[i>>6] &^= 1 << (i & 63) }
-func (s *slotSet) has(i int32) bool { return s[i>>6]&(1<<(i&63)) != 0 }
-func (s *slotSet) empty() bool      { return *s == slotSet{} }
+func (s *slotSet) add(i int32) { s[i>>6] |= 1 << (i & 63) }
+func (s *slotSet) del(i int32) { s[i>>6] &^= 1 << (i & 63) }
+func (s *slotSet) empty() bool { return *s == slotSet{} }
 
 // each calls f for every slot in s that is not in minus, lowest first.
 func (s *slotSet) each(minus *slotSet, f func(int32)) {

@@ -39,13 +39,24 @@ func (s *Scheduler) sampleAll() {
 		}
 		// The engine is the loop's alone: views are taken here, serially.
 		q.draw = draw{}
-		q.draw.logits, q.draw.err = s.logits(q.logitRow)
+		q.draw.err = s.contain("engine", func() (err error) {
+			q.draw.logits, err = s.engine.Logits(q.logitRow)
+			return err
+		})
 		if q.draw.err != nil {
 			q.draw.err = fmt.Errorf("read logits: %w", q.draw.err)
 		}
 		work = append(work, q)
 	}
-	fanOut(len(s.scratch), len(work), func(w, i int) { s.drawSafe(work[i], &s.scratch[w]) })
+	fanOut(len(s.scratch), len(work), func(w, i int) {
+		q := work[i]
+		if q.draw.err == nil {
+			q.draw.err = s.contain("sampling", func() (err error) {
+				q.draw.tok, err = s.drawToken(q, q.draw.logits, &s.scratch[w])
+				return err
+			})
+		}
+	})
 	for _, q := range work {
 		d := q.draw
 		q.draw = draw{}
@@ -89,80 +100,81 @@ func fanOut(workers, n int, fn func(w, i int)) {
 	wg.Wait()
 }
 
-// drawSafe samples q's next token from q.draw.logits into q.draw, with a
-// worker's scratch memory, turning
-// a panic in a constraint into that sequence's error (a worker's panic
-// would otherwise end the process).
-func (s *Scheduler) drawSafe(q *sequence, sc *sampleScratch) {
-	if q.draw.err != nil {
-		return
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			q.draw.err = fmt.Errorf("sampling panic: %v", r)
-		}
-	}()
-	q.draw.tok, q.draw.err = s.drawToken(q, q.draw.logits, sc)
-}
-
 // drawToken samples the next token, under q's constraint if it has one.
-// It touches only q's own state and row.
+// It touches only q's own state and row. With an Allower and no top-k or
+// top-p cut, the token is drawn from the raw row first and the row masked
+// only when the constraint refuses it (rejection sampling: conditioning
+// softmax(logits/T) on the allowed set gives the masked distribution). A
+// cut is taken over the allowed tokens, which rejection cannot give, so
+// with one the row is masked first.
 func (s *Scheduler) drawToken(q *sequence, logits []float32, sc *sampleScratch) (int32, error) {
 	c := q.req.Constraint
 	if c == nil {
-		return q.sampler.sample(logits, sc), nil
+		return q.sampler.sample(logits, sc)
 	}
 	remaining := q.req.MaxTokens - q.generated
-	if a, ok := c.(Allower); ok {
-		if tok := q.sampler.sample(logits, sc); a.Allows(tok, remaining) {
-			return tok, nil
+	if a, ok := c.(Allower); ok && !q.sampler.cuts(len(logits)) {
+		tok, err := q.sampler.sample(logits, sc)
+		if err != nil || a.Allows(tok, remaining) {
+			return tok, err
 		}
 	}
 	if err := c.Mask(logits, remaining); err != nil {
 		return 0, err
 	}
-	return q.sampler.sample(logits, sc), nil
+	return q.sampler.sample(logits, sc)
 }
 
-// apply hands out q's sampled token and decides whether q goes on. Loop
-// goroutine only.
+// apply hands out q's sampled token and ends q when it is done, failed,
+// or the work for its token (constraint, stop strings, emitting) panicked.
+// Loop goroutine only.
 func (s *Scheduler) apply(q *sequence, d draw) {
-	if d.err != nil {
-		s.finish(q, FinishError, d.err)
-		return
+	end, err := FinishError, d.err
+	if err == nil {
+		err = s.contain("token", func() (err error) {
+			end, err = s.take(q, d.tok)
+			return err
+		})
+		if err != nil {
+			end = FinishError
+		}
 	}
-	tok := d.tok
+	if end != NotFinished {
+		s.finish(q, end, err)
+	}
+}
+
+// take counts tok, hands it to q's constraint or stop strings, emits its
+// text and says whether q ends, and why.
+func (s *Scheduler) take(q *sequence, tok int32) (FinishReason, error) {
 	q.generated++
 	if q.req.Constraint != nil {
-		s.acceptConstrained(q, tok)
-		return
+		return s.acceptConstrained(q, tok)
 	}
 	if s.vocab.IsEOG(tok) {
-		s.finish(q, FinishStop, nil)
-		return
+		return FinishStop, nil
 	}
 	out, stopped := q.text.push(s.vocab.Piece(tok))
 	q.h.emit(out)
 	switch {
 	case stopped:
-		s.finish(q, FinishStop, nil)
+		return FinishStop, nil
 	case q.generated >= q.req.MaxTokens:
-		s.finish(q, FinishLength, nil)
-	default:
-		q.extend(tok)
+		return FinishLength, nil
 	}
+	q.extend(tok)
+	return NotFinished, nil
 }
 
 // acceptConstrained hands tok to the constraint, then whatever it forces;
 // the constraint, not end-of-generation tokens or stop strings, decides
 // when the output is complete.
-func (s *Scheduler) acceptConstrained(q *sequence, tok int32) {
+func (s *Scheduler) acceptConstrained(q *sequence, tok int32) (FinishReason, error) {
 	done, err := q.req.Constraint.Accept(tok)
 	if err != nil {
-		s.finish(q, FinishError, err)
-		return
+		return FinishError, err
 	}
-	// Text forced at admission (a grammar's opening) goes out with the
+	// Text forced at the start (a grammar's opening) goes out with the
 	// first sampled token, so the first text marks the end of prefill.
 	text := q.held
 	if !s.vocab.IsEOG(tok) {
@@ -174,13 +186,13 @@ func (s *Scheduler) acceptConstrained(q *sequence, tok int32) {
 	q.held = ""
 	switch {
 	case done:
-		s.finish(q, FinishStop, nil)
+		return FinishStop, nil
 	case q.generated >= q.req.MaxTokens:
-		s.finish(q, FinishLength, nil)
-	default:
-		q.extend(tok)
-		q.extend(forced...)
+		return FinishLength, nil
 	}
+	q.extend(tok)
+	q.extend(forced...)
+	return NotFinished, nil
 }
 
 // takeForced counts the tokens a Forcer constraint requires next and adds

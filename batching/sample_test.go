@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
+	"github.com/nextact/nextact/batching/batchingtest"
 )
 
 // modConstraint allows only the printable tokens that are multiples of
@@ -64,7 +66,7 @@ type finishLog struct {
 	order []string
 }
 
-func (l *finishLog) Decided(batching.Decision) {}
+func (l *finishLog) Decided(admission.Decision) {}
 
 func (l *finishLog) Finished(r batching.Report) {
 	l.mu.Lock()
@@ -78,10 +80,9 @@ func (l *finishLog) Finished(r batching.Report) {
 // which they finished.
 func runAll(t *testing.T, workers int, reqs func() []batching.Request) ([]string, []string) {
 	t.Helper()
-	e := newFakeEngine()
-	e.gate = make(chan struct{})
+	m, gate := hashModel(true), make(chan struct{})
 	log := &finishLog{}
-	s, err := batching.New(e, e, batching.Config{Slots: 8, QueueSize: 64, StepTokens: 24, CtxPerSlot: 256, SampleWorkers: workers, Observer: log}, zaptest.NewLogger(t))
+	s, err := batching.New(gated(m.Engine(), gate), m, batching.Config{Slots: 8, QueueSize: 64, StepTokens: 24, CtxPerSlot: 256, SampleWorkers: workers, Observer: log}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func runAll(t *testing.T, workers int, reqs func() []batching.Request) ([]string
 			t.Fatal(err)
 		}
 	}
-	close(e.gate)
+	close(gate)
 	if _, err := hold.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -167,30 +168,6 @@ func TestParallelSamplingMatchesSerial(t *testing.T) {
 	}
 }
 
-// expectGreedy is the fake engine's greedy output for a prompt, computed
-// without the scheduler: the oracle for the stale-view test.
-func expectGreedy(p []int32, maxTokens int) string {
-	e := newFakeEngine()
-	row := make([]float32, e.vocab)
-	hist := append([]int32(nil), p...)
-	var out []byte
-	for range maxTokens {
-		e.fillRow(row, hist)
-		best := 0
-		for i, v := range row {
-			if v > row[best] {
-				best = i
-			}
-		}
-		if int32(best) == e.eog {
-			break
-		}
-		out = append(out, byte(best))
-		hist = append(hist, int32(best))
-	}
-	return string(out)
-}
-
 // slowConstraint allows every token and takes its time to say so, so the
 // workers of a step overlap in time; EOG completes the output.
 type slowConstraint struct {
@@ -210,15 +187,15 @@ func (c slowConstraint) Accept(tok int32) (bool, error) { return tok == c.eog, n
 func (c slowConstraint) MinTokens() int { return 0 }
 
 // The engine's logits are views that the next Decode overwrites in place
-// (the fake does, like llama.cpp). Sixteen requests on eight slots,
+// (the kit's model does, like llama.cpp). Sixteen requests on eight slots,
 // sampled on four workers, give exactly the outputs computed without a
 // scheduler: a row read after the next Decode (a worker still running when
 // the loop moves on, a view kept for later) gives another step's token, and
 // under -race the overlapping read and write fail the run.
 func TestLogitsViewsDieWithTheirStep(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	s := newSched(t, e, batching.Config{Slots: 8, StepTokens: 20, SampleWorkers: 4})
+	m := hashModel(true)
+	s := newSched(t, m.Engine(), m, batching.Config{Slots: 8, StepTokens: 20, SampleWorkers: 4})
 	var texts []string
 	for i := range 16 {
 		texts = append(texts, fmt.Sprintf("request %d %s", i, string(rune('a'+i))))
@@ -231,14 +208,14 @@ func TestLogitsViewsDieWithTheirStep(t *testing.T) {
 			defer wg.Done()
 			r := batching.Request{Prompt: prompt(tx), MaxTokens: 40}
 			if i%2 == 1 { // slow to sample: workers overlap
-				r.Constraint = slowConstraint{eog: e.eog, delay: 200 * time.Microsecond}
+				r.Constraint = slowConstraint{eog: testEOG, delay: 200 * time.Microsecond}
 			}
 			got[i] = run(t, s, r)
 		}()
 	}
 	wg.Wait()
 	for i, tx := range texts {
-		if want := expectGreedy(prompt(tx), 40); got[i].Text != want {
+		if want := batchingtest.HashGreedy(testEOG, testVocab, prompt(tx), 40); got[i].Text != want {
 			t.Errorf("request %d: %q, want %q", i, got[i].Text, want)
 		}
 	}

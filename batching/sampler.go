@@ -2,10 +2,18 @@ package batching
 
 import (
 	"cmp"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
 )
+
+// ErrNoFiniteLogit fails a sequence whose logits row has no finite
+// maximum: every logit NaN or -Inf (or one +Inf), a known failure mode of
+// an engine (overflow in low precision, a broken model). Nothing can be
+// drawn from such a row; the request ends with FinishError. Within a row
+// that has a finite maximum, NaN logits count as -Inf: never drawn.
+var ErrNoFiniteLogit = errors.New("the model produced no finite logit (NaN or infinite values) for this sequence")
 
 // candidate is a token and its scaled logit during sampling.
 type candidate struct {
@@ -40,17 +48,15 @@ type sampleScratch struct {
 	cands []candidate // top-k heap, top-p's cut-off bin
 }
 
-// argmax returns the index of the largest logit (the lowest on ties; a
-// NaN is never larger). It is a scan for a strictly larger value, like the
-// plain loop, but tests eight values against the running maximum at once
-// with no dependency between them, and walks a block one by one only when
-// one of them is larger, which after the first few blocks is rare: on a
-// 128k-token row it runs at the speed of a plain read of the row.
+// argmax returns the index of the largest logit (the lowest on ties), or
+// -1 when no logit is above -Inf (a NaN is never larger than anything). It
+// is a scan for a strictly larger value, like the plain loop, but tests
+// eight values against the running maximum at once with no dependency
+// between them, and walks a block one by one only when one of them is
+// larger, which after the first few blocks is rare: on a 128k-token row it
+// runs at the speed of a plain read of the row.
 func argmax(logits []float32) int32 {
-	if len(logits) == 0 {
-		return 0
-	}
-	m, best := logits[0], 0
+	m, best := float32(math.Inf(-1)), -1
 	i := 0
 	for ; i+8 <= len(logits); i += 8 {
 		c := logits[i : i+8 : i+8]
@@ -78,18 +84,28 @@ const logitWindow = 30
 // the window.
 const binsPerUnit = 64
 
+// cuts reports whether sampling a row of n logits cuts the distribution
+// (top-k or top-p at a temperature above 0).
+func (s *sampler) cuts(n int) bool {
+	return s.p.Temperature > 0 && (s.p.TopK > 0 && s.p.TopK < n || s.p.TopP > 0 && s.p.TopP < 1)
+}
+
 // sample draws the next token from a logits row: greedy at temperature 0,
 // else from softmax(logits/T) cut to the TopK most likely tokens and then
 // to the smallest most-likely set holding TopP of the mass. Linear in the
-// vocabulary: no sort of the whole row.
-func (s *sampler) sample(logits []float32, sc *sampleScratch) int32 {
+// vocabulary: no sort of the whole row. A row with no finite maximum is
+// ErrNoFiniteLogit.
+func (s *sampler) sample(logits []float32, sc *sampleScratch) (int32, error) {
 	best := argmax(logits)
+	if best < 0 || math.IsInf(float64(logits[best]), 1) {
+		return 0, ErrNoFiniteLogit
+	}
 	if s.p.Temperature <= 0 {
-		return best
+		return best, nil
 	}
 	maxL := float64(logits[best])
 	if s.p.TopK > 0 && s.p.TopK < len(logits) {
-		return s.sampleTopK(logits, maxL, sc)
+		return s.sampleTopK(logits, maxL, sc), nil
 	}
 	t := s.p.Temperature
 	p := grow(sc.p, len(logits))
@@ -112,10 +128,10 @@ func (s *sampler) sample(logits []float32, sc *sampleScratch) int32 {
 	for i, x := range p {
 		u -= x
 		if u < 0 {
-			return int32(i)
+			return int32(i), nil
 		}
 	}
-	return best // rounding left u at 0: the mass ends at the top token's side
+	return best, nil // rounding left u at 0: the mass ends at the top token's side
 }
 
 // nucleus keeps in sc.p only the smallest most-likely set of tokens whose
@@ -185,7 +201,7 @@ func (s *sampler) sampleTopK(logits []float32, maxL float64, sc *sampleScratch) 
 	h := sc.cands[:0]
 	for i, l := range logits {
 		z := (float64(l) - maxL) / t
-		if z <= -logitWindow {
+		if !(z > -logitWindow) { // far below the best, or NaN
 			continue
 		}
 		c := candidate{id: int32(i), logit: z}

@@ -94,7 +94,7 @@ func TestSamplerCutsMatchFullSort(t *testing.T) {
 		want := refSupport(logits, p)
 		s := newSampler(p, uint64(trial))
 		for range 200 {
-			if tok := s.sample(logits, sc); want[tok] == 0 {
+			if tok := s.must(t, logits, sc); want[tok] == 0 {
 				t.Fatalf("trial %d %+v: drew %d outside the top-k set %v", trial, p, tok, want)
 			}
 		}
@@ -111,7 +111,7 @@ func TestSamplerTopKFrequencies(t *testing.T) {
 	count := make([]int, 4)
 	const n = 30000
 	for range n {
-		count[s.sample(logits, sc)]++
+		count[s.must(t, logits, sc)]++
 	}
 	for tok, want := range []float64{0, 2.0 / 9, 3.0 / 9, 4.0 / 9} {
 		if f := float64(count[tok]) / n; math.Abs(f-want) > 0.015 {
@@ -135,4 +135,14 @@ func TestSamplerAllocatesNothing(t *testing.T) {
 			t.Fatalf("%+v: %.0f allocations per sample", p, a)
 		}
 	}
+}
+
+// must samples, failing the test on an error.
+func (s *sampler) must(t testing.TB, logits []float32, sc *sampleScratch) int32 {
+	t.Helper()
+	tok, err := s.sample(logits, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

@@ -10,15 +10,18 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/nextact/nextact/batching/admission"
 )
 
 // Config sizes the scheduler.
 type Config struct {
 	// Slots is the number of sequences decoded together (engine sequence
-	// ids 0..Slots-1), at most 256.
+	// ids 0..Slots-1), at most MaxSlots.
 	Slots int
 	// QueueSize bounds the requests waiting for a slot; one more is refused
-	// with ErrQueueFull.
+	// (admission.ReasonQueueFull) unless it takes the place of a waiting
+	// request of a lower priority.
 	QueueSize int
 	// StepTokens is the token budget of one engine step: one token per
 	// decoding sequence, the rest filled with prompt chunks. At least Slots.
@@ -30,10 +33,10 @@ type Config struct {
 	// NoPrefixCache turns the prefix cache off even when the engine can
 	// reuse KV (see KVReuser).
 	NoPrefixCache bool
-	// Admission holds the admission thresholds (see Decide).
-	Admission AdmissionConfig
+	// Admission holds the admission thresholds (see admission.Config.Decide).
+	Admission admission.Config
 	// GPU is the GPU telemetry admission reads; nil: none.
-	GPU GPUSignals
+	GPU admission.GPUSignals
 	// Observer is told admission decisions and finished requests; may be nil.
 	Observer Observer
 	// Clock returns the current time; nil uses time.Now.
@@ -47,8 +50,8 @@ type Config struct {
 
 func (c Config) validate() error {
 	switch {
-	case c.Slots < 1 || c.Slots > maxSlots:
-		return fmt.Errorf("slots must be in [1, %d], got %d", maxSlots, c.Slots)
+	case c.Slots < 1 || c.Slots > MaxSlots:
+		return fmt.Errorf("slots must be in [1, %d], got %d", MaxSlots, c.Slots)
 	case c.QueueSize < 0:
 		return fmt.Errorf("queue must not be negative, got %d", c.QueueSize)
 	case c.StepTokens < c.Slots:
@@ -58,7 +61,7 @@ func (c Config) validate() error {
 	case c.SampleWorkers < 0 || c.SampleWorkers > maxSampleWorkers:
 		return fmt.Errorf("sample workers must be in [0, %d], got %d", maxSampleWorkers, c.SampleWorkers)
 	}
-	return c.Admission.validate()
+	return c.Admission.Validate()
 }
 
 // Stats is a snapshot of the scheduler's load.
@@ -110,7 +113,7 @@ type Scheduler struct {
 	steps   uint64
 	closing bool
 	// Admission state (admission.go).
-	adm             AdmissionConfig // cfg.Admission with defaults
+	adm             admission.Config // cfg.Admission with defaults
 	now             func() time.Time
 	reserved        int // tokens reserved by running and waiting requests
 	runningReserved int
@@ -118,10 +121,18 @@ type Scheduler struct {
 	idleResident    int // sum of the resident tokens of idle slots (prefix.go)
 
 	// Loop-owned state.
-	slots  []*sequence
-	batch  Batch
-	rr     int // round-robin start for prompt chunks
-	owners []*sequence
+	slots []*sequence
+	// view and plans are the planner's input and output (plan.go), one
+	// plan per phase; waiting is the view's queue head as sequences, and
+	// takenBuf, matches scratch for planNext.
+	view     view
+	plans    [2]stepPlan
+	waiting  []*sequence
+	takenBuf []bool
+	matches  [][]int
+	batch    Batch
+	rr       int // round-robin start for prompt chunks
+	owners   []*sequence
 	// sampled lists, in slot order, the sequences that asked for logits in
 	// the step in flight; work is sampleAll's scratch.
 	sampled, work []*sequence
@@ -133,9 +144,8 @@ type Scheduler struct {
 	resident []slotKV
 	useClock uint64
 	// index is the radix tree of every slot's KV: an idle slot's resident
-	// tokens, a running slot's prompt (radix.go); matches is match's output.
-	index   *prefixIndex
-	matches []int
+	// tokens, a running slot's prompt (radix.go).
+	index *prefixIndex
 }
 
 // New validates cfg and starts the loop goroutine.
@@ -159,7 +169,7 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 		cfg.SampleWorkers = runtime.GOMAXPROCS(0)
 	}
 	s := &Scheduler{
-		adm:    cfg.Admission.withDefaults(),
+		adm:    cfg.Admission.WithDefaults(),
 		now:    cfg.Clock,
 		engine: engine,
 		vocab:  vocab,
@@ -169,13 +179,14 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 		slots:  make([]*sequence, cfg.Slots),
+		view:   view{slots: make([]slotView, cfg.Slots)},
 
 		resident: make([]slotKV, cfg.Slots),
 		scratch:  make([]sampleScratch, cfg.SampleWorkers),
 	}
 	if r, ok := engine.(KVReuser); ok && !cfg.NoPrefixCache {
 		s.reuser = r
-		s.index, s.matches = newPrefixIndex(cfg.Slots), make([]int, cfg.Slots)
+		s.index = newPrefixIndex(cfg.Slots)
 	}
 	s.drain.since = s.now()
 	go s.loop()
@@ -183,9 +194,11 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 }
 
 // Submit admits or queues a request, or refuses it. It never blocks: a
-// loaded scheduler gives an *OverloadError (errors.Is ErrOverloaded; a full
-// queue also ErrQueueFull), a closing one ErrClosed, a malformed request a
+// loaded scheduler gives an *admission.OverloadError (errors.Is
+// admission.ErrOverloaded), a closing one ErrClosed, a malformed request a
 // *RequestError. The request ends when ctx ends or Handle.Cancel is called.
+// A Forcer constraint is asked for its opening here, on the caller's
+// goroutine.
 func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 	if err := s.check(&req); err != nil {
 		return nil, err
@@ -196,13 +209,20 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 		seed = *req.Sampling.Seed
 	}
 	seq := &sequence{
-		req:     req,
-		h:       newHandle(ctx),
-		sampler: newSampler(req.Sampling, seed),
-		text:    textState{stops: req.Stop},
-		slot:    -1,
-
-		logitRow: -1,
+		req:       req,
+		h:         newHandle(ctx),
+		sampler:   newSampler(req.Sampling, seed),
+		text:      textState{stops: req.Stop},
+		slot:      -1,
+		tokens:    req.Prompt,
+		promptLen: len(req.Prompt),
+		logitRow:  -1,
+	}
+	if req.Constraint != nil {
+		if err := s.contain("constraint", func() error { s.open(seq); return nil }); err != nil {
+			seq.h.cancel()
+			return nil, err
+		}
 	}
 	need := len(req.Prompt) + req.MaxTokens
 	s.mu.Lock()
@@ -210,19 +230,19 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 	if s.closing {
 		s.mu.Unlock()
 		seq.h.cancel()
-		s.observe(Decision{Outcome: OutcomeRejected, Reason: ReasonClosed, Priority: req.Priority})
+		s.observe(admission.Decision{Outcome: admission.OutcomeRejected, Reason: admission.ReasonClosed, Priority: req.Priority})
 		return nil, ErrClosed
 	}
 	d := s.adm.Decide(need, s.loadLocked(), gpu, gpuOK, now)
 	d.Priority = req.Priority
 	var victim *sequence
-	if d.Reason == ReasonQueueFull {
+	if d.Reason == admission.ReasonQueueFull {
 		if victim = s.evictLocked(req.Priority); victim != nil {
-			d.Outcome, d.Reason = OutcomeQueued, ReasonSlotsBusy
+			d.Outcome, d.Reason = admission.OutcomeQueued, admission.ReasonSlotsBusy
 		}
 	}
-	if d.Outcome == OutcomeRejected {
-		err := &OverloadError{Reason: d.Reason, RetryAfter: s.retryAfterLocked(d.Reason, need, now)}
+	if d.Outcome == admission.OutcomeRejected {
+		err := &admission.OverloadError{Reason: d.Reason, RetryAfter: s.retryAfterLocked(d.Reason, need, now)}
 		s.mu.Unlock()
 		seq.h.cancel()
 		s.observe(d)
@@ -235,7 +255,7 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 	s.mu.Unlock()
 	s.observe(d)
 	if victim != nil {
-		s.drop([]*sequence{victim}, ReasonPreempted, now)
+		s.drop([]*sequence{victim}, admission.ReasonPreempted, now)
 	}
 	s.signal()
 	return seq.h, nil
@@ -287,11 +307,10 @@ func (s *Scheduler) check(req *Request) error {
 func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	reqRate, _, _ := s.drain.rates(s.now())
 	return Stats{
 		Slots: s.cfg.Slots, Running: s.running, Waiting: len(s.queue), Steps: s.steps,
 		QueueSize: s.cfg.QueueSize, ReservedTokens: s.reserved, RunningReservedTokens: s.runningReserved,
-		CapacityTokens: s.cfg.Slots * s.cfg.CtxPerSlot, DrainRate: reqRate,
+		CapacityTokens: s.cfg.Slots * s.cfg.CtxPerSlot, DrainRate: s.drain.rates(s.now()).Requests,
 		IdleResidentTokens: s.idleResident,
 	}
 }

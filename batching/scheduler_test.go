@@ -3,8 +3,10 @@ package batching_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,11 +14,12 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newSched(t *testing.T, e *fakeEngine, cfg batching.Config) *batching.Scheduler {
+func newSched(t *testing.T, e batching.Engine, v batching.Vocab, cfg batching.Config) *batching.Scheduler {
 	t.Helper()
 	if cfg.Slots == 0 {
 		cfg.Slots = 4
@@ -30,7 +33,7 @@ func newSched(t *testing.T, e *fakeEngine, cfg batching.Config) *batching.Schedu
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = 64
 	}
-	s, err := batching.New(e, e, cfg, zaptest.NewLogger(t))
+	s, err := batching.New(e, v, cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +88,12 @@ func TestBatchedEqualsAlone(t *testing.T) {
 	prompts := []string{"hello", "a much longer prompt that needs several chunks to prefill", "hello", "x", "shop for shoes", "hello", "checkout now please", "y"}
 	alone := make([]batching.Chunk, len(prompts))
 	for i, p := range prompts {
-		s := newSched(t, newFakeEngine(), batching.Config{Slots: 1, StepTokens: 8})
+		m := hashModel(true)
+		s := newSched(t, m.Engine(), m, batching.Config{Slots: 1, StepTokens: 8})
 		alone[i] = run(t, s, batching.Request{Prompt: prompt(p), MaxTokens: 40})
 	}
-	e := newFakeEngine()
-	e.delay = time.Millisecond
-	s := newSched(t, e, batching.Config{Slots: 8, StepTokens: 12})
+	m := hashModel(true)
+	s := newSched(t, slowed(m.Engine(), time.Millisecond), m, batching.Config{Slots: 8, StepTokens: 12})
 	got := make([]batching.Chunk, len(prompts))
 	var wg sync.WaitGroup
 	for i, p := range prompts {
@@ -108,7 +111,7 @@ func TestBatchedEqualsAlone(t *testing.T) {
 		}
 	}
 	multi := false
-	for _, b := range e.batches {
+	for _, b := range m.Batches() {
 		seen := map[int32]bool{}
 		for _, q := range b {
 			seen[q] = true
@@ -124,14 +127,15 @@ func TestBatchedEqualsAlone(t *testing.T) {
 		t.Fatal("no step carried more than one sequence")
 	}
 	waitIdle(t, s)
-	if e.held() != 0 {
-		t.Fatalf("engine still holds %d sequences", e.held())
+	if m.Held() != 0 {
+		t.Fatalf("engine still holds %d sequences", m.Held())
 	}
 }
 
 func TestMaxTokensAndUsage(t *testing.T) {
 	t.Parallel()
-	s := newSched(t, newFakeEngine(), batching.Config{})
+	m := hashModel(true)
+	s := newSched(t, m.Engine(), m, batching.Config{})
 	c := run(t, s, batching.Request{Prompt: prompt("abc"), MaxTokens: 3})
 	if c.Usage.PromptTokens != 3 || c.Usage.CompletionTokens > 3 {
 		t.Fatalf("usage %+v", c.Usage)
@@ -143,7 +147,8 @@ func TestMaxTokensAndUsage(t *testing.T) {
 
 func TestStopString(t *testing.T) {
 	t.Parallel()
-	s := newSched(t, newFakeEngine(), batching.Config{})
+	m := hashModel(true)
+	s := newSched(t, m.Engine(), m, batching.Config{})
 	full := run(t, s, batching.Request{Prompt: prompt("stop test"), MaxTokens: 30})
 	if len(full.Text) < 6 {
 		t.Skipf("fake output too short to cut: %q", full.Text)
@@ -158,7 +163,8 @@ func TestStopString(t *testing.T) {
 
 func TestRejectsBadRequests(t *testing.T) {
 	t.Parallel()
-	s := newSched(t, newFakeEngine(), batching.Config{CtxPerSlot: 16})
+	m := hashModel(true)
+	s := newSched(t, m.Engine(), m, batching.Config{CtxPerSlot: 16})
 	cases := []struct {
 		name  string
 		req   batching.Request
@@ -185,9 +191,8 @@ func TestRejectsBadRequests(t *testing.T) {
 
 func TestQueueFullRejectsAtOnce(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.gate = make(chan struct{})
-	s := newSched(t, e, batching.Config{Slots: 1, QueueSize: 2, StepTokens: 4})
+	m, gate := hashModel(true), make(chan struct{})
+	s := newSched(t, gated(m.Engine(), gate), m, batching.Config{Slots: 1, QueueSize: 2, StepTokens: 4})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var handles []*batching.Handle
@@ -199,13 +204,12 @@ func TestQueueFullRejectsAtOnce(t *testing.T) {
 		handles = append(handles, h)
 	}
 	start := time.Now()
-	if _, err := s.Submit(ctx, batching.Request{Prompt: prompt("q"), MaxTokens: 2}); !errors.Is(err, batching.ErrQueueFull) {
-		t.Fatalf("got %v, want ErrQueueFull", err)
-	}
+	_, err := s.Submit(ctx, batching.Request{Prompt: prompt("q"), MaxTokens: 2})
+	overload(t, err, admission.ReasonQueueFull)
 	if time.Since(start) > time.Second {
 		t.Fatal("a full queue blocked")
 	}
-	close(e.gate)
+	close(gate)
 	for _, h := range handles {
 		if c, err := h.Wait(ctx); err != nil || !c.Done {
 			t.Fatalf("wait: %v %+v", err, c)
@@ -215,9 +219,8 @@ func TestQueueFullRejectsAtOnce(t *testing.T) {
 
 func TestCancelFreesSlot(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.noEOG = true
-	s := newSched(t, e, batching.Config{Slots: 1, CtxPerSlot: 100000})
+	m := hashModel(false)
+	s := newSched(t, m.Engine(), m, batching.Config{Slots: 1, CtxPerSlot: 100000})
 	h, err := s.Submit(context.Background(), batching.Request{Prompt: prompt("long"), MaxTokens: 90000})
 	if err != nil {
 		t.Fatal(err)
@@ -234,8 +237,8 @@ func TestCancelFreesSlot(t *testing.T) {
 	if got := run(t, s, batching.Request{Prompt: prompt("next"), MaxTokens: 3}); !got.Done {
 		t.Fatal("next request not served")
 	}
-	if e.held() != 0 {
-		t.Fatalf("engine still holds %d sequences", e.held())
+	if m.Held() != 0 {
+		t.Fatalf("engine still holds %d sequences", m.Held())
 	}
 }
 
@@ -243,26 +246,27 @@ func TestEngineErrorFailsBatchAndLoopGoesOn(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{"error", "panic"} {
 		t.Run(mode, func(t *testing.T) {
-			e := newFakeEngine()
-			e.gate = make(chan struct{}, 100)
-			s := newSched(t, e, batching.Config{Slots: 2})
-			if mode == "error" {
-				e.failNext = errors.New("boom")
-			} else {
-				e.panicNext = true
+			m := hashModel(true)
+			e := m.Engine()
+			var failed atomic.Bool
+			e.DecodeFunc = func(b *batching.Batch) error {
+				if failed.CompareAndSwap(false, true) {
+					if mode == "panic" {
+						panic("engine bug")
+					}
+					return errors.New("boom")
+				}
+				return m.Decode(b)
 			}
+			s := newSched(t, e, m, batching.Config{Slots: 2})
 			h, err := s.Submit(context.Background(), batching.Request{Prompt: prompt("fail me"), MaxTokens: 5})
 			if err != nil {
 				t.Fatal(err)
-			}
-			for range 100 {
-				e.gate <- struct{}{}
 			}
 			c, _ := h.Wait(context.Background())
 			if c.Finish != batching.FinishError || c.Err == nil {
 				t.Fatalf("got %+v, want an engine error", c)
 			}
-			e.gate = nil
 			if got := run(t, s, batching.Request{Prompt: prompt("then"), MaxTokens: 3}); got.Finish == batching.FinishError {
 				t.Fatalf("loop did not recover: %+v", got)
 			}
@@ -272,8 +276,8 @@ func TestEngineErrorFailsBatchAndLoopGoesOn(t *testing.T) {
 
 func TestCloseDrainsInFlight(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 4, StepTokens: 8, CtxPerSlot: 256}, zaptest.NewLogger(t))
+	m := hashModel(true)
+	s, err := batching.New(m.Engine(), m, batching.Config{Slots: 2, QueueSize: 4, StepTokens: 8, CtxPerSlot: 256}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,9 +305,8 @@ func TestCloseDrainsInFlight(t *testing.T) {
 
 func TestCloseTimeoutEndsTheRest(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.noEOG = true
-	s, err := batching.New(e, e, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 8, CtxPerSlot: 1 << 20}, zaptest.NewLogger(t))
+	m := hashModel(false)
+	s, err := batching.New(m.Engine(), m, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 8, CtxPerSlot: 1 << 20}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,10 +337,19 @@ func TestCloseTimeoutEndsTheRest(t *testing.T) {
 // stage this once the scheduler checks positions itself, hence the fake.
 func TestSeqErrorFailsOnlyThatSequence(t *testing.T) {
 	t.Parallel()
-	e := newFakeEngine()
-	e.noEOG = true
-	e.delay = 5 * time.Millisecond // mate is still decoding when bad joins
-	s := newSched(t, e, batching.Config{Slots: 2})
+	m := hashModel(false)
+	e := slowed(m.Engine(), 5*time.Millisecond) // mate is still decoding when bad joins
+	var refuse atomic.Int32
+	refuse.Store(-1)
+	slowDecode := e.DecodeFunc
+	e.DecodeFunc = func(b *batching.Batch) error {
+		if seq := refuse.Load(); seq >= 0 && slices.Contains(b.Seq, seq) {
+			refuse.Store(-1)
+			return &batching.SeqError{Seq: seq, Err: errors.New("position out of range")}
+		}
+		return slowDecode(b)
+	}
+	s := newSched(t, e, m, batching.Config{Slots: 2})
 	want := run(t, s, batching.Request{Prompt: prompt("mate"), MaxTokens: 6})
 	waitIdle(t, s)
 	ctx := context.Background()
@@ -346,9 +358,7 @@ func TestSeqErrorFailsOnlyThatSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The engine refuses the first step that carries the second slot.
-	e.mu.Lock()
-	e.refuse = 1
-	e.mu.Unlock()
+	refuse.Store(1)
 	bad, err := s.Submit(ctx, batching.Request{Prompt: prompt("bad"), MaxTokens: 6})
 	if err != nil {
 		t.Fatal(err)

@@ -60,20 +60,20 @@ func TestTextStateHoldsIncompleteUTF8(t *testing.T) {
 func TestSamplerGreedyAndSeeded(t *testing.T) {
 	t.Parallel()
 	logits := []float32{0.1, 2, 1.9, -3, 2}
-	if got := newSampler(Sampling{}, 1).sample(logits, &sampleScratch{}); got != 1 {
+	if got := newSampler(Sampling{}, 1).must(t, logits, &sampleScratch{}); got != 1 {
 		t.Fatalf("greedy picked %d, want the first maximum 1", got)
 	}
-	if got := newSampler(Sampling{Temperature: 1, TopK: 1}, 7).sample(logits, &sampleScratch{}); got != 1 {
+	if got := newSampler(Sampling{Temperature: 1, TopK: 1}, 7).must(t, logits, &sampleScratch{}); got != 1 {
 		t.Fatalf("top_k=1 picked %d", got)
 	}
-	if got := newSampler(Sampling{Temperature: 1, TopP: 0.01}, 7).sample(logits, &sampleScratch{}); got != 1 {
+	if got := newSampler(Sampling{Temperature: 1, TopP: 0.01}, 7).must(t, logits, &sampleScratch{}); got != 1 {
 		t.Fatalf("tiny top_p picked %d", got)
 	}
 	draw := func(seed uint64) []int32 {
 		s := newSampler(Sampling{Temperature: 1.5}, seed)
 		var out []int32
 		for range 50 {
-			out = append(out, s.sample(logits, &sampleScratch{}))
+			out = append(out, s.must(t, logits, &sampleScratch{}))
 		}
 		return out
 	}
@@ -100,7 +100,7 @@ func TestSamplerMatchesDistribution(t *testing.T) {
 	ones := 0
 	const n = 20000
 	for range n {
-		ones += int(s.sample(logits, &sampleScratch{}))
+		ones += int(s.must(t, logits, &sampleScratch{}))
 	}
 	if f := float64(ones) / n; math.Abs(f-0.75) > 0.02 {
 		t.Fatalf("drew token 1 with frequency %.3f, want 0.75", f)

@@ -3,14 +3,31 @@
 // One goroutine (the loop) owns the Engine. Every engine step carries one
 // token for each running sequence plus chunks of waiting prompts under a
 // per-step token budget; sequences join and leave between steps. Callers
-// Submit a Request and read its output from a Handle. A full wait queue
-// rejects at once with ErrQueueFull; nothing the loop does blocks on a caller.
+// Submit a Request and read its output from a Handle. Admission decides
+// every Submit at once (package admission: admit, queue, or reject with an
+// *admission.OverloadError); nothing the loop does blocks on a caller.
+//
+// Each step is planned by a pure function (plan.go) from a view of the
+// slots, the head of the queue and the step's token budget: which
+// sequences end, which waiting requests take which slots and how their KV
+// starts (prefix reuse), which tokens go into the batch and which rows are
+// sampled, and whether arrivals are admitted while the engine computes.
+// The loop builds the view, applies the plan and samples the step's rows
+// in parallel. A panic in the work the loop does for one sequence
+// (sampler, constraint, stop strings, emitting) fails that sequence alone
+// (fault.go).
 package batching
 
 import (
 	"errors"
 	"fmt"
+
+	"github.com/nextact/nextact/batching/admission"
 )
+
+// MaxSlots bounds Config.Slots. It is also llama.cpp's LLAMA_MAX_SEQ, the
+// most sequences one context holds, so every engine can take it.
+const MaxSlots = 256
 
 // Batch is the input of one engine step, as parallel slices: entry i puts
 // Tokens[i] at position Pos[i] of sequence Seq[i], and asks for that
@@ -83,8 +100,10 @@ type Sampling struct {
 }
 
 // Constraint restricts what one sequence may generate (a grammar, a page's
-// action space). The loop calls it for that sequence only; it need not be
-// goroutine-safe, but it must not block.
+// action space). The scheduler calls it for that sequence only, from one
+// goroutine at a time (Submit's, then the loop's or a sampling worker's,
+// in that order); it need not be goroutine-safe, but it must not block. A
+// panic in it fails that sequence alone.
 type Constraint interface {
 	// Mask sets the logits of every token that may not come next to -Inf.
 	// remaining is how many more tokens the sequence may generate,
@@ -100,19 +119,22 @@ type Constraint interface {
 }
 
 // Allower is an optional extension of Constraint: a cheap test of one
-// token. The scheduler then samples from the raw logits first and masks
-// only when the token drawn is not allowed (rejection sampling: the same
-// distribution as masking first, at the cost of one check per token).
+// token. Where no top-k or top-p cut applies (greedy, or temperature
+// alone), the scheduler then samples from the raw logits first and masks
+// only when the token drawn is not allowed: rejection sampling, the same
+// distribution as masking first at the cost of one check per token. A cut
+// is taken over the allowed tokens, so with one the row is masked first.
 type Allower interface {
 	Allows(tok int32, remaining int) bool
 }
 
 // Forcer is an optional extension of Constraint: the tokens the constraint
-// requires next (a literal run of a grammar). The scheduler asks once when
-// the request starts and after every Accept, counts them as generated, and
-// feeds them in one step instead of sampling them one by one.
-// Done reports that the output is already complete (a grammar that is all
-// literal completes on its forced tokens alone).
+// requires next (a literal run of a grammar). The scheduler asks once in
+// Submit and after every Accept, counts them as generated, and feeds them
+// in one step instead of sampling them one by one. Done reports that the
+// output is already complete: a grammar that is all literal (a const-only
+// schema) completes on its forced tokens alone, and such a request ends
+// without taking a slot or evaluating its prompt.
 type Forcer interface {
 	Forced() []int32
 	Done() bool
@@ -131,9 +153,9 @@ type Request struct {
 	// output is complete; end-of-generation tokens then end the sequence
 	// only when the constraint allows and accepts them.
 	Constraint Constraint
-	// Priority orders waiting requests (see Priority); the zero value is
-	// PriorityNormal.
-	Priority Priority
+	// Priority orders waiting requests (see admission.Priority); the zero
+	// value is admission.PriorityNormal.
+	Priority admission.Priority
 }
 
 // FinishReason says why a sequence ended.
@@ -148,13 +170,14 @@ const (
 	FinishLength
 	// FinishCancelled: the request's context ended (client gone, deadline).
 	FinishCancelled
-	// FinishError: the engine failed this sequence; see Result.Err.
+	// FinishError: the engine failed this sequence, or the work done for
+	// it (sampling, its constraint) failed or panicked; see Chunk.Err.
 	FinishError
 	// FinishShutdown: the scheduler closed before the sequence was served.
 	FinishShutdown
 	// FinishRejected: admission dropped the request before it started (it
 	// waited longer than the maximum queue wait, or a request of a higher
-	// priority took its place); Err is an *OverloadError.
+	// priority took its place); Err is an *admission.OverloadError.
 	FinishRejected
 )
 
@@ -182,18 +205,14 @@ func (r FinishReason) String() string {
 type Usage struct {
 	PromptTokens     int
 	CompletionTokens int
-	// CachedTokens are prompt tokens served from reused KV instead of being
-	// computed (0 until prefix reuse lands).
+	// CachedTokens are prompt tokens served from reused KV (the prefix
+	// cache) instead of being computed.
 	CachedTokens int
 }
 
-// Errors returned by Submit.
-var (
-	// ErrQueueFull: the wait queue is at capacity; retry later.
-	ErrQueueFull = errors.New("queue full")
-	// ErrClosed: the scheduler is shutting down or closed.
-	ErrClosed = errors.New("scheduler closed")
-)
+// ErrClosed is returned by Submit when the scheduler is shutting down or
+// closed, and ends requests still there when Close gives up waiting.
+var ErrClosed = errors.New("scheduler closed")
 
 // RequestError is a request the scheduler refuses as malformed.
 type RequestError struct {

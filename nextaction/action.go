@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/nextact/nextact/internal/jsonstr"
 )
 
 // The action types of the paper's action space.
@@ -145,58 +147,14 @@ func (a Action) JSON() string {
 
 func (a Action) appendJSON(b []byte) []byte {
 	b = append(b, `{"type":`...)
-	b = appendJSONString(b, a.Type)
+	b = jsonstr.Append(b, a.Type)
 	if a.Name != "" {
 		b = append(b, `,"name":`...)
-		b = appendJSONString(b, a.Name)
+		b = jsonstr.Append(b, a.Name)
 	}
 	if a.Text != "" {
 		b = append(b, `,"text":`...)
-		b = appendJSONString(b, a.Text)
+		b = jsonstr.Append(b, a.Text)
 	}
 	return append(b, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string literal, escaping only '"',
-// '\\' and control characters below U+0020, and replacing each invalid
-// UTF-8 byte with U+FFFD. <, >, &, U+2028 and U+2029 stay as they are.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				b = append(b, s[start:i]...)
-				b = append(b, "\uFFFD"...)
-				start = i + 1
-			}
-			i += size
-			continue
-		}
-		if c >= 0x20 && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

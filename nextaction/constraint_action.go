@@ -119,6 +119,14 @@ func (c *GrammarCache) get(key string, compile func() (*Grammar, error)) (*Gramm
 	c.misses++
 	c.mu.Unlock()
 	v, err, _ := c.flight.Do(key, func() (any, error) {
+		// A miss that reaches here after another compiled the key finds
+		// it cached: misses of one key compile it once.
+		c.mu.Lock()
+		if e, ok := c.items[key]; ok {
+			c.mu.Unlock()
+			return e.Value.(*cacheEntry).g, nil
+		}
+		c.mu.Unlock()
 		g, err := compile()
 		if err == nil {
 			c.put(key, g)

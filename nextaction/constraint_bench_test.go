@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nextact/nextact/nextaction"
+	"github.com/nextact/nextact/nextaction/nextactiontest"
 )
 
 // bigVocab imitates a 128k byte-level vocabulary: the 256 bytes, then
@@ -53,7 +54,7 @@ func bigVocab(b *testing.B) *nextaction.Vocab {
 func BenchmarkMask(b *testing.B) {
 	v := bigVocab(b)
 	rng := rand.New(rand.NewPCG(1, 1))
-	html, _, _, _ := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 40, MaxInputs: 4})
+	html, _, _, _ := nextactiontest.RandomPage(rng, nextactiontest.PageOptions{MaxClickables: 40, MaxInputs: 4})
 	page, _ := nextaction.ParsePage(html)
 	g, err := nextaction.ActionGrammar(page, nextaction.FormatPrompted, nextaction.DefaultLimits)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nextact/nextact/nextaction"
+	"github.com/nextact/nextact/nextaction/nextactiontest"
 )
 
 // testVocab is a byte-level vocabulary: the 256 bytes, some merges that
@@ -90,7 +91,7 @@ func TestActionConstraintAlwaysValid(t *testing.T) {
 	cache := nextaction.NewGrammarCache(0)
 	limits := nextaction.Limits{MaxRationaleBytes: 40, MaxTextBytes: 12}
 	for i := range 300 {
-		html, _, _, _ := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3})
+		html, _, _, _ := nextactiontest.RandomPage(rng, nextactiontest.PageOptions{MaxClickables: 12, MaxInputs: 3})
 		page, err := nextaction.ParsePage(html)
 		if err != nil {
 			t.Fatal(err)

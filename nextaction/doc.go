@@ -42,10 +42,25 @@
 // finds a prompted-format answer in the free text of an unconstrained
 // model.
 //
-// RandomPage generates seeded random pages for tests and benchmarks.
-// api.go holds the wire types of POST /v1/actions/next; the client
-// subpackage is a typed Go client for it.
+// The package owns the pipeline of one next action. A Planner, built once
+// per model (its chat format, tokenizer, Grammars and limits), turns a
+// NextActionRequest into a Plan: the prompt's tokens, an ActionConstraint
+// (the scheduler's constraint for the page in either format), the token
+// budget and the sampling fields. Once the scheduler has run the plan,
+// Plan.Answer turns it into the NextActionResponse, through one Result
+// type that both formats share. The HTTP API, sessions, and through the
+// same BuildPrompt and answer parsers the bench and the eval harness, all
+// go this way. Grammars is a model's constrained decoding (its vocabulary
+// index, grammar cache and schema limits); structured outputs use it
+// directly (Grammars.JSON), without the action machinery.
 //
-// The package is pure Go and imports no engine code; of nextact it imports
-// only models, for models.Message.
+// api.go holds the wire types of POST /v1/actions/next; the client
+// subpackage is a typed Go client for it, and nextactiontest generates
+// seeded random pages for tests and benchmarks.
+//
+// The package is pure Go and imports no engine or scheduler code; of
+// nextact it imports only models (messages, chat formats, the tokenizer
+// interface) and internal/jsonstr. Its constraints satisfy the
+// scheduler's interfaces structurally; the conformance checks are in the
+// server, which relies on them.
 package nextaction

@@ -542,20 +542,3 @@ func (g *Grammar) forcedByte(s []thread) (byte, bool) {
 	}
 	return c, seen
 }
-
-// Match reports whether the grammar accepts out exactly (for tests and
-// validation of outputs).
-func (g *Grammar) Match(out []byte) bool {
-	var ts tset
-	s := g.initial(&ts)
-	var tmp []thread
-	for _, c := range out {
-		tmp = g.step(&ts, tmp, s, c)
-		if len(tmp) == 0 {
-			return false
-		}
-		s, tmp = tmp, s
-	}
-	ok, _ := g.accepting(s)
-	return ok
-}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nextact/nextact/nextaction"
+	"github.com/nextact/nextact/nextaction/nextactiontest"
 )
 
 const (
@@ -236,7 +237,7 @@ func TestPageKey(t *testing.T) {
 
 func TestRandomPageParses(t *testing.T) {
 	t.Parallel()
-	opts := []nextaction.PageOptions{
+	opts := []nextactiontest.PageOptions{
 		{},
 		{MaxClickables: 200, MaxInputs: 10, ApproxBytes: 60000},
 		{MaxClickables: 3, MaxInputs: -1, ApproxBytes: -1},
@@ -244,7 +245,7 @@ func TestRandomPageParses(t *testing.T) {
 	}
 	for seed := range uint64(1000) {
 		o := opts[seed%uint64(len(opts))]
-		html, clickables, inputs, _ := nextaction.RandomPage(rand.New(rand.NewPCG(seed, 7)), o)
+		html, clickables, inputs, _ := nextactiontest.RandomPage(rand.New(rand.NewPCG(seed, 7)), o)
 		p, err := nextaction.ParsePage(html)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
@@ -261,17 +262,17 @@ func TestRandomPageParses(t *testing.T) {
 		if o.MaxInputs < 0 && len(inputs) > 0 || o.MaxClickables < 0 && len(clickables) > 0 {
 			t.Fatalf("seed %d: %d clickables, %d inputs with options %+v", seed, len(clickables), len(inputs), o)
 		}
-		if o.ApproxBytes == 0 && len(html) < nextaction.DefaultApproxBytes {
-			t.Fatalf("seed %d: %d bytes, want at least %d", seed, len(html), nextaction.DefaultApproxBytes)
+		if o.ApproxBytes == 0 && len(html) < nextactiontest.DefaultApproxBytes {
+			t.Fatalf("seed %d: %d bytes, want at least %d", seed, len(html), nextactiontest.DefaultApproxBytes)
 		}
 	}
 }
 
 func TestRandomPageDeterministic(t *testing.T) {
 	t.Parallel()
-	a, _, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 2)), nextaction.PageOptions{})
-	b, _, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 2)), nextaction.PageOptions{})
-	c, _, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 3)), nextaction.PageOptions{})
+	a, _, _, _ := nextactiontest.RandomPage(rand.New(rand.NewPCG(1, 2)), nextactiontest.PageOptions{})
+	b, _, _, _ := nextactiontest.RandomPage(rand.New(rand.NewPCG(1, 2)), nextactiontest.PageOptions{})
+	c, _, _, _ := nextactiontest.RandomPage(rand.New(rand.NewPCG(1, 3)), nextactiontest.PageOptions{})
 	if a != b {
 		t.Error("same seed, different pages")
 	}
@@ -286,7 +287,7 @@ func TestRandomPageVariety(t *testing.T) {
 	t.Parallel()
 	var empty, deep, maxDots, inputsSeen int
 	for seed := range uint64(300) {
-		_, cs, is, _ := nextaction.RandomPage(rand.New(rand.NewPCG(seed, 0)), nextaction.PageOptions{MaxClickables: 12, MaxInputs: 2})
+		_, cs, is, _ := nextactiontest.RandomPage(rand.New(rand.NewPCG(seed, 0)), nextactiontest.PageOptions{MaxClickables: 12, MaxInputs: 2})
 		if len(cs)+len(is) == 0 {
 			empty++
 		}
@@ -306,7 +307,7 @@ func TestRandomPageVariety(t *testing.T) {
 
 func BenchmarkParsePage(b *testing.B) {
 	for _, size := range []int{8 << 10, 64 << 10} {
-		html, _, _, _ := nextaction.RandomPage(rand.New(rand.NewPCG(1, 1)), nextaction.PageOptions{MaxClickables: 200, MaxInputs: 5, ApproxBytes: size})
+		html, _, _, _ := nextactiontest.RandomPage(rand.New(rand.NewPCG(1, 1)), nextactiontest.PageOptions{MaxClickables: 200, MaxInputs: 5, ApproxBytes: size})
 		b.Run(strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
 			b.SetBytes(int64(len(html)))
 			for b.Loop() {
@@ -491,7 +492,7 @@ func TestRandomPageContainers(t *testing.T) {
 	t.Parallel()
 	var total, deep int
 	for seed := range uint64(500) {
-		html, cs, ins, conts := nextaction.RandomPage(rand.New(rand.NewPCG(seed, 3)), nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
+		html, cs, ins, conts := nextactiontest.RandomPage(rand.New(rand.NewPCG(seed, 3)), nextactiontest.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
 		p, err := nextaction.ParsePage(html)
 		if err != nil {
 			t.Fatal(err)

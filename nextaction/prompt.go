@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nextact/nextact/internal/jsonstr"
 	"github.com/nextact/nextact/models"
 )
 
@@ -189,7 +190,7 @@ func FinetunedActionTurn() models.Message {
 // the model is meant to reason before it acts: the constrained decoder
 // generates the rationale, then the action.
 func PromptedOutput(rationale string, a Action) string {
-	b := appendJSONString([]byte(`{"rationale":`), rationale)
+	b := jsonstr.Append([]byte(`{"rationale":`), rationale)
 	b = append(b, `,"action":`...)
 	b = a.appendJSON(b)
 	return string(append(b, '}'))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nextact/nextact/nextaction"
+	"github.com/nextact/nextact/nextaction/nextactiontest"
 )
 
 // checkReduced asserts the contract of ReducePage on doc at budget max:
@@ -63,7 +64,7 @@ func TestReducePageKeepsElements(t *testing.T) {
 	t.Parallel()
 	for seed := range uint64(60) {
 		rng := rand.New(rand.NewPCG(seed, 77))
-		doc, _, _, _ := nextaction.RandomPage(rng, nextaction.PageOptions{ApproxBytes: 4096 + int(seed)*300})
+		doc, _, _, _ := nextactiontest.RandomPage(rng, nextactiontest.PageOptions{ApproxBytes: 4096 + int(seed)*300})
 		for _, frac := range []float64{1, 0.8, 0.5, 0.3, 0.15, 0.05} {
 			max := int(float64(len(doc)) * frac)
 			_, r := checkReduced(t, doc, max)

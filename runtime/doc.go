@@ -3,5 +3,5 @@
 // through cgo); each implements interfaces declared by its consumers
 // (batching.Engine, batching.Vocab, the server's Tokenizer). runtime/nvml
 // samples GPU telemetry through NVML (go-nvml: cgo, the driver's library
-// loaded with dlopen) and implements batching.GPUSignals.
+// loaded with dlopen) and implements admission.GPUSignals.
 package runtime

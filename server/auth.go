@@ -8,7 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 )
 
 // PriorityHeader asks for a priority class: low, normal or high. With API
@@ -24,7 +24,7 @@ type APIKey struct {
 	Name string
 	// Priority is the class of the key's requests, and the highest the
 	// priority header may ask for.
-	Priority batching.Priority
+	Priority admission.Priority
 	// RateLimit and RateBurst override Config's for this key when non-zero;
 	// a negative RateLimit means no limit.
 	RateLimit float64
@@ -87,7 +87,7 @@ func (r *keyring) match(presented string) *APIKey {
 // client is who sent a request, as the auth middleware found it.
 type client struct {
 	name     string // the key's name, or the peer address without keys
-	priority batching.Priority
+	priority admission.Priority
 	rate     float64 // requests per second; 0 or less: no limit
 	burst    int
 }
@@ -104,14 +104,14 @@ func clientOf(c *fiber.Ctx) *client {
 }
 
 // requestPriority is the priority class of the request, for batching.Request.
-func requestPriority(c *fiber.Ctx) batching.Priority { return clientOf(c).priority }
+func requestPriority(c *fiber.Ctx) admission.Priority { return clientOf(c).priority }
 
 // authenticate identifies the client of every /v1 request: its API key when
 // keys are configured (401 without a valid one), else its address; and its
 // priority class.
 func (s *Server) authenticate(c *fiber.Ctx) error {
-	cl := &client{priority: batching.PriorityNormal, rate: s.cfg.RateLimit, burst: s.cfg.RateBurst}
-	ceiling := batching.PriorityHigh
+	cl := &client{priority: admission.PriorityNormal, rate: s.cfg.RateLimit, burst: s.cfg.RateBurst}
+	ceiling := admission.PriorityHigh
 	if len(s.keys.keys) > 0 {
 		presented, ok := bearer(c.Get(fiber.HeaderAuthorization))
 		if !ok {
@@ -129,7 +129,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		cl.name = "addr:" + c.IP()
 	}
 	if h := c.Get(PriorityHeader); h != "" {
-		p, err := batching.ParsePriority(strings.ToLower(strings.TrimSpace(h)))
+		p, err := admission.ParsePriority(strings.ToLower(strings.TrimSpace(h)))
 		if err != nil {
 			return invalid("", "The %s header must be low, normal or high.", PriorityHeader)
 		}

@@ -7,13 +7,13 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/server"
 )
 
 var testKeys = []server.APIKey{
-	{Key: "sk-eval-0123456789", Name: "eval", Priority: batching.PriorityHigh},
-	{Key: "sk-load-0123456789", Name: "load", Priority: batching.PriorityLow},
+	{Key: "sk-eval-0123456789", Name: "eval", Priority: admission.PriorityHigh},
+	{Key: "sk-load-0123456789", Name: "load", Priority: admission.PriorityLow},
 }
 
 func TestAPIKeys(t *testing.T) {

@@ -7,7 +7,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/models"
+	"github.com/nextact/nextact/nextaction"
 )
 
 // Generator runs generations. MUST be goroutine-safe; *batching.Scheduler
@@ -38,8 +40,12 @@ type Model struct {
 	BOS       []int32
 	Tokenizer Tokenizer
 	Generator Generator
-	// Actions enables POST /v1/actions/next for this model (nil: off).
-	Actions *Actions
+	// Grammars is the model's constrained decoding, for response_format
+	// (nil: structured outputs are refused).
+	Grammars *nextaction.Grammars
+	// Actions plans POST /v1/actions/next and session steps for this
+	// model (nil: off).
+	Actions *nextaction.Planner
 }
 
 // Config holds the server's limits.
@@ -102,7 +108,7 @@ type Deps struct {
 	// Load is the scheduler's load for /metrics; nil: no load gauges.
 	Load LoadReporter
 	// GPU is the GPU telemetry for /metrics; nil: none.
-	GPU batching.GPUSignals
+	GPU admission.GPUSignals
 	// Devices are the compute devices the engine found at start, reported
 	// by /health/ready; nil: not reported.
 	Devices []Device

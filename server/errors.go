@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
+	"github.com/nextact/nextact/nextaction"
 )
 
 // requestError is a request the server refuses: a 400, a 404 when
@@ -88,7 +90,7 @@ func finishError(ctx context.Context, c batching.Chunk) error {
 		if c.Err != nil {
 			return c.Err
 		}
-		return &batching.OverloadError{Reason: batching.ReasonQueueTimeout, RetryAfter: time.Second}
+		return &admission.OverloadError{Reason: admission.ReasonQueueTimeout, RetryAfter: time.Second}
 	default:
 		return &generationError{reason: c.Finish, err: c.Err}
 	}
@@ -146,13 +148,13 @@ const (
 
 // overloadMessages explain each admission rejection to the client.
 var overloadMessages = map[string]string{
-	batching.ReasonQueueFull:    "The server is at capacity: too many requests are waiting. Retry after the time in Retry-After.",
-	batching.ReasonKVFull:       "The server is at capacity: the tokens reserved by queued and running requests exceed its KV cache budget. Retry after the time in Retry-After.",
-	batching.ReasonGPUMemory:    "GPU memory is nearly full: only short requests (prompt plus max_tokens) are admitted now. Retry after the time in Retry-After, or shorten the request.",
-	batching.ReasonGPUThrottled: "The GPU is throttled (thermal or power) and every slot is busy. Retry after the time in Retry-After.",
-	batching.ReasonGPUStale:     "GPU telemetry is stale, so the server counts itself saturated and every slot is busy. Retry after the time in Retry-After.",
-	batching.ReasonQueueTimeout: "The request waited too long for a slot. Retry after the time in Retry-After.",
-	batching.ReasonPreempted:    "A request of a higher priority took this request's place in the queue. Retry after the time in Retry-After.",
+	admission.ReasonQueueFull:    "The server is at capacity: too many requests are waiting. Retry after the time in Retry-After.",
+	admission.ReasonKVFull:       "The server is at capacity: the tokens reserved by queued and running requests exceed its KV cache budget. Retry after the time in Retry-After.",
+	admission.ReasonGPUMemory:    "GPU memory is nearly full: only short requests (prompt plus max_tokens) are admitted now. Retry after the time in Retry-After, or shorten the request.",
+	admission.ReasonGPUThrottled: "The GPU is throttled (thermal or power) and every slot is busy. Retry after the time in Retry-After.",
+	admission.ReasonGPUStale:     "GPU telemetry is stale, so the server counts itself saturated and every slot is busy. Retry after the time in Retry-After.",
+	admission.ReasonQueueTimeout: "The request waited too long for a slot. Retry after the time in Retry-After.",
+	admission.ReasonPreempted:    "A request of a higher priority took this request's place in the queue. Retry after the time in Retry-After.",
 }
 
 // httpError is the one place an error becomes an HTTP status and body.
@@ -164,10 +166,12 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 		schedErr *batching.RequestError
 		fibErr   *fiber.Error
 		genErr   *generationError
-		overErr  *batching.OverloadError
+		overErr  *admission.OverloadError
 		rateErr  *rateLimitError
 		authErr  *authError
 		sessErr  *sessionLimitError
+		fieldErr *nextaction.FieldError
+		planErr  *nextaction.RequestError
 	)
 	switch {
 	case errors.As(err, &reqErr):
@@ -181,6 +185,14 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 			status = http.StatusConflict
 		}
 		return failure(status, typeInvalid, reqErr.param, reqErr.code, reqErr.msg), false
+	case errors.As(err, &fieldErr):
+		return failure(http.StatusBadRequest, typeInvalid, fieldErr.Field, "", fieldErr.Error()), false
+	case errors.As(err, &planErr):
+		status := http.StatusBadRequest
+		if planErr.TooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+		return failure(status, typeInvalid, planErr.Field, planErr.Code, planErr.Msg), false
 	case errors.As(err, &schedErr):
 		return failure(http.StatusBadRequest, typeInvalid, schedErr.Field, "", schedErr.Error()), false
 	case errors.As(err, &authErr):
@@ -202,11 +214,6 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 		}
 		f := failure(http.StatusServiceUnavailable, typeOverloaded, "", overErr.Reason, msg)
 		f.retryAfter = overErr.RetryAfter
-		return f, false
-	case errors.Is(err, batching.ErrQueueFull):
-		f := failure(http.StatusServiceUnavailable, typeOverloaded, "", "queue_full",
-			"The server is at capacity: too many requests are waiting. Retry shortly.")
-		f.retryAfter = time.Second
 		return f, false
 	case errors.Is(err, errDraining):
 		f := failure(http.StatusServiceUnavailable, typeServer, "", "shutting_down",

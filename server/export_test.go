@@ -2,9 +2,6 @@ package server
 
 import "time"
 
-// AppendJSONString exposes the stream's string encoder to server_test.
-var AppendJSONString = appendJSONString
-
 // SetKeepAlive sets how often a stream without text yet writes a comment.
 // Call it before the server serves.
 func SetKeepAlive(s *Server, d time.Duration) { s.keepAlive = d }

@@ -3,11 +3,12 @@ package server_test
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/batchingtest"
 )
 
 // Tokens of the fake vocabulary: 0..255 are bytes, then end-of-generation
@@ -18,26 +19,13 @@ const (
 	eotToken  = 257
 )
 
-// nextByte is the fake model's greedy choice after a token: printable ASCII
-// that walks all 95 characters (quote and backslash included), so greedy
-// text is predictable from the prompt's last byte alone.
-func nextByte(last int32) int32 {
-	return 32 + ((last-32+7)%95+95)%95
-}
-
 // greedyText is what the fake model generates after a prompt ending in last.
-func greedyText(last byte, n int) string {
-	b := make([]byte, n)
-	t := int32(last)
-	for i := range b {
-		t = nextByte(t)
-		b[i] = byte(t)
-	}
-	return string(b)
-}
+func greedyText(last byte, n int) string { return batchingtest.WalkText(last, n) }
 
-// fakeEngine is a deterministic batching.Engine and batching.Vocab. Its
-// knobs are set before the scheduler starts.
+// fakeEngine holds the knobs of the test engine, set before the scheduler
+// starts; engine builds it on batching's test kit: the kit's walk model
+// (each greedy token follows from the last one, batchingtest.NextByte)
+// behind an Engine whose Decode these knobs wrap.
 type fakeEngine struct {
 	// eogAfter > 0 makes a sequence's token after its eogAfter-th an EOG.
 	eogAfter int
@@ -47,84 +35,27 @@ type fakeEngine struct {
 	gate chan struct{}
 	// failAt > 0 makes the failAt-th Decode fail.
 	failAt int
-
-	mu      sync.Mutex
-	decodes int
-	hist    map[int32][]int32
-	emitted map[int32]int // logits rows served per sequence
-	rows    []int32       // per batch entry: the sequence, or -1
 }
 
-func newFakeEngine() *fakeEngine {
-	return &fakeEngine{hist: map[int32][]int32{}, emitted: map[int32]int{}}
-}
+func newFakeEngine() *fakeEngine { return &fakeEngine{} }
 
-func (e *fakeEngine) Decode(b *batching.Batch) error {
-	if e.gate != nil {
-		<-e.gate
-	}
-	if e.delay > 0 {
-		time.Sleep(e.delay)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.decodes++
-	if e.failAt > 0 && e.decodes == e.failAt {
-		return errors.New("fake engine failure")
-	}
-	e.rows = e.rows[:0]
-	for i := range b.Len() {
-		seq := b.Seq[i]
-		h := e.hist[seq]
-		if int(b.Pos[i]) != len(h) {
-			return fmt.Errorf("seq %d: position %d, want %d", seq, b.Pos[i], len(h))
+// engine builds the engine and vocabulary the knobs describe.
+func (f *fakeEngine) engine() (*batchingtest.Engine, *batchingtest.Model) {
+	m := batchingtest.NewModel(vocabSize, []int32{eogToken, eotToken}, batchingtest.WalkNext(eogToken, f.eogAfter))
+	e := m.Engine()
+	decodes := 0 // the loop's goroutine alone calls Decode
+	e.DecodeFunc = func(b *batching.Batch) error {
+		if f.gate != nil {
+			<-f.gate
 		}
-		e.hist[seq] = append(h, b.Tokens[i])
-		row := int32(-1)
-		if b.Logits[i] {
-			row = seq
+		time.Sleep(f.delay)
+		if decodes++; decodes == f.failAt {
+			return errors.New("fake engine failure")
 		}
-		e.rows = append(e.rows, row)
+		return m.Decode(b)
 	}
-	return nil
+	return e, m
 }
-
-func (e *fakeEngine) Logits(i int) ([]float32, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if i < 0 || i >= len(e.rows) || e.rows[i] < 0 {
-		return nil, errors.New("no logits for that entry")
-	}
-	seq := e.rows[i]
-	h := e.hist[seq]
-	e.emitted[seq]++
-	best := nextByte(h[len(h)-1])
-	if e.eogAfter > 0 && e.emitted[seq] > e.eogAfter {
-		best = eogToken
-	}
-	row := make([]float32, vocabSize)
-	row[best] = 10
-	return row, nil
-}
-
-func (e *fakeEngine) ClearSeq(seq int32) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.hist, seq)
-	delete(e.emitted, seq)
-	return nil
-}
-
-func (e *fakeEngine) Piece(t int32) string {
-	if t < 256 {
-		return string([]byte{byte(t)})
-	}
-	return ""
-}
-
-func (e *fakeEngine) IsEOG(t int32) bool { return t == eogToken || t == eotToken }
-
-func (e *fakeEngine) Size() int { return vocabSize }
 
 // fakeTokenizer maps each byte to its token and records what it was asked.
 // delay, when set, is slept in every call (a slow preparation).
@@ -132,6 +63,8 @@ type fakeTokenizer struct {
 	mu    sync.Mutex
 	calls []tokenizeCall
 	delay time.Duration
+	// panicOn, when set, makes tokenizing a text that contains it panic.
+	panicOn string
 }
 
 type tokenizeCall struct {
@@ -142,8 +75,11 @@ type tokenizeCall struct {
 func (f *fakeTokenizer) Tokenize(text string, parseSpecial bool) ([]int32, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, tokenizeCall{text, parseSpecial})
-	delay := f.delay
+	delay, panicOn := f.delay, f.panicOn
 	f.mu.Unlock()
+	if panicOn != "" && strings.Contains(text, panicOn) {
+		panic("fake tokenizer: " + panicOn)
+	}
 	time.Sleep(delay)
 	out := make([]int32, len(text))
 	for i := range len(text) {

@@ -53,7 +53,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return invalid("messages", "The messages cannot be rendered for this model: %v.", err)
 	}
-	prompt, err := tokenizeSegments(ctx, m.Tokenizer, segs)
+	prompt, err := models.TokenizeSegments(ctx, m.Tokenizer, segs)
 	if err != nil {
 		return err
 	}
@@ -108,25 +108,6 @@ func (s *Server) completions(c *fiber.Ctx) error {
 		return invalid("prompt", "'prompt' must not be empty.")
 	}
 	return s.generate(ctx, c, m, prompt, opts, textEndpoint, "prompt")
-}
-
-// tokenizeSegments tokenizes a rendered chat prompt, one segment at a
-// time (so no call sees more than one message's markup): template markup
-// with control-token parsing, message content without. It stops at ctx's
-// deadline.
-func tokenizeSegments(ctx context.Context, tok Tokenizer, segs []models.Segment) ([]int32, error) {
-	var prompt []int32
-	for _, seg := range segs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ids, err := tok.Tokenize(seg.Text, seg.Special)
-		if err != nil {
-			return nil, fmt.Errorf("tokenize prompt: %w", err)
-		}
-		prompt = append(prompt, ids...)
-	}
-	return prompt, nil
 }
 
 // responseMeta identifies one response; streams copy it out of the handler.

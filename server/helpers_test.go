@@ -17,6 +17,7 @@ import (
 
 	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/models"
+	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/server"
 )
 
@@ -36,11 +37,14 @@ type envOptions struct {
 	cfg          server.Config
 	engine       func(*fakeEngine) // sets knobs before the scheduler starts
 	extraModels  []*server.Model
-	skipShutdown bool                   // the test shuts the server down itself
-	logger       *zap.Logger            // zaptest's when nil
-	clock        func() time.Time       // testNow when nil
-	actions      func() *server.Actions // next actions for testModel; nil: none
+	skipShutdown bool             // the test shuts the server down itself
+	logger       *zap.Logger      // zaptest's when nil
+	clock        func() time.Time // testNow when nil
+	actions      actionsFunc      // next actions for testModel; nil: none
 }
+
+// actionsFunc builds a model's grammars and next-action planner.
+type actionsFunc func(tok server.Tokenizer, ctxLen int) (*nextaction.Grammars, *nextaction.Planner)
 
 type env struct {
 	srv   *server.Server
@@ -68,7 +72,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if log == nil {
 		log = zaptest.NewLogger(t)
 	}
-	sched, err := batching.New(eng, eng, batching.Config{
+	engine, vocab := eng.engine()
+	sched, err := batching.New(engine, vocab, batching.Config{
 		Slots: o.slots, QueueSize: o.queue, StepTokens: stepTokens, CtxPerSlot: o.ctxLen,
 	}, log)
 	if err != nil {
@@ -96,7 +101,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 			Format: models.FormatMistral, Tokenizer: tok, Generator: sched},
 	}
 	if o.actions != nil {
-		ms[0].Actions = o.actions()
+		ms[0].Grammars, ms[0].Actions = o.actions(tok, o.ctxLen)
 	}
 	clock := o.clock
 	if clock == nil {

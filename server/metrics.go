@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 )
 
 // LoadReporter reports the scheduler's load. MUST be goroutine-safe and
@@ -114,7 +116,7 @@ func (c *cachedGatherer) Gather() ([]*dto.MetricFamily, error) {
 }
 
 // Decided counts an admission decision.
-func (m *Metrics) Decided(d batching.Decision) {
+func (m *Metrics) Decided(d admission.Decision) {
 	m.decisions.WithLabelValues(string(d.Outcome), d.Reason, d.Priority.String()).Inc()
 }
 
@@ -188,7 +190,7 @@ var (
 type gauges struct {
 	s    *Server
 	load LoadReporter
-	gpu  batching.GPUSignals
+	gpu  admission.GPUSignals
 }
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
@@ -200,8 +202,19 @@ func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
+	// Label values come from outside (NVML's device names and UUIDs):
+	// invalid UTF-8 is replaced, and a metric that still cannot be built
+	// is reported as invalid while the rest of the scrape goes on, where
+	// MustNewConstMetric panicked (and the gauges after it were lost).
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+		for i, l := range labels {
+			labels[i] = strings.ToValidUTF8(l, "\uFFFD")
+		}
+		m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, labels...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(d, err)
+		}
+		ch <- m
 	}
 	now := g.s.now()
 	state := g.s.readiness()
@@ -223,7 +236,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDrain, st.DrainRate)
 		gauge(descResident, float64(st.IdleResidentTokens))
 	}
-	sample, ok := batching.GPUSample{}, false
+	sample, ok := admission.GPUSample{}, false
 	if g.gpu != nil {
 		sample, ok = g.gpu.Snapshot()
 	}

@@ -17,17 +17,17 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/server"
 )
 
 // fakeGPU is a fixed GPU sample.
 type fakeGPU struct {
-	sample batching.GPUSample
+	sample admission.GPUSample
 	ok     bool
 }
 
-func (g fakeGPU) Snapshot() (batching.GPUSample, bool) { return g.sample, g.ok }
+func (g fakeGPU) Snapshot() (admission.GPUSample, bool) { return g.sample, g.ok }
 
 // parseMetrics parses an exposition; value reads one series by labels.
 func parseMetrics(t *testing.T, text string) map[string]*dto.MetricFamily {
@@ -73,12 +73,12 @@ next:
 
 func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
-	gpu := fakeGPU{ok: true, sample: batching.GPUSample{At: testNow.Add(-2 * time.Second), Devices: []batching.GPUDevice{{
+	gpu := fakeGPU{ok: true, sample: admission.GPUSample{At: testNow.Add(-2 * time.Second), Devices: []admission.GPUDevice{{
 		Index: 0, UUID: "GPU-x", Name: "NVIDIA H100", MemoryUsed: 60 << 30, MemoryTotal: 80 << 30, Utilization: 0.9,
 		TemperatureC: 70, PowerW: 500, ClockEventReasons: 0x20, ThermalThrottle: true,
 	}}}}
 	e := newOpsEnv(t, opsOptions{slots: 1, queue: 4, gated: true, gpu: gpu,
-		admission: batching.AdmissionConfig{IgnoreThrottle: true}})
+		admission: admission.Config{IgnoreThrottle: true}})
 	e.srv.MarkReady()
 	var wg sync.WaitGroup
 	for range 3 {
@@ -198,7 +198,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		}
 		t.Skip("promtool not installed (apt-get install prometheus, or make deps); CI runs this check")
 	}
-	gpu := fakeGPU{ok: true, sample: batching.GPUSample{At: testNow, Devices: []batching.GPUDevice{
+	gpu := fakeGPU{ok: true, sample: admission.GPUSample{At: testNow, Devices: []admission.GPUDevice{
 		{Index: 0, UUID: "GPU-a", Name: "A", MemoryTotal: 1}, {Index: 1, UUID: "GPU-b", Name: "B", MemoryTotal: 1},
 	}}}
 	e := newOpsEnv(t, opsOptions{gpu: gpu, cfg: server.Config{RateLimit: 1}})
@@ -237,11 +237,11 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 func TestOverloadResponses(t *testing.T) {
 	t.Parallel()
 	throttled := &server.Model{ID: "throttled", ContextLength: testCtx, Format: "llama3", Tokenizer: &fakeTokenizer{},
-		Generator: errGenerator{err: &batching.OverloadError{Reason: batching.ReasonGPUThrottled, RetryAfter: 7 * time.Second}}}
+		Generator: errGenerator{err: &admission.OverloadError{Reason: admission.ReasonGPUThrottled, RetryAfter: 7 * time.Second}}}
 	e := newOpsEnv(t, opsOptions{slots: 1, gated: true, extraModels: []*server.Model{throttled},
-		admission: batching.AdmissionConfig{MaxQueueWait: time.Second}})
+		admission: admission.Config{MaxQueueWait: time.Second}})
 	resp, b := e.do(t, http.MethodPost, "/v1/chat/completions", strings.Replace(chatBody("hi", ""), testModel, "throttled", 1))
-	wantError(t, resp, b, http.StatusServiceUnavailable, batching.ReasonGPUThrottled, "7")
+	wantError(t, resp, b, http.StatusServiceUnavailable, admission.ReasonGPUThrottled, "7")
 	if typ := decodeErr(t, b).Error.Type; typ != "overloaded" {
 		t.Errorf("type %q", typ)
 	}
@@ -263,7 +263,7 @@ func TestOverloadResponses(t *testing.T) {
 	e.release()
 	wg.Wait()
 	// Nothing drained yet, 2 s after start: nothing known, 1 s.
-	wantError(t, queuedResp, queued, http.StatusServiceUnavailable, batching.ReasonQueueTimeout, "1")
+	wantError(t, queuedResp, queued, http.StatusServiceUnavailable, admission.ReasonQueueTimeout, "1")
 	if !strings.Contains(string(streamed), `"code":"queue_timeout"`) || !strings.Contains(string(streamed), "data: [DONE]") {
 		t.Errorf("stream: %s", streamed)
 	}
@@ -304,7 +304,7 @@ func TestHeaderLimit(t *testing.T) {
 // BenchmarkMetricsScrape is one /metrics scrape over HTTP, GPU gauges
 // included: what a gateway scraping every 50 ms costs.
 func BenchmarkMetricsScrape(b *testing.B) {
-	gpu := fakeGPU{ok: true, sample: batching.GPUSample{At: testNow, Devices: []batching.GPUDevice{
+	gpu := fakeGPU{ok: true, sample: admission.GPUSample{At: testNow, Devices: []admission.GPUDevice{
 		{Index: 0, UUID: "GPU-a", Name: "A", MemoryTotal: 1}, {Index: 1, UUID: "GPU-b", Name: "B", MemoryTotal: 1},
 	}}}
 	e := newOpsEnv(b, opsOptions{gpu: gpu})
@@ -319,5 +319,25 @@ func BenchmarkMetricsScrape(b *testing.B) {
 		n, _ := io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		b.SetBytes(n)
+	}
+}
+
+// A GPU whose name or UUID is not valid UTF-8 (NVML returns bytes) is
+// exposed with each run of bad bytes replaced by U+FFFD. Before the fix
+// MustNewConstMetric panicked in the collector: client_golang v1.25
+// recovers that (older releases did not, and the process died), but the
+// scrape silently lost every GPU gauge from the bad device on.
+func TestMetricsInvalidUTF8GPUName(t *testing.T) {
+	t.Parallel()
+	gpu := fakeGPU{ok: true, sample: admission.GPUSample{At: testNow, Devices: []admission.GPUDevice{
+		{Index: 0, UUID: "GPU-\xfe1", Name: "NVIDIA \xff\xc3H200", MemoryTotal: 1},
+	}}}
+	e := newOpsEnv(t, opsOptions{gpu: gpu})
+	m := parseMetrics(t, e.metricsText(t))
+	if value(m, "nextact_gpu_info", "name=NVIDIA \uFFFDH200", "uuid=GPU-\uFFFD1") != 1 {
+		t.Errorf("gpu info: %v", m["nextact_gpu_info"])
+	}
+	if value(m, "nextact_gpu_memory_total_bytes", "uuid=GPU-\uFFFD1") != 1 {
+		t.Errorf("gpu memory: %v", m["nextact_gpu_memory_total_bytes"])
 	}
 }

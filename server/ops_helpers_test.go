@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/server"
 )
@@ -22,8 +23,8 @@ import (
 type opsOptions struct {
 	slots, queue int
 	cfg          server.Config
-	admission    batching.AdmissionConfig
-	gpu          batching.GPUSignals
+	admission    admission.Config
+	gpu          admission.GPUSignals
 	gated        bool // every Decode waits until the test releases the engine
 	extraModels  []*server.Model
 	devices      []server.Device
@@ -77,7 +78,8 @@ func newOpsEnv(t testing.TB, o opsOptions) *opsEnv {
 		eng.gate = e.gate
 		e.release = func() { once.Do(func() { close(e.gate) }) }
 	}
-	sched, err := batching.New(eng, eng, batching.Config{
+	engine, vocab := eng.engine()
+	sched, err := batching.New(engine, vocab, batching.Config{
 		Slots: o.slots, QueueSize: o.queue, StepTokens: stepTokens, CtxPerSlot: testCtx,
 		Admission: o.admission, GPU: o.gpu, Observer: e.metrics, Clock: e.clock.Now,
 	}, log)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/server"
 )
 
@@ -72,7 +72,7 @@ func TestRateLimitWithoutKeys(t *testing.T) {
 	}
 	resp, b := e.chat(t, server.PriorityHeader+": high")
 	wantError(t, resp, b, http.StatusTooManyRequests, "rate_limit_exceeded", "1")
-	if m := e.metricsText(t); !strings.Contains(m, `reason="rate_limited"} 1`) || !strings.Contains(m, `priority="`+batching.PriorityHigh.String()+`"`) {
+	if m := e.metricsText(t); !strings.Contains(m, `reason="rate_limited"} 1`) || !strings.Contains(m, `priority="`+admission.PriorityHigh.String()+`"`) {
 		t.Errorf("decision by priority missing:\n%s", grep(m, "admission"))
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
-	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 )
 
 // Readiness states: /health/ready answers 200 only when ready.
@@ -95,14 +95,14 @@ func (s *Server) gate(c *fiber.Ctx) error {
 	s.drainMu.Lock()
 	if s.readiness() == stateDraining {
 		s.drainMu.Unlock()
-		s.metrics.Decided(batching.Decision{Outcome: batching.OutcomeRejected, Reason: reasonDraining, Priority: cl.priority})
+		s.metrics.Decided(admission.Decision{Outcome: admission.OutcomeRejected, Reason: reasonDraining, Priority: cl.priority})
 		return errDraining
 	}
 	s.inflight.add()
 	s.drainMu.Unlock()
 	defer s.inflight.done()
 	if ok, retry := s.limiter.allow(cl.name, cl.rate, cl.burst); !ok {
-		s.metrics.Decided(batching.Decision{Outcome: batching.OutcomeRejected, Reason: reasonRateLimited, Priority: cl.priority})
+		s.metrics.Decided(admission.Decision{Outcome: admission.OutcomeRejected, Reason: reasonRateLimited, Priority: cl.priority})
 		return &rateLimitError{retryAfter: retry}
 	}
 	return c.Next()

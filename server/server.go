@@ -195,9 +195,6 @@ func indexModels(ms []*Model) (map[string]*Model, error) {
 		if _, err := models.ParseChatFormat(string(m.Format)); err != nil {
 			return nil, fmt.Errorf("server: model %q: %w", m.ID, err)
 		}
-		if err := prepareActions(m); err != nil {
-			return nil, fmt.Errorf("server: %w", err)
-		}
 		byID[m.ID] = m
 	}
 	return byID, nil

@@ -306,7 +306,7 @@ func (s *Server) createSession(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	format := m.Actions.DefaultFormat
+	format := m.Actions.DefaultFormat()
 	if req.Format != "" {
 		if format, err = nextaction.ParseFormat(req.Format); err != nil {
 			return invalid("format", "%v", err)
@@ -335,15 +335,18 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// The step ends however the handler leaves, a panic included: a
+	// session must never stay busy.
+	var step *nextaction.Step
+	defer func() { s.sessions.end(sess, step) }()
 	resp, err := s.runAction(c, sess.model, &nextaction.NextActionRequest{
 		Model: sess.model.ID, Page: req.Page, History: history, Persona: sess.persona,
 		Format: string(sess.format), Temperature: req.Temperature, Seed: req.Seed, MaxTokens: req.MaxTokens,
 	}, start)
 	if err != nil {
-		s.sessions.end(sess, nil)
 		return err
 	}
-	s.sessions.end(sess, &nextaction.Step{Page: req.Page, Action: resp.Action, Rationale: resp.Rationale})
+	step = &nextaction.Step{Page: req.Page, Action: resp.Action, Rationale: resp.Rationale}
 	return c.JSON(resp)
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/server"
 )
@@ -32,8 +33,8 @@ func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // fakeActions serves next actions over the fake vocabulary: bytes are
 // tokens 0..255, the rest are control tokens.
-func fakeActions(t testing.TB) func() *server.Actions {
-	return func() *server.Actions {
+func fakeActions(t testing.TB) actionsFunc {
+	return func(tok server.Tokenizer, ctxLen int) (*nextaction.Grammars, *nextaction.Planner) {
 		pieces := make([]string, vocabSize)
 		special := make([]bool, vocabSize)
 		for i := range pieces {
@@ -47,11 +48,19 @@ func fakeActions(t testing.TB) func() *server.Actions {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &server.Actions{
-			Vocab: v, Grammars: nextaction.NewGrammarCache(0), DefaultFormat: nextaction.FormatPrompted,
-			Limits:       nextaction.Limits{MaxRationaleBytes: 40, MaxTextBytes: 24},
-			MaxPageBytes: 4096, DefaultMaxTokens: 240,
+		g, err := nextaction.NewGrammars(v, nextaction.NewGrammarCache(0), nextaction.SchemaLimits{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		p, err := nextaction.NewPlanner(nextaction.PlannerConfig{
+			ChatFormat: models.FormatLlama3, Tokenizer: tok, Grammars: g, DefaultFormat: nextaction.FormatPrompted,
+			Limits:       nextaction.Limits{MaxRationaleBytes: 40, MaxTextBytes: 24},
+			MaxPageBytes: 4096, DefaultMaxTokens: 240, ContextLength: ctxLen, MaxMessages: server.DefaultMaxMessages,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g, p
 	}
 }
 
@@ -354,6 +363,28 @@ func TestSessionBusy(t *testing.T) {
 		t.Fatalf("after the first step: %+v, answer %+v", got.Steps, r)
 	}
 	e.step(t, s.ID, page) // no longer busy
+}
+
+// A step that panics (here in tokenizing) answers 500 and leaves the
+// session free: the next step runs and the session still expires.
+func TestSessionStepPanicFreesSession(t *testing.T) {
+	t.Parallel()
+	e := newSessionEnv(t, sessionEnvOptions{})
+	s := e.createSession(t, `{"model":"`+testModel+`"}`)
+	e.tok.mu.Lock()
+	e.tok.panicOn = "PANIC-PAGE"
+	e.tok.mu.Unlock()
+	resp, b := e.do(t, http.MethodPost, "/v1/sessions/"+s.ID+"/steps", `{"page":"<a name=\"x\">PANIC-PAGE</a>"}`)
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("panicking step: status %d: %s", resp.StatusCode, b)
+	}
+	r := e.step(t, s.ID, `{"page":`+mustJSON(t, shopPage(0))+`}`)
+	if r.Action.Type == "" {
+		t.Fatalf("step after the panic: %+v", r)
+	}
+	if got := e.getSession(t, s.ID); len(got.Steps) != 1 {
+		t.Fatalf("history after a failed and a good step: %+v", got.Steps)
+	}
 }
 
 func TestSessionLimit(t *testing.T) {

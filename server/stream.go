@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/internal/jsonstr"
 )
 
 // defaultKeepAlive is how often a stream that has produced no text yet (it
@@ -184,11 +185,11 @@ func newEventFormat(m responseMeta, includeUsage bool) *eventFormat {
 		tail = `,"usage":null}` + "\n\n"
 	}
 	head := []byte(`data: {"id":`)
-	head = appendJSONString(head, m.id)
+	head = jsonstr.Append(head, m.id)
 	head = append(head, `,"object":"`+object+`","created":`...)
 	head = strconv.AppendInt(head, m.created, 10)
 	head = append(head, `,"model":`...)
-	head = appendJSONString(head, m.model)
+	head = jsonstr.Append(head, m.model)
 	choice := string(head) + `,"choices":[{"index":0,`
 	f := &eventFormat{
 		head:     head,
@@ -209,7 +210,7 @@ func (f *eventFormat) role() []byte { return f.roleEv }
 // content is an event carrying text.
 func (f *eventFormat) content(text string) []byte {
 	f.buf = append(f.buf[:0], f.open...)
-	f.buf = appendJSONString(f.buf, text)
+	f.buf = jsonstr.Append(f.buf, text)
 	f.buf = append(f.buf, f.close...)
 	return f.buf
 }
@@ -217,7 +218,7 @@ func (f *eventFormat) content(text string) []byte {
 // finish is the last choice event: no text, and the finish reason.
 func (f *eventFormat) finish(reason string) []byte {
 	f.buf = append(f.buf[:0], f.finishAt...)
-	f.buf = appendJSONString(f.buf, reason)
+	f.buf = jsonstr.Append(f.buf, reason)
 	f.buf = append(f.buf, `}]`...)
 	f.buf = append(f.buf, f.tail...)
 	return f.buf

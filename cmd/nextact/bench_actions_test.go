@@ -12,6 +12,7 @@ import (
 	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/nextaction/client"
+	"github.com/nextact/nextact/nextaction/nextactiontest"
 )
 
 // llama3VocabSpec is the embedded model with a vocabulary the size of
@@ -58,7 +59,7 @@ func benchActions(b *testing.B, model string, conc int) {
 	const steps = 64
 	pages := make([]string, steps)
 	for i := range pages {
-		pages[i], _, _, _ = nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
+		pages[i], _, _, _ = nextactiontest.RandomPage(rng, nextactiontest.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
 	}
 	tokens := make([]int, steps)
 	run := func(do func(i int) (time.Duration, error)) (stepsPerSec, p50, p90 float64) {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nextact/nextact/batching"
 )
 
 // serveConfig is everything `nextact serve` can be told.
@@ -44,7 +46,7 @@ type serveConfig struct {
 	// Bounds on request content (limits.go).
 	limitsConfig
 
-	// Access (keys.go).
+	// Access (ops.go).
 	APIKeys     listFlag
 	APIKeyFile  string
 	RateLimit   float64
@@ -132,8 +134,8 @@ func envDefaults(fs *flag.FlagSet) error {
 
 func (c serveConfig) validate() error {
 	switch {
-	case c.Slots < 1 || c.Slots > 256:
-		return fmt.Errorf("--slots must be in [1, 256], got %d", c.Slots)
+	case c.Slots < 1 || c.Slots > batching.MaxSlots:
+		return fmt.Errorf("--slots must be in [1, %d], got %d", batching.MaxSlots, c.Slots)
 	case c.Ctx < 16:
 		return fmt.Errorf("--ctx must be at least 16, got %d", c.Ctx)
 	case c.Queue < 0:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/nextaction/client"
+	"github.com/nextact/nextact/nextaction/nextactiontest"
 )
 
 // 1,000 generated pages through the embedded random-weight model, at
@@ -42,7 +43,7 @@ func TestNextActionAlwaysValidOnGeneratedPages(t *testing.T) {
 	var jobs []job
 	withContainers := 0
 	for i := range actionPages {
-		html, cs, ins, conts := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
+		html, cs, ins, conts := nextactiontest.RandomPage(rng, nextactiontest.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1})
 		if len(conts) > 0 {
 			withContainers++
 		}

@@ -356,7 +356,7 @@ func TestSchemaBombsRefused(t *testing.T) {
 			t.Fatalf("64x64 schema %d: %d %v", i, code, out)
 		}
 	}
-	if n, b := ts.stack.model.Actions.Grammars.Size(); b > 32<<20 {
+	if n, b := ts.stack.model.Grammars.Cache().Size(); b > 32<<20 {
 		t.Fatalf("grammar cache holds %d grammars, %d bytes, over its bound", n, b)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nextact/nextact/nextaction"
+	"github.com/nextact/nextact/nextaction/nextactiontest"
 )
 
 // A shopper session on the real engine: each step returns a valid action,
@@ -22,7 +23,7 @@ func TestSessionStepsReuseKV(t *testing.T) {
 	id := created["id"].(string)
 	rng := rand.New(rand.NewPCG(1, 1))
 	for step := range 4 {
-		page, cs, ins, _ := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 6, MaxInputs: 2, ApproxBytes: -1})
+		page, cs, ins, _ := nextactiontest.RandomPage(rng, nextactiontest.PageOptions{MaxClickables: 6, MaxInputs: 2, ApproxBytes: -1})
 		res := actionAt(t, ts.URL+"/v1/sessions/"+id+"/steps", map[string]any{"page": page, "max_tokens": 64})
 		p, _ := nextaction.ParsePage(page)
 		if err := res.Action.Validate(p, 40); err != nil {
@@ -82,7 +83,7 @@ func TestSessionEvictedKVRebuilds(t *testing.T) {
 	evicted, prevPrompt := 0, make([]int, sessions)
 	for step := range steps {
 		for i, id := range ids {
-			page, _, _, _ := nextaction.RandomPage(rng, nextaction.PageOptions{MaxClickables: 5, MaxInputs: 1, ApproxBytes: -1})
+			page, _, _, _ := nextactiontest.RandomPage(rng, nextactiontest.PageOptions{MaxClickables: 5, MaxInputs: 1, ApproxBytes: -1})
 			got := actionAt(t, a.URL+"/v1/sessions/"+id+"/steps", map[string]any{"page": page, "max_tokens": 48})
 			want := actionAt(t, b.URL+"/v1/actions/next", map[string]any{"model": b.modelID(), "format": "prompted",
 				"page": page, "history": histories[i], "max_tokens": 48})

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/server"
 )
 
@@ -21,14 +21,14 @@ func addOpsFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "generation requests per second per API key (per client address without keys); 0: no limit")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "requests a client may send at once within its rate (0: the rate rounded up)")
 	fs.IntVar(&c.HeaderLimit, "header-limit", server.DefaultHeaderLimit, "largest request header block in bytes (431 above)")
-	fs.DurationVar(&c.MaxQueueWait, "max-queue-wait", batching.DefaultMaxQueueWait, "longest a request waits for a slot before a 503 (0: no bound)")
-	fs.Float64Var(&c.KVOvercommit, "kv-overcommit", batching.DefaultKVOvercommit, "tokens reserved by running and waiting requests (prompt + max_tokens) may reach this multiple of slots x ctx")
-	fs.Float64Var(&c.GPUMemoryHighWater, "gpu-memory-high-water", batching.DefaultGPUMemoryHighWater, "GPU memory fraction above which only short requests are admitted")
-	fs.IntVar(&c.ShortRequestTokens, "short-request-tokens", batching.DefaultShortRequestTokens, "prompt + max_tokens at or below which a request is short")
+	fs.DurationVar(&c.MaxQueueWait, "max-queue-wait", admission.DefaultMaxQueueWait, "longest a request waits for a slot before a 503 (0: no bound)")
+	fs.Float64Var(&c.KVOvercommit, "kv-overcommit", admission.DefaultKVOvercommit, "tokens reserved by running and waiting requests (prompt + max_tokens) may reach this multiple of slots x ctx")
+	fs.Float64Var(&c.GPUMemoryHighWater, "gpu-memory-high-water", admission.DefaultGPUMemoryHighWater, "GPU memory fraction above which only short requests are admitted")
+	fs.IntVar(&c.ShortRequestTokens, "short-request-tokens", admission.DefaultShortRequestTokens, "prompt + max_tokens at or below which a request is short")
 	fs.DurationVar(&c.GPUSampleInterval, "gpu-sample-interval", time.Second, "how often NVML is sampled (0: GPU telemetry off)")
-	fs.DurationVar(&c.GPUStaleAfter, "gpu-stale-after", batching.DefaultStaleAfter, "a GPU sample older than this counts as saturated")
+	fs.DurationVar(&c.GPUStaleAfter, "gpu-stale-after", admission.DefaultStaleAfter, "a GPU sample older than this counts as saturated")
 	fs.BoolVar(&c.GPUIgnoreThrottle, "gpu-ignore-throttle", false, "admit as if no GPU were throttled")
-	fs.DurationVar(&c.MaxRetryAfter, "max-retry-after", batching.DefaultMaxRetryAfter, "cap of the Retry-After of 503s")
+	fs.DurationVar(&c.MaxRetryAfter, "max-retry-after", admission.DefaultMaxRetryAfter, "cap of the Retry-After of 503s")
 }
 
 func (c serveConfig) validateOps() error {
@@ -56,12 +56,12 @@ func (c serveConfig) validateOps() error {
 }
 
 // admission is the scheduler's admission config from the flags.
-func (c serveConfig) admission() batching.AdmissionConfig {
+func (c serveConfig) admission() admission.Config {
 	wait := c.MaxQueueWait
 	if wait == 0 {
 		wait = -1 // no bound
 	}
-	return batching.AdmissionConfig{
+	return admission.Config{
 		MaxQueueWait: wait, KVOvercommit: c.KVOvercommit, GPUMemoryHighWater: c.GPUMemoryHighWater,
 		ShortRequestTokens: c.ShortRequestTokens, StaleAfter: c.GPUStaleAfter, IgnoreThrottle: c.GPUIgnoreThrottle,
 		MaxRetryAfter: c.MaxRetryAfter,
@@ -141,7 +141,7 @@ func parseKeyLine(line string) (server.APIKey, error) {
 		case name == "name":
 			k.Name = v
 		case name == "priority":
-			k.Priority, err = batching.ParsePriority(v)
+			k.Priority, err = admission.ParsePriority(v)
 		case name == "rate":
 			k.RateLimit, err = strconv.ParseFloat(v, 64)
 		case name == "burst":

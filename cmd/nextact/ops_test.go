@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/server"
 )
 
@@ -46,8 +46,8 @@ func TestAPIKeySources(t *testing.T) {
 	}
 	want := []server.APIKey{
 		{Key: "a"}, {Key: "b"}, {Key: "c"},
-		{Key: "sk-eval", Name: "eval", Priority: batching.PriorityHigh, RateLimit: -1},
-		{Key: "sk-load", Name: "load", Priority: batching.PriorityLow, RateLimit: 50, RateBurst: 100},
+		{Key: "sk-eval", Name: "eval", Priority: admission.PriorityHigh, RateLimit: -1},
+		{Key: "sk-load", Name: "load", Priority: admission.PriorityLow, RateLimit: 50, RateBurst: 100},
 		{Key: "sk-plain"},
 	}
 	if len(keys) != len(want) {
@@ -79,7 +79,7 @@ func TestOpsFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := batching.AdmissionConfig{MaxQueueWait: -1, KVOvercommit: 2, GPUMemoryHighWater: 0.9, ShortRequestTokens: 256,
+	want := admission.Config{MaxQueueWait: -1, KVOvercommit: 2, GPUMemoryHighWater: 0.9, ShortRequestTokens: 256,
 		StaleAfter: 3 * time.Second, IgnoreThrottle: true, MaxRetryAfter: 30 * time.Second}
 	if got := c.admission(); got != want {
 		t.Errorf("admission %+v, want %+v", got, want)
@@ -91,7 +91,7 @@ func TestOpsFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := d.admission(); got.MaxQueueWait != batching.DefaultMaxQueueWait || got.KVOvercommit != batching.DefaultKVOvercommit {
+	if got := d.admission(); got.MaxQueueWait != admission.DefaultMaxQueueWait || got.KVOvercommit != admission.DefaultKVOvercommit {
 		t.Errorf("defaults %+v", got)
 	}
 	for _, args := range [][]string{

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/runtime/llamacpp"
@@ -27,12 +28,34 @@ type stack struct {
 	sched  *batching.Scheduler
 	srv    *server.Server
 	model  *server.Model
-	gpu    *nvml.Sampler // nil with --gpu-sample-interval 0
 	log    *zap.Logger
+	// closers free what build made (scheduler, telemetry, engine), last
+	// made first.
+	closers closers
 }
 
-// build loads the model and wires everything; nothing listens yet.
-func build(c serveConfig, log *zap.Logger) (*stack, error) {
+// closers is a stack of cleanups: close runs them last added first.
+type closers []func(context.Context) error
+
+func (cs *closers) add(f func(context.Context) error) { *cs = append(*cs, f) }
+
+func (cs closers) close(ctx context.Context) error {
+	var errs []error
+	for i := len(cs) - 1; i >= 0; i-- {
+		errs = append(errs, cs[i](ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// build loads the model and wires everything; nothing listens yet. On an
+// error whatever it made is freed.
+func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
+	st := &stack{log: log}
+	defer func() {
+		if err != nil {
+			_ = st.closers.close(context.Background())
+		}
+	}()
 	path := c.Model
 	if path == "" {
 		p, err := models.EnsureDefault(c.CacheDir)
@@ -72,52 +95,49 @@ func build(c serveConfig, log *zap.Logger) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.engine = engine
+	st.closers.add(func(context.Context) error { engine.Close(); return nil })
 	gpu := startTelemetry(c, log)
+	st.closers.add(func(context.Context) error { closeTelemetry(gpu); return nil })
 	metrics := server.NewMetrics()
 	sched, err := batching.New(engine, engine, batching.Config{
 		Slots: c.Slots, QueueSize: c.Queue, StepTokens: c.StepTokens, CtxPerSlot: c.Ctx,
 		Admission: c.admission(), GPU: gpuSignals(gpu), Observer: metrics, NoPrefixCache: c.NoPrefixCache,
 	}, log)
 	if err != nil {
-		closeTelemetry(gpu)
-		engine.Close()
 		return nil, err
 	}
+	st.sched = sched
+	st.closers.add(sched.Close)
 	id := c.ModelID
 	if id == "" {
 		id = info.Name
 	}
-	actions, err := actionConfig(c, engine)
+	grammars, planner, err := actionConfig(c, engine, format)
 	if err != nil {
-		_ = sched.Close(context.Background())
-		closeTelemetry(gpu)
-		engine.Close()
 		return nil, err
 	}
-	model := &server.Model{
+	st.model = &server.Model{
 		ID: id, Created: modTime(path), OwnedBy: "nextact", ContextLength: c.Ctx,
 		Format: format, BOS: engine.BOS(), Tokenizer: engine, Generator: sched,
-		Actions: actions,
+		Grammars: grammars, Actions: planner,
 	}
-	srv, err := server.New(server.Config{
+	st.srv, err = server.New(server.Config{
 		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
 		HeaderLimit: c.HeaderLimit, APIKeys: keys, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
 		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions,
 		HeaderTimeout: c.HeaderTimeout, MaxMessages: c.MaxMessages, MaxStopBytes: c.MaxStopBytes,
 		MaxSessionBytes: int(c.MaxSessionBytes),
-	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{model},
+	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{st.model},
 		Metrics: metrics, Load: sched, GPU: gpuSignals(gpu), Devices: serverDevices(engine.Devices())})
 	if err != nil {
-		_ = sched.Close(context.Background())
-		closeTelemetry(gpu)
-		engine.Close()
 		return nil, err
 	}
 	log.Info("serving model", zap.String("id", id), zap.String("path", path),
 		zap.String("chat_format", string(format)), zap.Int("trained_ctx", info.ContextLength),
 		zap.Int64("kv_bytes_per_token", kvPerToken), zap.Int64("kv_bytes", kvPerToken*int64(c.Slots)*int64(c.Ctx)),
 		zap.Int("api_keys", len(keys)), zap.Float64("rate_limit", c.RateLimit))
-	return &stack{engine: engine, sched: sched, srv: srv, model: model, gpu: gpu, log: log}, nil
+	return st, nil
 }
 
 // Default step token budgets (--step-tokens 0). A step carries one token
@@ -160,23 +180,31 @@ func serverDevices(devs []llamacpp.Device) []server.Device {
 	return out
 }
 
-// actionConfig sets up constrained next-action decoding for the engine's
-// vocabulary.
-func actionConfig(c serveConfig, engine *llamacpp.Engine) (*server.Actions, error) {
+// actionConfig sets up the model's constrained decoding (structured
+// outputs) and its next-action planner.
+func actionConfig(c serveConfig, engine *llamacpp.Engine, chat models.ChatFormat) (*nextaction.Grammars, *nextaction.Planner, error) {
 	format, err := nextaction.ParseFormat(c.ActionFormat)
 	if err != nil {
-		return nil, fmt.Errorf("--action-format: %w", err)
+		return nil, nil, fmt.Errorf("--action-format: %w", err)
 	}
 	vocab, err := nextaction.NewVocab(engine.Pieces(), engine.Special(), engine.EOGTokens())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &server.Actions{
-		Vocab: vocab, Grammars: nextaction.NewGrammarCache(int64(c.GrammarCacheBytes)), DefaultFormat: format,
+	grammars, err := nextaction.NewGrammars(vocab, nextaction.NewGrammarCache(int64(c.GrammarCacheBytes)), c.schemaLimits())
+	if err != nil {
+		return nil, nil, err
+	}
+	planner, err := nextaction.NewPlanner(nextaction.PlannerConfig{
+		ChatFormat: chat, Tokenizer: engine, Grammars: grammars, DefaultFormat: format,
 		Limits:       nextaction.Limits{MaxRationaleBytes: c.MaxRationaleBytes, MaxTextBytes: c.MaxTextBytes},
-		SchemaLimits: c.schemaLimits(),
-		MaxPageBytes: c.MaxPageBytes, DefaultMaxTokens: c.ActionMaxTokens,
-	}, nil
+		MaxPageBytes: c.MaxPageBytes, DefaultMaxTokens: c.ActionMaxTokens, ContextLength: c.Ctx,
+		MaxMessages: c.MaxMessages,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return grammars, planner, nil
 }
 
 func chatFormat(flagValue string, info models.Info) (models.ChatFormat, error) {
@@ -208,10 +236,7 @@ func (s *stack) shutdown(ctx context.Context) error {
 	if ctx.Err() == nil {
 		closeCtx = ctx
 	}
-	serr := s.sched.Close(closeCtx)
-	s.engine.Close()
-	closeTelemetry(s.gpu)
-	return errors.Join(derr, herr, serr)
+	return errors.Join(derr, herr, s.closers.close(closeCtx))
 }
 
 // startTelemetry starts NVML sampling unless --gpu-sample-interval is 0.
@@ -227,7 +252,7 @@ func startTelemetry(c serveConfig, log *zap.Logger) *nvml.Sampler {
 }
 
 // gpuSignals avoids a typed nil interface when telemetry is off.
-func gpuSignals(s *nvml.Sampler) batching.GPUSignals {
+func gpuSignals(s *nvml.Sampler) admission.GPUSignals {
 	if s == nil {
 		return nil
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/nextact/nextact/nextaction"
+	"github.com/nextact/nextact/nextaction/nextactiontest"
 )
 
 // The soak (make soak SOAK=10m): a real nextact process on loopback gets a
@@ -183,11 +183,11 @@ func (c *soakClient) chat(content string, extra map[string]any) string {
 }
 
 func (c *soakClient) page(small bool) string {
-	o := nextaction.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1}
+	o := nextactiontest.PageOptions{MaxClickables: 12, MaxInputs: 3, ApproxBytes: -1}
 	if small { // a session's history must leave room for a few steps
 		o.MaxClickables, o.MaxInputs = 4, 1
 	}
-	html, _, _, _ := nextaction.RandomPage(c.rng, o)
+	html, _, _, _ := nextactiontest.RandomPage(c.rng, o)
 	return html
 }
 

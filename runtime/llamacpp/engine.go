@@ -22,9 +22,6 @@ import (
 	"github.com/nextact/nextact/models"
 )
 
-// maxSeqs is llama.cpp's LLAMA_MAX_SEQ.
-const maxSeqs = 256
-
 // GPULayersAuto offloads every layer when a GPU backend is present and none
 // otherwise.
 const GPULayersAuto = -1
@@ -59,8 +56,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.ModelPath == "":
 		return errors.New("model path is empty")
-	case c.Slots < 1 || c.Slots > maxSeqs:
-		return fmt.Errorf("slots must be in [1, %d], got %d", maxSeqs, c.Slots)
+	case c.Slots < 1 || c.Slots > batching.MaxSlots: // llama.cpp's LLAMA_MAX_SEQ
+		return fmt.Errorf("slots must be in [1, %d], got %d", batching.MaxSlots, c.Slots)
 	case c.CtxPerSlot < 2:
 		return fmt.Errorf("context per slot must be at least 2, got %d", c.CtxPerSlot)
 	case c.StepTokens < 1:

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/models"
 	"github.com/nextact/nextact/runtime/llamacpp"
 )
@@ -119,9 +120,9 @@ func TestMaxTokensOverflowRefused(t *testing.T) {
 	if st := s.Stats(); st.ReservedTokens != 0 || st.Running+st.Waiting != 0 {
 		t.Fatalf("refused requests left a reservation: %+v", st)
 	}
-	var adm batching.AdmissionConfig
-	d := adm.Decide(math.MaxInt, batching.Load{Slots: 1, QueueSize: 1, ReservedTokens: 10, CapacityTokens: 64}, batching.GPUSample{}, false, time.Now())
-	if d.Reason != batching.ReasonKVFull {
+	var adm admission.Config
+	d := adm.Decide(math.MaxInt, admission.Load{Slots: 1, QueueSize: 1, ReservedTokens: 10, CapacityTokens: 64}, admission.GPUSample{}, false, time.Now())
+	if d.Reason != admission.ReasonKVFull {
 		t.Fatalf("Decide(MaxInt) = %+v, want kv_full", d)
 	}
 }

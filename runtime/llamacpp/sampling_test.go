@@ -95,4 +95,3 @@ func TestParallelSamplingMatchesSerialOnRealEngine(t *testing.T) {
 	}
 }
 
-var _ batching.Engine = (*llamacpp.Engine)(nil)

@@ -1,7 +1,7 @@
 // Package nvml samples NVIDIA GPU telemetry through NVML
 // (github.com/NVIDIA/go-nvml) on a ticker, never per request: per device
 // memory used and total, utilization, temperature, power and clock-event
-// (throttle) reasons. A Sampler implements batching.GPUSignals for
+// (throttle) reasons. A Sampler implements admission.GPUSignals for
 // admission and feeds the GPU gauges of /metrics from the same cached
 // sample.
 //
@@ -26,7 +26,7 @@ import (
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"go.uber.org/zap"
 
-	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 )
 
 // Library is the part of NVML the sampler calls. gonvml.New() and go-nvml's
@@ -87,7 +87,7 @@ type Sampler struct {
 	temperature  bool
 
 	mu     sync.RWMutex
-	last   batching.GPUSample
+	last   admission.GPUSample
 	failed bool // the last attempt failed; for logging transitions
 
 	stop      chan struct{}
@@ -211,25 +211,25 @@ func (s *Sampler) Refresh() error {
 	return err
 }
 
-func (s *Sampler) sample() (out batching.GPUSample, err error) {
+func (s *Sampler) sample() (out admission.GPUSample, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("nvml: panic: %v", r)
 		}
 	}()
-	devs := make([]batching.GPUDevice, len(s.devices))
+	devs := make([]admission.GPUDevice, len(s.devices))
 	for i, d := range s.devices {
 		if devs[i], err = s.sampleDevice(d); err != nil {
 			return out, fmt.Errorf("gpu %d: %w", d.index, err)
 		}
 	}
-	return batching.GPUSample{At: s.cfg.Clock(), Devices: devs}, nil
+	return admission.GPUSample{At: s.cfg.Clock(), Devices: devs}, nil
 }
 
 // sampleDevice reads one device. Memory must answer; other fields a board
 // does not support stay zero.
-func (s *Sampler) sampleDevice(d device) (batching.GPUDevice, error) {
-	out := batching.GPUDevice{Index: d.index, UUID: d.uuid, Name: d.name}
+func (s *Sampler) sampleDevice(d device) (admission.GPUDevice, error) {
+	out := admission.GPUDevice{Index: d.index, UUID: d.uuid, Name: d.name}
 	mem, ret := d.h.GetMemoryInfo()
 	if ret != gonvml.SUCCESS {
 		return out, fmt.Errorf("memory: %w", ret)
@@ -276,9 +276,9 @@ func optional(ret gonvml.Return) bool {
 // Snapshot returns the latest sample without calling NVML. ok is false when
 // telemetry is unavailable; a sample that could not be refreshed keeps its
 // old At and goes stale.
-func (s *Sampler) Snapshot() (batching.GPUSample, bool) {
+func (s *Sampler) Snapshot() (admission.GPUSample, bool) {
 	if !s.available.Load() {
-		return batching.GPUSample{}, false
+		return admission.GPUSample{}, false
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -306,4 +306,4 @@ func (s *Sampler) Close(ctx context.Context) error {
 	return nil
 }
 
-var _ batching.GPUSignals = (*Sampler)(nil)
+var _ admission.GPUSignals = (*Sampler)(nil)

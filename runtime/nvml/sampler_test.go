@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/runtime/nvml"
 )
 
@@ -161,7 +162,7 @@ func TestSnapshotFromMock(t *testing.T) {
 		t.Fatalf("sample %+v", got)
 	}
 	d := got.Devices[0]
-	want := batching.GPUDevice{Index: 0, UUID: "GPU-a", Name: "NVIDIA H100 80GB HBM3", MemoryUsed: 20 * gib, MemoryTotal: 80 * gib,
+	want := admission.GPUDevice{Index: 0, UUID: "GPU-a", Name: "NVIDIA H100 80GB HBM3", MemoryUsed: 20 * gib, MemoryTotal: 80 * gib,
 		Utilization: 0.42, TemperatureC: 61, PowerW: 350.5, ClockEventReasons: gonvml.ClocksEventReasonGpuIdle}
 	if d != want {
 		t.Errorf("device 0:\n got %+v\nwant %+v", d, want)
@@ -242,7 +243,7 @@ func submit(s *batching.Scheduler, r batching.Request) (*batching.Handle, error)
 
 // scheduler wires a sampler into a scheduler of one slot and a queue of 4
 // over a gated engine; the returned release lets every step run.
-func scheduler(t *testing.T, gpu batching.GPUSignals, clock func() time.Time) (*batching.Scheduler, func()) {
+func scheduler(t *testing.T, gpu admission.GPUSignals, clock func() time.Time) (*batching.Scheduler, func()) {
 	t.Helper()
 	e := newGatedEngine()
 	s, err := batching.New(e, e, batching.Config{Slots: 1, QueueSize: 4, StepTokens: 64, CtxPerSlot: 4096, GPU: gpu, Clock: clock}, zaptest.NewLogger(t))
@@ -262,7 +263,7 @@ func scheduler(t *testing.T, gpu batching.GPUSignals, clock func() time.Time) (*
 
 func wantOverload(t *testing.T, err error, reason string) {
 	t.Helper()
-	var oe *batching.OverloadError
+	var oe *admission.OverloadError
 	if !errors.As(err, &oe) || oe.Reason != reason {
 		t.Fatalf("got %v, want an overload error for %s", err, reason)
 	}
@@ -295,7 +296,7 @@ func TestMemoryNearFullShedsLongRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := submit(s, req(1500, 500))
-	wantOverload(t, err, batching.ReasonGPUMemory)
+	wantOverload(t, err, admission.ReasonGPUMemory)
 	short, err := submit(s, req(500, 100))
 	if err != nil {
 		t.Fatalf("short request: %v", err)
@@ -336,7 +337,7 @@ func TestThrottlingRejectsWithRetryAfter(t *testing.T) {
 	f.set(0, func(g *gpuState) { g.reasons = gonvml.ClocksThrottleReasonHwThermalSlowdown })
 	_ = gpu.Refresh()
 	_, err := submit(s, req(10, 10))
-	wantOverload(t, err, batching.ReasonGPUThrottled)
+	wantOverload(t, err, admission.ReasonGPUThrottled)
 
 	f.set(0, func(g *gpuState) { g.reasons = gonvml.ClocksEventReasonSwPowerCap })
 	_ = gpu.Refresh()
@@ -372,7 +373,7 @@ func TestUnavailableFallsBackToRuntimeSignals(t *testing.T) {
 		}
 	}
 	_, err := submit(s, req(10, 10))
-	wantOverload(t, err, batching.ReasonQueueFull)
+	wantOverload(t, err, admission.ReasonQueueFull)
 }
 
 // A driver that loads but has no GPU is unavailable too, and NVML is shut
@@ -402,7 +403,7 @@ func TestStaleSamplesCountAsSaturated(t *testing.T) {
 	}
 	waitRunning(t, s)
 	f.set(0, func(g *gpuState) { g.memErr = gonvml.ERROR_GPU_IS_LOST })
-	f.advance(batching.DefaultStaleAfter + time.Second)
+	f.advance(admission.DefaultStaleAfter + time.Second)
 	if err := gpu.Refresh(); err == nil {
 		t.Fatal("refresh over a lost GPU succeeded")
 	}
@@ -410,7 +411,7 @@ func TestStaleSamplesCountAsSaturated(t *testing.T) {
 		t.Fatalf("snapshot %+v %v, want the t0 sample", got, ok)
 	}
 	_, err := submit(s, req(10, 10))
-	wantOverload(t, err, batching.ReasonGPUStale)
+	wantOverload(t, err, admission.ReasonGPUStale)
 
 	f.set(0, func(g *gpuState) { g.memErr = gonvml.SUCCESS })
 	if err := gpu.Refresh(); err != nil {

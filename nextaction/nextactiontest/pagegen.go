@@ -1,9 +1,15 @@
-package nextaction
+// Package nextactiontest generates next-action test data: seeded random
+// simplified-HTML pages with hierarchical names, for tests and benchmarks
+// of nextaction and of the server. Test-only: production code never
+// imports it.
+package nextactiontest
 
 import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+
+	"github.com/nextact/nextact/nextaction"
 )
 
 // PageOptions shape the pages of RandomPage. A zero field takes its
@@ -46,12 +52,12 @@ func RandomPage(rng *rand.Rand, opts PageOptions) (page string, clickables, inpu
 	maxC := orDefault(opts.MaxClickables, DefaultMaxClickables)
 	maxI := orDefault(opts.MaxInputs, DefaultMaxInputs)
 	size := orDefault(opts.ApproxBytes, DefaultApproxBytes)
-	items := make([]Kind, 0, maxC+maxI)
+	items := make([]nextaction.Kind, 0, maxC+maxI)
 	for range rng.IntN(maxC + 1) {
-		items = append(items, Clickable)
+		items = append(items, nextaction.Clickable)
 	}
 	for range rng.IntN(maxI + 1) {
-		items = append(items, Input)
+		items = append(items, nextaction.Input)
 	}
 	rng.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
 
@@ -91,7 +97,7 @@ type pageGen struct {
 }
 
 // block writes items (in order) into the current container.
-func (g *pageGen) block(items []Kind, scope []string, depth int) {
+func (g *pageGen) block(items []nextaction.Kind, scope []string, depth int) {
 	for len(items) > 0 {
 		g.decorate()
 		r := g.rng.IntN(10)
@@ -100,9 +106,9 @@ func (g *pageGen) block(items []Kind, scope []string, depth int) {
 			k := 1 + g.rng.IntN(len(items))
 			g.container(items[:k], scope, depth+1)
 			items = items[k:]
-		case r == 3 && items[0] == Clickable:
+		case r == 3 && items[0] == nextaction.Clickable:
 			m := 0
-			for m < len(items) && m < maxSelectItems && items[m] == Clickable {
+			for m < len(items) && m < maxSelectItems && items[m] == nextaction.Clickable {
 				m++
 			}
 			k := 1 + g.rng.IntN(m)
@@ -125,21 +131,21 @@ func (g *pageGen) namedDecoration(scope []string) {
 	switch g.rng.IntN(4) {
 	case 0:
 		g.b.WriteString(`<img src="/b.png"`)
-		g.nameAttr(name, Container)
+		g.nameAttr(name, nextaction.Container)
 		g.b.WriteString(` alt="`)
 		g.words(1, 2)
 		g.b.WriteString("\">\n")
 	case 1:
 		g.b.WriteString(`<input type="hidden"`)
-		g.nameAttr(name, Container)
+		g.nameAttr(name, nextaction.Container)
 		g.b.WriteString(">\n")
 	case 2:
 		g.b.WriteString(`<input type="date"`)
-		g.nameAttr(name, Container)
+		g.nameAttr(name, nextaction.Container)
 		g.b.WriteString(">\n")
 	default:
 		g.b.WriteString("<span")
-		g.nameAttr(name, Container)
+		g.nameAttr(name, nextaction.Container)
 		g.b.WriteString(">")
 		g.words(1, 4)
 		g.b.WriteString("</span>\n")
@@ -152,7 +158,7 @@ var containerTags = []string{"div", "div", "section", "nav", "article", "aside",
 // scope, then often itself named with that scope (a container, as in the
 // paper's pages), and sometimes made a clickable by a control role or
 // onclick (taking the first item, a clickable).
-func (g *pageGen) container(items []Kind, scope []string, depth int) {
+func (g *pageGen) container(items []nextaction.Kind, scope []string, depth int) {
 	tag := pick(g.rng, containerTags)
 	inner := scope
 	switch r := g.rng.IntN(8); {
@@ -165,12 +171,12 @@ func (g *pageGen) container(items []Kind, scope []string, depth int) {
 	g.class()
 	if len(inner) > len(scope) {
 		switch r := g.rng.IntN(8); {
-		case r == 0 && items[0] == Clickable:
+		case r == 0 && items[0] == nextaction.Clickable:
 			g.clickAttr()
-			g.nameAttr(g.claim(inner, nil), Clickable)
+			g.nameAttr(g.claim(inner, nil), nextaction.Clickable)
 			items = items[1:]
 		case r < 5:
-			g.nameAttr(g.claim(inner, nil), Container)
+			g.nameAttr(g.claim(inner, nil), nextaction.Container)
 		}
 	}
 	g.b.WriteString(">\n")
@@ -193,13 +199,13 @@ func (g *pageGen) selectBox(k int, scope []string) {
 	inner := g.extend(scope, 1)
 	g.b.WriteString("<select")
 	if k > 1 && g.rng.IntN(2) == 0 {
-		g.nameAttr(g.claim(inner, nil), Clickable)
+		g.nameAttr(g.claim(inner, nil), nextaction.Clickable)
 		k--
 	}
 	g.b.WriteString(">")
 	for range k {
 		g.b.WriteString("<option")
-		g.nameAttr(g.claim(inner, []string{g.segment()}), Clickable)
+		g.nameAttr(g.claim(inner, []string{g.segment()}), nextaction.Clickable)
 		g.b.WriteString(">")
 		g.words(1, 3)
 		g.b.WriteString("</option>")
@@ -215,12 +221,12 @@ var (
 )
 
 // leaf writes one named element of kind k.
-func (g *pageGen) leaf(k Kind, scope []string) {
+func (g *pageGen) leaf(k nextaction.Kind, scope []string) {
 	name := g.claim(scope, []string{g.segment()})
-	if k == Input {
+	if k == nextaction.Input {
 		if g.rng.IntN(4) == 0 {
 			g.b.WriteString("<textarea")
-			g.nameAttr(name, Input)
+			g.nameAttr(name, nextaction.Input)
 			g.b.WriteString(">")
 			g.words(0, 3)
 			g.b.WriteString("</textarea>\n")
@@ -230,7 +236,7 @@ func (g *pageGen) leaf(k Kind, scope []string) {
 		if t := pick(g.rng, inputTypeAttrs); t != "" {
 			g.b.WriteString(` type="` + t + `"`)
 		}
-		g.nameAttr(name, Input)
+		g.nameAttr(name, nextaction.Input)
 		g.b.WriteString(` placeholder="`)
 		g.words(1, 3)
 		g.b.WriteString("\">\n")
@@ -239,21 +245,21 @@ func (g *pageGen) leaf(k Kind, scope []string) {
 	switch tag := pick(g.rng, clickTags); tag {
 	case "input":
 		g.b.WriteString(`<input type="` + pick(g.rng, clickInputs) + `"`)
-		g.nameAttr(name, Clickable)
+		g.nameAttr(name, nextaction.Clickable)
 		g.b.WriteString(` value="`)
 		g.words(1, 2)
 		g.b.WriteString("\">\n")
 	case "img":
 		g.b.WriteString(`<img src="/i/` + strconv.Itoa(g.rng.IntN(1000)) + `.jpg"`)
 		g.clickAttr()
-		g.nameAttr(name, Clickable)
+		g.nameAttr(name, nextaction.Clickable)
 		g.b.WriteString(` alt="`)
 		g.words(1, 3)
 		g.b.WriteString("\">\n")
 	case "li":
 		g.b.WriteString("<ul><li")
 		g.clickAttr()
-		g.nameAttr(name, Clickable)
+		g.nameAttr(name, nextaction.Clickable)
 		g.b.WriteString(">")
 		g.words(1, 5)
 		g.b.WriteString("</li></ul>\n")
@@ -265,7 +271,7 @@ func (g *pageGen) leaf(k Kind, scope []string) {
 		case "div", "span":
 			g.clickAttr()
 		}
-		g.nameAttr(name, Clickable)
+		g.nameAttr(name, nextaction.Clickable)
 		if g.rng.IntN(6) == 0 {
 			g.b.WriteString(` aria-label="`)
 			g.words(1, 3)
@@ -289,24 +295,24 @@ func (g *pageGen) clickAttr() {
 }
 
 // nameAttr writes the name attribute and records the name.
-func (g *pageGen) nameAttr(name string, k Kind) {
+func (g *pageGen) nameAttr(name string, k nextaction.Kind) {
 	g.b.WriteString(` name="` + name + `"`)
 	switch k {
-	case Input:
+	case nextaction.Input:
 		g.inputs = append(g.inputs, name)
-	case Clickable:
+	case nextaction.Clickable:
 		g.clickables = append(g.clickables, name)
 	default:
 		g.containers = append(g.containers, name)
 	}
 }
 
-// claim joins scope and leaf into a name of at most MaxNameBytes (dropping
+// claim joins scope and leaf into a name of at most nextaction.MaxNameBytes (dropping
 // leading segments if needed) that no element has yet, and reserves it.
 func (g *pageGen) claim(scope, leaf []string) string {
 	segs := append(append([]string(nil), scope...), leaf...)
 	name := strings.Join(segs, ".")
-	for len(name) > MaxNameBytes-8 && len(segs) > 1 {
+	for len(name) > nextaction.MaxNameBytes-8 && len(segs) > 1 {
 		segs = segs[1:]
 		name = strings.Join(segs, ".")
 	}

@@ -1,13 +1,17 @@
-package server
+// Package jsonstr writes JSON string literals without reflection, for the
+// hot paths that render JSON by hand (stream events, action objects,
+// prompts). One escaper for the whole module, so every JSON nextact writes
+// escapes alike.
+package jsonstr
 
 import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string literal. Like encoding/json it
+// Append appends s as a JSON string literal. Like encoding/json it
 // replaces each invalid UTF-8 byte with U+FFFD and escapes U+2028 and
 // U+2029; unlike it, it leaves <, > and & alone (valid JSON either way).
-func appendJSONString(b []byte, s string) []byte {
+func Append(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
