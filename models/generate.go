@@ -93,7 +93,7 @@ func Generate(path string, s Spec) error {
 // vocabulary, merges, pre-tokenizer, special tokens and chat template
 // instead of the built-in ones (s.Merges and s.ExtraTokens are unused).
 // The output depends only on s and tok.
-func GenerateWithTokenizer(path string, s Spec, tok *Tokenizer) error {
+func GenerateWithTokenizer(path string, s Spec, tok *GGUFTokenizer) error {
 	s.Merges, s.ExtraTokens = 0, 0
 	if err := s.validate(); err != nil {
 		return err

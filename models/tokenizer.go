@@ -29,10 +29,10 @@ const (
 	maxTemplateBytes        = 1 << 20
 )
 
-// Tokenizer is a Hugging Face byte-level BPE tokenizer (tokenizer.json,
+// GGUFTokenizer is a Hugging Face byte-level BPE tokenizer (tokenizer.json,
 // plus tokenizer_config.json for the special tokens and chat template),
 // in the form a GGUF file stores it.
-type Tokenizer struct {
+type GGUFTokenizer struct {
 	// Tokens and Types are indexed by token id (llama.cpp's token types:
 	// 1 normal, 3 control, 4 user-defined, 5 unused for ids no token has).
 	Tokens []string
@@ -92,7 +92,7 @@ type hfConfig struct {
 // ByteLevel pre-tokenizer (gpt-2). SentencePiece-style tokenizers (byte
 // fallback, Metaspace), other models than BPE and normalizers other than
 // NFC are refused: llama.cpp would tokenize them differently.
-func ReadTokenizer(jsonPath, configPath, pre string) (*Tokenizer, error) {
+func ReadTokenizer(jsonPath, configPath, pre string) (*GGUFTokenizer, error) {
 	var hf hfTokenizer
 	if err := readJSONFile(jsonPath, maxTokenizerJSONBytes, &hf); err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
@@ -151,7 +151,7 @@ func readJSONFile(path string, limit int64, v any) error {
 	return nil
 }
 
-func (hf *hfTokenizer) convert(pre string) (*Tokenizer, error) {
+func (hf *hfTokenizer) convert(pre string) (*GGUFTokenizer, error) {
 	m := hf.Model
 	switch {
 	case m.Type != "BPE":
@@ -189,7 +189,7 @@ func (hf *hfTokenizer) convert(pre string) (*Tokenizer, error) {
 		}
 		n = max(n, a.ID+1)
 	}
-	tok := &Tokenizer{Tokens: make([]string, n), Types: make([]int32, n), Pre: detected, BOS: -1, EOS: -1}
+	tok := &GGUFTokenizer{Tokens: make([]string, n), Types: make([]int32, n), Pre: detected, BOS: -1, EOS: -1}
 	set := func(id int, text string, typ int32) error {
 		switch {
 		case text == "" || len(text) > maxTokenBytes:
@@ -332,7 +332,7 @@ func parseMerges(raw json.RawMessage) ([]string, error) {
 }
 
 // configure reads the special tokens, add_bos_token and the chat template.
-func (t *Tokenizer) configure(cfg hfConfig, postProcessor json.RawMessage) error {
+func (t *GGUFTokenizer) configure(cfg hfConfig, postProcessor json.RawMessage) error {
 	var err error
 	if t.BOS, err = t.specialID("bos_token", cfg.BOSToken); err != nil {
 		return err
@@ -353,7 +353,7 @@ func (t *Tokenizer) configure(cfg hfConfig, postProcessor json.RawMessage) error
 
 // specialID finds the token a config entry names, written as a string or
 // as {"content": ...}; null or absent is -1.
-func (t *Tokenizer) specialID(key string, raw json.RawMessage) (int, error) {
+func (t *GGUFTokenizer) specialID(key string, raw json.RawMessage) (int, error) {
 	if isNull(raw) {
 		return -1, nil
 	}
@@ -437,7 +437,7 @@ func chatTemplate(raw json.RawMessage) (string, error) {
 // vocab turns the tokenizer into the generator's vocabulary. Control
 // tokens other than BOS, EOS and the end-of-turn markers get small logits
 // in the generated model's output layer.
-func (t *Tokenizer) vocab() *vocab {
+func (t *GGUFTokenizer) vocab() *vocab {
 	v := &vocab{
 		tokens: t.Tokens, types: t.Types, merges: t.Merges, pre: t.Pre,
 		bos: int64(t.BOS), eos: int64(t.EOS), eot: -1, eom: -1,

@@ -172,7 +172,7 @@ func TestGenerateWithTokenizer(t *testing.T) {
 		!slices.Equal(kv.Strings("tokenizer.ggml.tokens"), tok.Tokens) {
 		t.Errorf("metadata: %v", kv)
 	}
-	if err := models.GenerateWithTokenizer(path, s, &models.Tokenizer{}); err == nil {
+	if err := models.GenerateWithTokenizer(path, s, &models.GGUFTokenizer{}); err == nil {
 		t.Error("an empty tokenizer was accepted")
 	}
 }

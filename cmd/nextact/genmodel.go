@@ -49,7 +49,7 @@ func runGenModel(args []string, stdout, stderr io.Writer) int {
 		if tokConfig == "" {
 			tokConfig = models.TokenizerConfigBeside(tokJSON)
 		}
-		var tok *models.Tokenizer
+		var tok *models.GGUFTokenizer
 		if tok, err = models.ReadTokenizer(tokJSON, tokConfig, tokPre); err == nil {
 			err = models.GenerateWithTokenizer(out, s, tok)
 			vocab = fmt.Sprintf("%d tokens from %s, pre-tokenizer %s", len(tok.Tokens), tokJSON, tok.Pre)

@@ -35,7 +35,7 @@ func gen(t *testing.T, dir, file, name string) string {
 // and the given chat template.
 func genTemplate(t *testing.T, dir, file, name, template string) string {
 	t.Helper()
-	tok := &models.Tokenizer{
+	tok := &models.GGUFTokenizer{
 		Tokens: []string{"a", "b", "ab", "<|im_start|>", "<|im_end|>"},
 		Types:  []int32{1, 1, 1, 3, 3},
 		Merges: []string{"a b"}, Pre: "qwen2", BOS: -1, EOS: 4, ChatTemplate: template,

