@@ -30,14 +30,16 @@ func (s *Server) requestContext() (context.Context, context.CancelFunc) {
 func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	ctx, cancel := s.requestContext()
 	defer cancel()
+	c.SetUserContext(ctx)
 	var req chatRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.model(req.Model)
+	m, release, err := s.acquire(c, req.Model)
 	if err != nil {
 		return err
 	}
+	defer release()
 	msgs, err := req.messages(s.cfg.MaxMessages)
 	if err != nil {
 		return err
@@ -76,14 +78,16 @@ func (r *chatRequest) checkUnsupported() error {
 func (s *Server) completions(c *fiber.Ctx) error {
 	ctx, cancel := s.requestContext()
 	defer cancel()
+	c.SetUserContext(ctx)
 	var req completionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.model(req.Model)
+	m, release, err := s.acquire(c, req.Model)
 	if err != nil {
 		return err
 	}
+	defer release()
 	text, err := req.promptText()
 	if err != nil {
 		return err
@@ -135,7 +139,8 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 	if err != nil {
 		return err
 	}
-	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop, Priority: requestPriority(c)}
+	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop,
+		Priority: requestPriority(c), PriorWait: modelWait(c)}
 	if opts.format != nil {
 		if req.Constraint, err = structuredOutput(m, opts.format); err != nil {
 			return err
@@ -155,7 +160,7 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 			scancel()
 			return err
 		}
-		s.startStream(c, &stream{
+		s.startStream(c, holdLease(c), &stream{
 			log: s.log, h: h, ctx: sctx, cancel: scancel,
 			events: newEventFormat(s.newMeta(m, kind), opts.includeUsage), includeUsage: opts.includeUsage,
 			errorEvent: s.errorEvent, keepAlive: s.keepAlive,

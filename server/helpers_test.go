@@ -41,6 +41,9 @@ type envOptions struct {
 	logger       *zap.Logger      // zaptest's when nil
 	clock        func() time.Time // testNow when nil
 	actions      actionsFunc      // next actions for testModel; nil: none
+	// source, when set, serves the models through a ModelSource it wraps
+	// around them instead of Deps.Models.
+	source func([]*server.Model) server.ModelSource
 }
 
 // actionsFunc builds a model's grammars and next-action planner.
@@ -110,9 +113,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.cfg.RequestTimeout == 0 {
 		o.cfg.RequestTimeout = 20 * time.Second
 	}
-	srv, err := server.New(o.cfg, server.Deps{
-		Logger: log, Clock: clock, Models: append(ms, o.extraModels...),
-	})
+	deps := server.Deps{Logger: log, Clock: clock, Models: append(ms, o.extraModels...)}
+	if o.source != nil {
+		deps.Source, deps.Models = o.source(deps.Models), nil
+	}
+	srv, err := server.New(o.cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,11 @@ const (
 // session is one open session. The store's mutex guards lastUsed, busy and
 // steps; the rest never changes.
 type session struct {
-	id      string
-	model   *Model
+	id string
+	// model is the ID of the model the session pins (each step acquires
+	// it); ctxLen its context length, which bounds the session's text.
+	model   string
+	ctxLen  int
 	format  nextaction.Format
 	persona string
 	created time.Time
@@ -148,7 +151,7 @@ func (st *sessionStore) view(id string) (sessionObject, error) {
 // history it builds on (which no one changes until end). A session already
 // stepping is a 409; one whose persona, history and new page would exceed
 // its limit (limit of its model) a 413.
-func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error) {
+func (st *sessionStore) begin(id string, pageBytes int, limit func(ctxLen int) int64) (*session, []nextaction.Step, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := st.now()
@@ -160,7 +163,7 @@ func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64
 		return nil, nil, &requestError{conflict: true, code: "session_busy",
 			msg: fmt.Sprintf("Session %q is already running a step; send one step at a time.", sess.id)}
 	}
-	if lim := limit(sess.model); sess.bytes+int64(pageBytes) > lim {
+	if lim := limit(sess.ctxLen); sess.bytes+int64(pageBytes) > lim {
 		return nil, nil, tooLarge("page", "session_too_large",
 			"The session's persona and history (%d bytes) with this page (%d bytes) exceed the session limit of %d bytes: start a new session.",
 			sess.bytes, pageBytes, lim)
@@ -273,7 +276,7 @@ type sessionObject struct {
 
 func (st *sessionStore) objectLocked(sess *session) sessionObject {
 	return sessionObject{
-		ID: sess.id, Object: "session", Model: sess.model.ID, Format: string(sess.format), Persona: sess.persona,
+		ID: sess.id, Object: "session", Model: sess.model, Format: string(sess.format), Persona: sess.persona,
 		Created: sess.created.Unix(), ExpiresAt: sess.lastUsed.Add(st.ttl).Unix(),
 		Steps: append([]nextaction.Step{}, sess.steps...),
 	}
@@ -298,24 +301,28 @@ type stepRequest struct {
 
 // createSession answers POST /v1/sessions.
 func (s *Server) createSession(c *fiber.Ctx) error {
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	c.SetUserContext(ctx) // bounds the wait for the model's load
 	var req createSessionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.actionModel(req.Model)
+	m, release, err := s.actionModel(c, req.Model)
 	if err != nil {
 		return err
 	}
+	defer release()
 	format := m.Actions.DefaultFormat()
 	if req.Format != "" {
 		if format, err = nextaction.ParseFormat(req.Format); err != nil {
 			return invalid("format", "%v", err)
 		}
 	}
-	if limit := s.sessionLimit(m); int64(len(req.Persona)) > limit {
+	if limit := s.sessionLimit(m.ContextLength); int64(len(req.Persona)) > limit {
 		return tooLarge("persona", "session_too_large", "The persona has %d bytes, over the session limit of %d bytes.", len(req.Persona), limit)
 	}
-	sess := &session{id: sessionIDPrefix + rand.Text(), model: m, format: format, persona: req.Persona}
+	sess := &session{id: sessionIDPrefix + rand.Text(), model: m.ID, ctxLen: m.ContextLength, format: format, persona: req.Persona}
 	obj, err := s.sessions.add(sess)
 	if err != nil {
 		return err
@@ -327,6 +334,9 @@ func (s *Server) createSession(c *fiber.Ctx) error {
 // the shape of POST /v1/actions/next, and records the step.
 func (s *Server) sessionStep(c *fiber.Ctx) error {
 	start := s.now()
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	c.SetUserContext(ctx)
 	var req stepRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
@@ -339,8 +349,13 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 	// session must never stay busy.
 	var step *nextaction.Step
 	defer func() { s.sessions.end(sess, step) }()
-	resp, err := s.runAction(c, sess.model, &nextaction.NextActionRequest{
-		Model: sess.model.ID, Page: req.Page, History: history, Persona: sess.persona,
+	m, release, err := s.actionModel(c, sess.model)
+	if err != nil {
+		return err
+	}
+	defer release()
+	resp, err := s.runAction(ctx, c, m, &nextaction.NextActionRequest{
+		Model: m.ID, Page: req.Page, History: history, Persona: sess.persona,
 		Format: string(sess.format), Temperature: req.Temperature, Seed: req.Seed, MaxTokens: req.MaxTokens,
 	}, start)
 	if err != nil {
@@ -350,13 +365,13 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 	return c.JSON(resp)
 }
 
-// sessionLimit is the most text a session of m keeps: MaxSessionBytes, or
-// SessionBytesPerToken bytes per token of m's context.
-func (s *Server) sessionLimit(m *Model) int64 {
+// sessionLimit is the most text a session of a model of ctxLen tokens
+// keeps: MaxSessionBytes, or SessionBytesPerToken bytes per token.
+func (s *Server) sessionLimit(ctxLen int) int64 {
 	if s.cfg.MaxSessionBytes > 0 {
 		return int64(s.cfg.MaxSessionBytes)
 	}
-	return SessionBytesPerToken * int64(m.ContextLength)
+	return SessionBytesPerToken * int64(ctxLen)
 }
 
 // getSession answers GET /v1/sessions/{id}.
