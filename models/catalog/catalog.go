@@ -42,12 +42,16 @@ type Sources struct {
 	// (--ollama-models; the caller resolves its default with
 	// ollama.DefaultDir). Manifest entries with "ollama" read it too.
 	OllamaDir string
+	// OllamaDefault says OllamaDir is the default store, found rather
+	// than named: it does not count as a source for Empty or for the lone
+	// --model's behaviour, and a store that cannot be opened is a Problem.
+	OllamaDefault bool
 }
 
 // Empty reports whether no source names a model: the caller then serves
 // its default model (the embedded one) with Models set to its path.
 func (s Sources) Empty() bool {
-	return len(s.Models) == 0 && s.ModelsFile == "" && s.ModelsDir == "" && s.OllamaDir == ""
+	return len(s.Models) == 0 && s.ModelsFile == "" && s.ModelsDir == "" && (s.OllamaDir == "" || s.OllamaDefault)
 }
 
 // Defaults are the per-model settings of models that do not set their own
@@ -105,7 +109,7 @@ func Build(src Sources, d Defaults) (*Catalog, error) {
 	if src.ModelID != "" && len(src.Models) != 1 {
 		return nil, fmt.Errorf("--model-id names the model of one --model, and %d are given", len(src.Models))
 	}
-	lone := len(src.Models) == 1 && src.ModelsFile == "" && src.ModelsDir == "" && src.OllamaDir == ""
+	lone := len(src.Models) == 1 && src.ModelsFile == "" && src.ModelsDir == "" && (src.OllamaDir == "" || src.OllamaDefault)
 	for _, v := range src.Models {
 		s, err := b.flagModel(v, src.ModelID, lone)
 		if err != nil {
@@ -118,7 +122,10 @@ func Build(src Sources, d Defaults) (*Catalog, error) {
 	var store *ollama.Store
 	if src.OllamaDir != "" {
 		var err error
-		if store, err = ollama.Open(src.OllamaDir); err != nil {
+		if store, err = ollama.Open(src.OllamaDir); err != nil && src.OllamaDefault {
+			c.Problems = append(c.Problems, Problem{Source: "ollama store", Name: src.OllamaDir, Err: err})
+			store = nil
+		} else if err != nil {
 			return nil, fmt.Errorf("--ollama-models: %w", err)
 		}
 	}

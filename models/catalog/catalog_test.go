@@ -339,3 +339,32 @@ func TestOllamaStore(t *testing.T) {
 		t.Error("a missing store was accepted")
 	}
 }
+
+// The default Ollama store (found, not named) is served beside a lone
+// --model without changing that model's behaviour (loaded at start, never
+// unloaded), and one that cannot be opened is a problem, not an error.
+func TestDefaultOllamaStore(t *testing.T) {
+	t.Parallel()
+	dir, store := t.TempDir(), t.TempDir()
+	a := gen(t, dir, "a.gguf", "alpha")
+	if _, err := ollamatest.Write(store, "shopper-ft:latest", a, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := build(t, catalog.Sources{Models: []string{a}, OllamaDir: store, OllamaDefault: true})
+	if got := ids(c); len(got) != 2 || got[0] != "alpha" || got[1] != "shopper-ft:latest" {
+		t.Fatalf("specs %v", got)
+	}
+	if s := c.Specs[0]; !s.Preload || s.KeepAlive != registry.KeepAliveForever {
+		t.Errorf("the lone --model beside the default store: preload %v keep_alive %v", s.Preload, s.KeepAlive)
+	}
+	if !(catalog.Sources{OllamaDir: store, OllamaDefault: true}).Empty() {
+		t.Error("the default store alone counts as a source: the embedded model would not be served")
+	}
+	c = build(t, catalog.Sources{Models: []string{a}, OllamaDir: filepath.Join(dir, "missing"), OllamaDefault: true})
+	if len(c.Specs) != 1 || len(c.Problems) != 1 {
+		t.Errorf("an unreadable default store: %v, problems %v", ids(c), c.Problems)
+	}
+	if _, err := catalog.Build(catalog.Sources{OllamaDir: filepath.Join(dir, "missing")}, defaults); err == nil {
+		t.Error("an unreadable --ollama-models store is no error")
+	}
+}
