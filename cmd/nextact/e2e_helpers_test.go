@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/models"
+	"github.com/nextact/nextact/models/registry"
 )
 
 var cacheDir string
@@ -60,7 +61,7 @@ func TestMain(m *testing.M) {
 // testConfig is serve's defaults scaled for tests on the embedded model.
 func testConfig() serveConfig {
 	return serveConfig{
-		Addr: "127.0.0.1:0", CacheDir: cacheDir, Slots: 8, Ctx: 1024, Threads: 1, Queue: 64,
+		Addr: "127.0.0.1:0", CacheDir: cacheDir, OllamaModels: "none", GPUMemoryBudget: "auto", KeepAlive: keepAliveFlag(registry.DefaultKeepAlive), Slots: 8, Ctx: 1024, Threads: 1, Queue: 64,
 		StepTokens: 128, GPULayers: -1, FlashAttention: "auto", Deterministic: true, BodyLimit: 1 << 20,
 		RequestTimeout: 2 * time.Minute, DefaultMaxTokens: 64, ShutdownTimeout: 30 * time.Second, LogLevel: "warn",
 		SessionTTL: time.Hour, MaxSessions: 1000, ActionFormat: "prompted", ActionMaxTokens: 256, MaxPageBytes: 64 << 10, MaxRationaleBytes: 200, MaxTextBytes: 40,
