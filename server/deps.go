@@ -46,6 +46,8 @@ type Model struct {
 	// Actions plans POST /v1/actions/next and session steps for this
 	// model (nil: off).
 	Actions *nextaction.Planner
+	// Defaults are the model's sampling defaults (params.go).
+	Defaults SamplingDefaults
 }
 
 // Config holds the server's limits.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -51,6 +52,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	m.Defaults.apply(&req.genParams, &opts)
 	segs, err := m.Format.Render(msgs)
 	if err != nil {
 		return invalid("messages", "The messages cannot be rendered for this model: %v.", err)
@@ -102,6 +104,7 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	m.Defaults.apply(&req.genParams, &opts)
 	toks, err := m.Tokenizer.Tokenize(text, true)
 	if err != nil {
 		return fmt.Errorf("tokenize prompt: %w", err)
@@ -135,7 +138,7 @@ func (s *Server) newMeta(m *Model, kind endpoint) responseMeta {
 // from requestContext; the handler cancels it when it returns) and answers
 // with one JSON response or a stream.
 func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []int32, opts genOptions, kind endpoint, promptParam string) error {
-	maxTokens, err := completionBudget(len(prompt), m.ContextLength, opts.maxTokens, s.cfg.DefaultMaxTokens, promptParam)
+	maxTokens, err := completionBudget(len(prompt), m.ContextLength, opts.maxTokens, cmp.Or(opts.defaultMax, s.cfg.DefaultMaxTokens), promptParam)
 	if err != nil {
 		return err
 	}

@@ -373,3 +373,34 @@ func TestBenchAlternatesModels(t *testing.T) {
 		}
 	}
 }
+
+// A manifest's sampling defaults apply to the fields a request leaves
+// out: temperature 0 and max_tokens 3 make a bare request the first
+// tokens of the greedy answer; the request's own fields win.
+func TestModelSamplingDefaults(t *testing.T) {
+	c := modelsConfig()
+	c.ModelsFile = writeManifest(t,
+		map[string]any{"id": "d", "path": genSmallModel(t, 21), "keep_alive": -1, "sampling": map[string]any{"temperature": 0, "max_tokens": 3}},
+	)
+	ts := startServer(t, c)
+	full := askGreedy(t, ts, "d") // temperature 0, max_tokens 12 given
+	for range 2 {
+		code, _, out := post(t, ts.URL+"/v1/chat/completions", map[string]any{
+			"model": "d", "seed": 7, "messages": []map[string]string{{"role": "user", "content": "The shopper opens the cart and"}},
+		})
+		if code != http.StatusOK {
+			t.Fatalf("%d %v", code, out)
+		}
+		text, finish := chatText(t, out)
+		n := out["usage"].(map[string]any)["completion_tokens"].(float64)
+		if n > 3 || !strings.HasPrefix(full.Text, text) || (finish == "length" && n != 3) {
+			t.Errorf("with the model's defaults: %q (%v tokens, %s); greedy with 12 tokens: %q", text, n, finish, full.Text)
+		}
+	}
+	code, _, out := post(t, ts.URL+"/v1/chat/completions", map[string]any{
+		"model": "d", "max_tokens": 12, "temperature": 0, "messages": []map[string]string{{"role": "user", "content": "The shopper opens the cart and"}},
+	})
+	if text, _ := chatText(t, out); code != http.StatusOK || text != full.Text {
+		t.Errorf("the request's own max_tokens: %d %q, want %q", code, text, full.Text)
+	}
+}

@@ -115,6 +115,10 @@ func (ms *modelSet) load(_ context.Context, s registry.Spec) (_ registry.Instanc
 		ID: s.ID, Created: created, OwnedBy: "nextact", ContextLength: s.Ctx,
 		Format: format, BOS: engine.BOS(), Tokenizer: engine, Generator: sched,
 		Grammars: grammars, Actions: planner,
+		Defaults: server.SamplingDefaults{
+			Temperature: s.Sampling.Temperature, TopP: s.Sampling.TopP, TopK: s.Sampling.TopK,
+			Seed: s.Sampling.Seed, MaxTokens: s.Sampling.MaxTokens, Stop: s.Sampling.Stop,
+		},
 	}
 	if err := server.CheckModel(m); err != nil {
 		_ = sched.Close(context.Background())
