@@ -117,6 +117,12 @@ func post(t testing.TB, url string, body any) (int, http.Header, map[string]any)
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
 	}
+	return resp.StatusCode, resp.Header, readJSON(t, "POST "+url, resp)
+}
+
+// readJSON reads and closes a response's JSON object body.
+func readJSON(t testing.TB, what string, resp *http.Response) map[string]any {
+	t.Helper()
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -124,9 +130,9 @@ func post(t testing.TB, url string, body any) (int, http.Header, map[string]any)
 	}
 	var out map[string]any
 	if err := json.Unmarshal(data, &out); err != nil {
-		t.Fatalf("POST %s: status %d, body not JSON: %q", url, resp.StatusCode, data)
+		t.Fatalf("%s: status %d, body not JSON: %q", what, resp.StatusCode, data)
 	}
-	return resp.StatusCode, resp.Header, out
+	return out
 }
 
 // chatText returns the message content and finish reason of a chat answer.

@@ -85,16 +85,18 @@ func getJSON(t *testing.T, url string) (int, map[string]any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out map[string]any
-	if err := json.Unmarshal(data, &out); err != nil {
-		t.Fatalf("GET %s: %d %q", url, resp.StatusCode, data)
-	}
-	return resp.StatusCode, out
+	return resp.StatusCode, readJSON(t, "GET "+url, resp)
+}
+
+// startTwoModels serves models a and b (two seeds), loaded at start and
+// kept loaded.
+func startTwoModels(t *testing.T, c serveConfig) *testServer {
+	t.Helper()
+	c.ModelsFile = writeManifest(t,
+		map[string]any{"id": "a", "path": genSmallModel(t, 21), "keep_alive": -1, "preload": true},
+		map[string]any{"id": "b", "path": genSmallModel(t, 22), "keep_alive": -1, "preload": true},
+	)
+	return startServer(t, c)
 }
 
 // loadedModels is /v1/models' loaded flag by model id.
@@ -267,11 +269,7 @@ func TestKeepAliveUnloadReload(t *testing.T) {
 func TestBurstOnOneModelSparesAnother(t *testing.T) {
 	c := modelsConfig()
 	c.Slots, c.Queue = 1, 2
-	c.ModelsFile = writeManifest(t,
-		map[string]any{"id": "a", "path": genSmallModel(t, 21), "keep_alive": -1, "preload": true},
-		map[string]any{"id": "b", "path": genSmallModel(t, 22), "keep_alive": -1, "preload": true},
-	)
-	ts := startServer(t, c)
+	ts := startTwoModels(t, c)
 	a := ts.stack.models.loaded("a")
 	if a == nil || ts.stack.models.loaded("b") == nil {
 		t.Fatal("preloaded models not loaded")
@@ -357,11 +355,7 @@ func TestOllamaStoreThroughServer(t *testing.T) {
 func TestBenchAlternatesModels(t *testing.T) {
 	c := modelsConfig()
 	c.Slots, c.Ctx = 4, 2048
-	c.ModelsFile = writeManifest(t,
-		map[string]any{"id": "a", "path": genSmallModel(t, 21), "keep_alive": -1, "preload": true},
-		map[string]any{"id": "b", "path": genSmallModel(t, 22), "keep_alive": -1, "preload": true},
-	)
-	ts := startServer(t, c)
+	ts := startTwoModels(t, c)
 	code, out, rep := runBenchCmd(t, ts.URL, "--model", "a,b", "--sessions", "4", "--steps", "2", "--max-tokens", "160")
 	if code != 0 || rep == nil || len(rep.Runs) != 1 || rep.Runs[0].Steps.Success == 0 {
 		t.Fatalf("bench: exit %d\n%s", code, out)
