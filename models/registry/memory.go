@@ -127,6 +127,8 @@ func (r *Registry) retryAfter(need Memory) time.Duration {
 			free = free.sub(e.spec.Memory)
 		case e.state == stateLoaded:
 			bs = append(bs, busy{e, e.expectedLeft(now)})
+		case e.state == stateLoading:
+			bs = append(bs, busy{e, e.loadingLeft(now)})
 		}
 	}
 	slices.SortFunc(bs, func(a, b busy) int { return int(a.left - b.left) })
@@ -157,13 +159,30 @@ func (e *entry) expectedLeft(now time.Time) time.Duration {
 	return max(e.meanHold-age, 0)
 }
 
-// observeHold folds a lease's duration into the entry's mean (an
-// exponential moving average weighting the last about 10 leases).
+// loadingLeft is how long a loading entry is expected to hold its memory
+// before it could be idle: the rest of its load (its mean load time less
+// the load's age, or that age again without history) and then one lease
+// (the mean hold time; none without history). Called with r.mu held.
+func (e *entry) loadingLeft(now time.Time) time.Duration {
+	age := now.Sub(e.loadStart)
+	left := age
+	if e.loads > 0 {
+		left = max(e.meanLoad-age, 0)
+	}
+	return left + e.meanHold
+}
+
+// observeHold folds a lease's duration into the entry's mean.
 func (e *entry) observeHold(d time.Duration) {
 	e.holds++
-	if e.holds == 1 {
-		e.meanHold = d
-		return
+	e.meanHold = ema(e.meanHold, d, e.holds)
+}
+
+// ema is an exponential moving average weighting the last about 10
+// observations: mean after the n-th observation d.
+func ema(mean, d time.Duration, n int) time.Duration {
+	if n == 1 {
+		return d
 	}
-	e.meanHold += (d - e.meanHold) / 10
+	return mean + (d-mean)/10
 }

@@ -100,9 +100,12 @@ type entry struct {
 	loadErr error
 	// waiters are Acquire calls waiting for this model's load.
 	waiters int
-	// holds and meanHold describe how long leases last (retryAfter).
-	holds    int
-	meanHold time.Duration
+	// holds and meanHold describe how long leases last, loads and
+	// meanLoad how long loads take, loadStart when the current one began
+	// (retryAfter).
+	holds, loads       int
+	meanHold, meanLoad time.Duration
+	loadStart          time.Time
 }
 
 // Registry serves a fixed set of specs; see the package documentation.
@@ -357,6 +360,7 @@ func (r *Registry) idle(e *entry, now time.Time) {
 func (r *Registry) startLoad(e *entry) {
 	e.state, e.loadErr, e.unloadAsked = stateLoading, nil, false
 	e.loadSeq++
+	e.loadStart = r.clock.Now()
 	r.used = r.used.add(e.spec.Memory)
 	r.log.Info("loading model", zap.String("model", e.spec.ID), zap.String("path", e.spec.Path),
 		zap.Int64("gpu_bytes", e.spec.Memory.GPU), zap.Int64("host_bytes", e.spec.Memory.Host))
@@ -377,6 +381,8 @@ func (r *Registry) startLoad(e *entry) {
 			return
 		}
 		r.log.Info("model loaded", zap.String("model", e.spec.ID), zap.Duration("took", now.Sub(start)))
+		e.loads++
+		e.meanLoad = ema(e.meanLoad, now.Sub(start), e.loads)
 		e.state, e.inst, e.loadedAt, e.lastUsed = stateLoaded, inst, now, now
 		e.keepAlive = e.spec.KeepAlive
 		switch {

@@ -542,3 +542,30 @@ func TestStressBudgetAndLeases(t *testing.T) {
 		t.Errorf("usage %+v over the budget", used)
 	}
 }
+
+// A model that is still loading frees its memory after its load and its
+// first requests: the retry estimate counts the load's expected rest
+// (without history, as long again as it has taken), not the 60 s cap.
+func TestRetryAfterWhileLoading(t *testing.T) {
+	h := newHarness(t, registry.Memory{GPU: 100}, spec("a", 60, 5*minute), spec("b", 50, 5*minute))
+	gate := h.loader.block("a")
+	done := make(chan error, 1)
+	go func() {
+		l, err := h.reg.Acquire(context.Background(), "a")
+		if err == nil {
+			l.Release()
+		}
+		done <- err
+	}()
+	h.waitState("a", "loading")
+	h.clock.Advance(3 * time.Second)
+	_, err := h.reg.Acquire(context.Background(), "b")
+	var ime *registry.InsufficientMemoryError
+	if !errors.As(err, &ime) || ime.Never || ime.RetryAfter != 3*time.Second {
+		t.Errorf("%v (%+v), want a retry after 3s", err, ime)
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
