@@ -241,10 +241,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = st.shutdown(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
+	// Ready before the log says where: whoever reads "listening" finds
+	// /health/ready at 200 (the models to preload are loaded; connections
+	// wait in the backlog until Serve accepts them).
+	st.srv.MarkReady()
 	log.Info("listening", zap.String("addr", ln.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- st.srv.Serve(ln) }()
-	st.srv.MarkReady() // the model is loaded; connections wait in the backlog
 	select {
 	case err := <-errc:
 		_ = st.shutdown(context.Background())
