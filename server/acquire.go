@@ -40,6 +40,48 @@ type ModelStatus struct {
 	ContextLength int
 	// Loaded reports whether the model is loaded now.
 	Loaded bool
+	// ExpiresAt is when an idle loaded model unloads; zero when it is not
+	// loaded, in use, or kept loaded.
+	ExpiresAt time.Time
+	// SizeBytes and GPUBytes are the memory the model takes once loaded
+	// (estimated before loading), in all and on the GPU.
+	SizeBytes, GPUBytes int64
+	// Details describe the model for listings such as Ollama's.
+	Details ModelDetails
+}
+
+// ModelDetails describe a model's file.
+type ModelDetails struct {
+	// Format is "gguf"; Family the architecture; ParameterSize and
+	// Quantization as Ollama shows them ("1.2B", "Q8_0").
+	Format, Family, ParameterSize, Quantization string
+	// FileSize is the GGUF's size; Digest an Ollama manifest's sha256
+	// ("" outside a store).
+	FileSize int64
+	Digest   string
+	// Template is the GGUF's chat template, System an Ollama model's
+	// default system prompt.
+	Template, System string
+}
+
+// ModelKeeper is the optional extension of a ModelSource that honours a
+// request's keep_alive (Ollama's), as the registry does.
+type ModelKeeper interface {
+	// SetKeepAlive sets how long the model stays loaded once idle after
+	// its current requests (0: unload then; negative: never); the next
+	// busy period starts from the model's own keep_alive again.
+	SetKeepAlive(name string, d time.Duration) error
+	// Unload unloads the model as soon as it is idle.
+	Unload(name string) error
+}
+
+// setKeepAlive applies a request's keep_alive to the model it leased (m,
+// from acquire); a source that keeps models loaded for good ignores it.
+func (s *Server) setKeepAlive(m *Model, d time.Duration) error {
+	if k, ok := s.source.(ModelKeeper); ok {
+		return k.SetKeepAlive(m.ID, d)
+	}
+	return nil
 }
 
 // ErrModelNotFound is a ModelSource's error for a name it does not serve.

@@ -348,6 +348,19 @@ func TestOllamaStoreThroughServer(t *testing.T) {
 	if code, _ := getJSON(t, ts.URL+"/v1/models/shopper-a"); code != http.StatusOK {
 		t.Errorf("GET /v1/models/ by alias: %d", code)
 	}
+	for _, st := range ts.stack.models.List() {
+		if d := st.Details; len(d.Digest) != 64 || d.Format != "gguf" || d.FileSize <= 0 || st.SizeBytes <= 0 {
+			t.Errorf("%s: listing %+v", st.ID, st)
+		}
+	}
+	// An Ollama request's keep_alive 0 on an idle model unloads it.
+	if err := ts.stack.models.SetKeepAlive("shopper-a", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitLoaded(t, ts, "shopper-a:latest", false)
+	if err := ts.stack.models.Unload("nope"); err == nil {
+		t.Error("Unload of an unknown model: no error")
+	}
 }
 
 // `nextact bench --model a,b` spreads its sessions over two models in

@@ -175,12 +175,36 @@ func (ms *modelSet) List() []server.ModelStatus {
 	all := ms.reg.List()
 	out := make([]server.ModelStatus, len(all))
 	for i, st := range all {
+		d := st.Spec.Details
 		out[i] = server.ModelStatus{
-			ID: st.Spec.ID, Aliases: st.Spec.Aliases, Created: st.Spec.Details.Modified, OwnedBy: "nextact",
-			ContextLength: st.Spec.Ctx, Loaded: st.Loaded,
+			ID: st.Spec.ID, Aliases: st.Spec.Aliases, Created: d.Modified, OwnedBy: "nextact",
+			ContextLength: st.Spec.Ctx, Loaded: st.Loaded, ExpiresAt: st.ExpiresAt,
+			SizeBytes: st.Spec.Memory.GPU + st.Spec.Memory.Host, GPUBytes: st.Spec.Memory.GPU,
+			Details: server.ModelDetails{
+				Format: d.Format, Family: d.Family, ParameterSize: d.ParameterSize, Quantization: d.Quantization,
+				FileSize: d.FileSize, Digest: d.Digest, Template: d.Template, System: d.System,
+			},
 		}
 	}
 	return out
+}
+
+// SetKeepAlive sets a model's keep_alive for its current requests (an
+// Ollama request's keep_alive).
+func (ms *modelSet) SetKeepAlive(name string, d time.Duration) error {
+	if err := ms.reg.SetKeepAlive(name, d); err != nil {
+		return acquireError(name, err)
+	}
+	return nil
+}
+
+// Unload unloads a model once idle (Ollama's keep_alive 0 without a
+// prompt).
+func (ms *modelSet) Unload(name string) error {
+	if err := ms.reg.Unload(name); err != nil {
+		return acquireError(name, err)
+	}
+	return nil
 }
 
 // ModelLoads is the scheduler load of every loaded model, by ID.
@@ -204,6 +228,7 @@ func (ms *modelSet) loaded(id string) *modelInstance {
 
 var (
 	_ server.ModelSource = (*modelSet)(nil)
+	_ server.ModelKeeper = (*modelSet)(nil)
 	_ server.ModelLoads  = (*modelSet)(nil)
 )
 

@@ -433,6 +433,29 @@ func (e *entry) notify() {
 	e.changed = make(chan struct{})
 }
 
+// SetKeepAlive sets how long a model stays loaded once idle, by name, as
+// Lease.SetKeepAlive does (for the model's current busy period; the next
+// one starts from the spec's again). On an idle loaded model it restarts
+// the keep_alive from now (0 unloads it at once). A model that is not
+// loaded is left alone.
+func (r *Registry) SetKeepAlive(name string, d time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.byName[name]
+	if e == nil {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if e.state != stateLoaded && e.state != stateLoading {
+		return nil
+	}
+	e.keepAlive = d
+	if e.state == stateLoaded && e.refs == 0 && !r.closed {
+		e.expires = time.Time{}
+		r.idle(e, r.clock.Now())
+	}
+	return nil
+}
+
 // Unload unloads a model as soon as it is idle (now, when it is), as an
 // Ollama request with keep_alive 0 and no prompt does. A model that is
 // not loaded is left alone.

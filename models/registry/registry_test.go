@@ -569,3 +569,28 @@ func TestRetryAfterWhileLoading(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// SetKeepAlive by name, as an Ollama request's keep_alive: on a model in
+// use it decides what happens at the end of its requests (0: unload), and
+// the next busy period starts from the spec's again; on an idle model it
+// restarts the keep_alive from now.
+func TestSetKeepAliveByName(t *testing.T) {
+	h := newHarness(t, registry.Memory{GPU: 1000}, spec("a", 10, 5*minute))
+	l := h.acquire("a")
+	if err := h.reg.SetKeepAlive("a", 0); err != nil {
+		t.Fatal(err)
+	}
+	h.release(l)
+	h.waitState("a", "unloaded")
+	h.release(h.acquire("a"))
+	if st, _ := h.reg.Get("a"); st.KeepAlive != 5*minute || st.State != "loaded" {
+		t.Errorf("next busy period: %+v, want the spec's keep_alive", st)
+	}
+	if err := h.reg.SetKeepAlive("a", 0); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState("a", "unloaded")
+	if err := h.reg.SetKeepAlive("nope", 0); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("unknown model: %v", err)
+	}
+}
