@@ -17,7 +17,13 @@ APT_PACKAGES := nlohmann-json3-dev libstb-dev gcc g++ make
 # prometheus provides promtool, which checks the /metrics exposition in make test;
 # redis-server backs the shared session store's tests (each starts its own on a
 # free loopback port; NEXTACT_REQUIRE_REDIS makes a missing one a failure).
-TEST_APT_PACKAGES := prometheus redis-server
+# node and npm install and run the tests' Node packages (scripts/testdeps, clients/).
+TEST_APT_PACKAGES := prometheus redis-server $(if $(and $(shell command -v node),$(shell command -v npm)),,nodejs npm)
+# The tests' Node packages (the real Llama-3 tokenizer.json, and a reference
+# tokenizer and chat-template renderer) live in a cache folder outside the
+# repository; the tests find them through NEXTACT_TEST_NODE_MODULES.
+NODE_TEST_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nextact/testdeps
+export NEXTACT_TEST_NODE_MODULES := $(NODE_TEST_DIR)/node_modules
 ARGS ?=
 
 .PHONY: all build run test bench fuzz soak deps test-deps npm-deps fmt clean cuda gpu-bundle
@@ -39,9 +45,11 @@ deps:
 	$(call apt_install,$(APT_PACKAGES))
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/doc/install"; exit 1; }
 
-## test-deps: deps plus what only the tests need (promtool).
+## test-deps: deps plus what only the tests need (promtool, node and the
+## tests' Node packages, cached in NODE_TEST_DIR).
 test-deps: deps
 	$(call apt_install,$(TEST_APT_PACKAGES))
+	scripts/testdeps/install.sh "$(NODE_TEST_DIR)"
 
 ## build: compile bin/nextact (the first build compiles llama.cpp: ~3 minutes).
 build: deps

@@ -461,3 +461,40 @@ func TestFinishedReportedBeforeCallerSeesEnd(t *testing.T) {
 		}
 	}
 }
+
+// A request's PriorWait (its wait for a model's load) is queue time: its
+// reported submission is that much earlier, and it counts against the
+// maximum queue wait, so a request that already waited that long is
+// dropped as a queue timeout instead of waiting again.
+func TestPriorWaitCountsAsQueueTime(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	m := hashModel(true)
+	gate := make(chan struct{})
+	s := newSched(t, gated(m.Engine(), gate), m, batching.Config{Slots: 1, QueueSize: 4, Observer: rec,
+		Admission: admission.Config{MaxQueueWait: time.Second}})
+	before := time.Now()
+	running, err := s.Submit(context.Background(), batching.Request{Prompt: prompt("first"), MaxTokens: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := s.Submit(context.Background(), batching.Request{Prompt: prompt("late"), MaxTokens: 2, PriorWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	if c, _ := running.Wait(context.Background()); !finished(c) {
+		t.Errorf("first request: %+v", c)
+	}
+	if c, _ := late.Wait(context.Background()); c.Finish != batching.FinishRejected {
+		t.Errorf("a request that waited 2s for its model, over a 1s queue wait: %+v", c)
+	}
+	waitFor(t, func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.reports) == 2 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, r := range rec.reports {
+		if r.Finish == batching.FinishRejected && !r.Timing.Submitted.Before(before.Add(-time.Second)) {
+			t.Errorf("submission %s not moved back by its prior wait (before %s)", r.Timing.Submitted, before)
+		}
+	}
+}

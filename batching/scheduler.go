@@ -280,7 +280,7 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 		s.observe(d)
 		return nil, err
 	}
-	seq.adm = admissionState{queuedAt: now, reserve: need}
+	seq.adm = admissionState{queuedAt: now.Add(-max(req.PriorWait, 0)), reserve: need}
 	seq.h.track(s.now, func(c Chunk, first time.Time) { s.released(seq, c, first) })
 	s.reserved += need
 	s.enqueueLocked(seq)

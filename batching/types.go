@@ -21,6 +21,7 @@ package batching
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nextact/nextact/batching/admission"
 )
@@ -163,6 +164,10 @@ type Request struct {
 	// Config.EpisodeBypass continuing steps go first, so new sessions still
 	// start.
 	Continues bool
+	// PriorWait is how long the request already waited before Submit (for
+	// its model to load): it counts as queue time, in the Timing reported
+	// and against the maximum queue wait. Negative values count as 0.
+	PriorWait time.Duration
 }
 
 // FinishReason says why a sequence ended.

@@ -125,6 +125,9 @@ type Target struct {
 	URL  string
 	Mode Mode
 	// Model is the model id; empty means the first id of GET /v1/models.
+	// A comma-separated list of ids ("a,b") spreads the sessions over the
+	// models in turn (session i takes the (i mod n)-th), so their requests
+	// alternate: the cost of switching between models under load.
 	Model string
 }
 

@@ -61,7 +61,7 @@ func (c openaiConn) Step(ctx context.Context, in StepInput) StepResult {
 		wire[i] = chatMessage{m.Role, m.Content}
 	}
 	body, err := json.Marshal(map[string]any{
-		"model": o.Model, "messages": wire, "max_tokens": o.MaxTokens, "temperature": o.Temperature,
+		"model": o.model(in.Session), "messages": wire, "max_tokens": o.MaxTokens, "temperature": o.Temperature,
 		"seed": o.stepSeed(in.Session, in.Step), "stream": true, "stream_options": map[string]bool{"include_usage": true},
 	})
 	if err != nil {

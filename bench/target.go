@@ -148,6 +148,17 @@ type requestOptions struct {
 	Seed        uint64
 }
 
+// model is the model of a session: with a comma-separated list of
+// models (--model a,b), sessions take them in turn, so requests to the
+// models alternate.
+func (o requestOptions) model(session int) string {
+	if !strings.Contains(o.Model, ",") {
+		return o.Model
+	}
+	ms := strings.Split(o.Model, ",")
+	return strings.TrimSpace(ms[session%len(ms)])
+}
+
 // stepSeed is the sampling seed of a step: fixed by the workload's seed,
 // the session and the step.
 func (o requestOptions) stepSeed(session, step int) uint64 {
@@ -170,7 +181,7 @@ func (c actionsConn) Step(ctx context.Context, in StepInput) StepResult {
 	o := c.b.opts
 	temp, seed := o.Temperature, o.stepSeed(in.Session, in.Step)
 	res, err := c.b.c.NextAction(ctx, nextaction.NextActionRequest{
-		Model: o.Model, Page: in.Page, History: in.History, Persona: in.Persona, Format: o.Format,
+		Model: o.model(in.Session), Page: in.Page, History: in.History, Persona: in.Persona, Format: o.Format,
 		Temperature: &temp, Seed: &seed, MaxTokens: o.MaxTokens,
 	})
 	if err != nil {
@@ -191,7 +202,7 @@ type sessionsBackend struct {
 }
 
 func (b *sessionsBackend) Open(ctx context.Context, s SessionInfo) (Conn, StepResult) {
-	body := map[string]any{"model": b.opts.Model}
+	body := map[string]any{"model": b.opts.model(s.Index)}
 	if s.Persona != "" {
 		body["persona"] = s.Persona
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // ChatFormat names a chat prompt format.
@@ -65,7 +66,8 @@ func (f ChatFormat) StopStrings() []string {
 // Render turns msgs into a prompt that ends with the generation prompt for
 // the assistant. Template markup is in Special segments, message content in
 // plain ones (empty content yields no segment). Roles are system, user,
-// assistant and developer (rendered as system). Mistral folds a leading
+// assistant and developer (rendered as system). Llama 3 trims each
+// message's surrounding whitespace, as Meta's templates do. Mistral folds a leading
 // system message into the first user message and needs user/assistant
 // turns that alternate and end with the user.
 func (f ChatFormat) Render(msgs []Message) ([]Segment, error) {
@@ -103,7 +105,7 @@ func (f ChatFormat) RenderSpans(msgs []Message) (segs []Segment, ends []int, err
 		b.special("<|begin_of_text|>")
 		for i, m := range msgs {
 			b.special("<|start_header_id|>" + roles[i] + "<|end_header_id|>\n\n")
-			b.content(m.Content)
+			b.content(strings.TrimFunc(m.Content, isPythonSpace))
 			b.special("<|eot_id|>")
 			b.turn()
 		}
@@ -130,6 +132,14 @@ func (f ChatFormat) RenderSpans(msgs []Message) (segs []Segment, ends []int, err
 // inside the first user message (Mistral) rather than as a turn of its
 // own.
 func (f ChatFormat) FoldsSystem() bool { return f == FormatMistral }
+
+// isPythonSpace is Python's str.isspace for one character: the Llama-3
+// templates trim every message (Jinja's trim filter, Python's str.strip),
+// and the checkpoints were trained on prompts rendered by them. It is
+// unicode.IsSpace plus the separators U+001C to U+001F.
+func isPythonSpace(r rune) bool {
+	return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f
+}
 
 // mistral renders the Mistral v0.3 format:
 // <s>[INST] user [/INST]assistant</s>[INST] user [/INST].

@@ -86,6 +86,26 @@ func Generate(path string, s Spec) error {
 	if err != nil {
 		return fmt.Errorf("spec: %w", err)
 	}
+	return write(path, s, v)
+}
+
+// GenerateWithTokenizer writes the model s describes with tok's
+// vocabulary, merges, pre-tokenizer, special tokens and chat template
+// instead of the built-in ones (s.Merges and s.ExtraTokens are unused).
+// The output depends only on s and tok.
+func GenerateWithTokenizer(path string, s Spec, tok *GGUFTokenizer) error {
+	s.Merges, s.ExtraTokens = 0, 0
+	if err := s.validate(); err != nil {
+		return err
+	}
+	if tok == nil || len(tok.Tokens) == 0 || len(tok.Types) != len(tok.Tokens) {
+		return errors.New("spec: empty tokenizer")
+	}
+	return write(path, s, tok.vocab())
+}
+
+// write writes the model to path atomically (temp file and rename).
+func write(path string, s Spec, v *vocab) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("create gguf: %w", err)
@@ -144,8 +164,7 @@ func specHash(s Spec) string {
 // metadata returns the GGUF key-values; ggml.WriteGGUF adds the "llama."
 // prefix to keys without general./tokenizer.
 func metadata(s Spec, v *vocab) ggml.KV {
-	eot := v.special("<|eot_id|>")
-	return ggml.KV{
+	kv := ggml.KV{
 		"general.architecture":         "llama",
 		"general.name":                 s.Name,
 		"general.file_type":            uint32(ggml.FileTypeQ8_0),
@@ -164,17 +183,21 @@ func metadata(s Spec, v *vocab) ggml.KV {
 		"vocab_size":                       uint32(len(v.tokens)),
 
 		"tokenizer.ggml.model":         "gpt2",
-		"tokenizer.ggml.pre":           "llama-bpe",
+		"tokenizer.ggml.pre":           v.pre,
 		"tokenizer.ggml.tokens":        v.tokens,
 		"tokenizer.ggml.token_type":    v.types,
 		"tokenizer.ggml.merges":        v.merges,
-		"tokenizer.ggml.bos_token_id":  v.special("<|begin_of_text|>"),
-		"tokenizer.ggml.eos_token_id":  eot,
-		"tokenizer.ggml.eot_token_id":  eot,
-		"tokenizer.ggml.eom_token_id":  v.special("<|eom_id|>"),
-		"tokenizer.ggml.add_bos_token": false,
-		"tokenizer.chat_template":      llama3Template,
+		"tokenizer.ggml.add_bos_token": v.addBOS,
 	}
+	for key, id := range map[string]int64{"bos": v.bos, "eos": v.eos, "eot": v.eot, "eom": v.eom} {
+		if id >= 0 {
+			kv["tokenizer.ggml."+key+"_token_id"] = uint32(id)
+		}
+	}
+	if v.template != "" {
+		kv["tokenizer.chat_template"] = v.template
+	}
+	return kv
 }
 
 // tensors returns the model's tensors; their data is generated while
@@ -195,16 +218,8 @@ func tensors(s Spec, v *vocab) []*ggml.Tensor {
 	inStd, ffStd := 1/math.Sqrt(float64(embd)), 1/math.Sqrt(float64(ff))
 
 	output := q8("output.weight", embd, nVocab, 3*inStd)
-	// Bytes that are not printable ASCII, filler and control tokens other
-	// than <|eot_id|> get small logits, so greedy text is mostly readable
-	// UTF-8 that ends at an end of turn.
-	eot := int(v.special("<|eot_id|>"))
 	output.WriterTo.(*randomQ8).rowScale = func(row int) float64 {
-		damp := row >= v.extraStart && row != eot
-		if row < v.mergeStart {
-			damp = row >= 0x7f || row < 0x20 && row != '\n'
-		}
-		if damp {
+		if v.damp(row) {
 			return 0.25
 		}
 		return 1

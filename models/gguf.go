@@ -23,8 +23,10 @@ type Info struct {
 	// VocabSize is the number of tokens in tokenizer.ggml.tokens.
 	VocabSize       int
 	EmbeddingLength int
-	BlockCount      int
-	HeadCount       int
+	// FeedForwardLength is {arch}.feed_forward_length (0 when absent).
+	FeedForwardLength int
+	BlockCount        int
+	HeadCount         int
 	// HeadCountKV is attention.head_count_kv (HeadCount when absent).
 	HeadCountKV int
 	// KeyLength and ValueLength are the per-head sizes of K and V
@@ -35,6 +37,11 @@ type Info struct {
 	ChatTemplate string
 	// FileType is the weights' type, e.g. "Q8_0" ("" when not recorded).
 	FileType string
+	// Weights is the size of the tensor data, by where llama.cpp places
+	// it (Estimate turns it into memory).
+	Weights WeightBytes
+	// Parameters is the number of values of every tensor.
+	Parameters int64
 }
 
 // Inspect reads the metadata of the GGUF file at path, after checking the
@@ -78,15 +85,20 @@ func Inspect(path string) (Info, error) {
 		return Info{}, fmt.Errorf("inspect %s: no general.architecture", path)
 	}
 	info := Info{
-		Path:            path,
-		Name:            kv.String("general.name"),
-		Architecture:    arch,
-		ContextLength:   kvInt(kv, arch, "context_length"),
-		VocabSize:       len(kv.Strings("tokenizer.ggml.tokens")),
-		EmbeddingLength: kvInt(kv, arch, "embedding_length"),
-		BlockCount:      kvInt(kv, arch, "block_count"),
-		HeadCount:       kvInt(kv, arch, "attention.head_count"),
-		ChatTemplate:    kv.String("tokenizer.chat_template"),
+		Path:              path,
+		Name:              kv.String("general.name"),
+		Architecture:      arch,
+		ContextLength:     kvInt(kv, arch, "context_length"),
+		VocabSize:         len(kv.Strings("tokenizer.ggml.tokens")),
+		EmbeddingLength:   kvInt(kv, arch, "embedding_length"),
+		FeedForwardLength: kvInt(kv, arch, "feed_forward_length"),
+		BlockCount:        kvInt(kv, arch, "block_count"),
+		HeadCount:         kvInt(kv, arch, "attention.head_count"),
+		ChatTemplate:      kv.String("tokenizer.chat_template"),
+		Weights:           weightBytes(g.Tensors().Items()),
+	}
+	for _, t := range g.Tensors().Items() {
+		info.Parameters += int64(t.Elements())
 	}
 	if info.Name == "" {
 		info.Name = strings.TrimSuffix(filepath.Base(path), ".gguf")

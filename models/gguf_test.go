@@ -35,19 +35,22 @@ func TestInspectGenerated(t *testing.T) {
 				t.Fatalf("Inspect: %v", err)
 			}
 			want := models.Info{
-				Path:            path,
-				Name:            s.Name,
-				Architecture:    "llama",
-				ContextLength:   s.ContextLength,
-				VocabSize:       256 + s.Merges + s.ExtraTokens + 11,
-				EmbeddingLength: s.EmbeddingLength,
-				BlockCount:      s.BlockCount,
-				HeadCount:       s.HeadCount,
-				HeadCountKV:     s.HeadCountKV,
-				KeyLength:       s.EmbeddingLength / s.HeadCount,
-				ValueLength:     s.EmbeddingLength / s.HeadCount,
-				ChatTemplate:    got.ChatTemplate,
-				FileType:        "Q8_0",
+				Path:              path,
+				Name:              s.Name,
+				Architecture:      "llama",
+				ContextLength:     s.ContextLength,
+				VocabSize:         256 + s.Merges + s.ExtraTokens + 11,
+				EmbeddingLength:   s.EmbeddingLength,
+				FeedForwardLength: s.FeedForwardLength,
+				BlockCount:        s.BlockCount,
+				HeadCount:         s.HeadCount,
+				HeadCountKV:       s.HeadCountKV,
+				KeyLength:         s.EmbeddingLength / s.HeadCount,
+				ValueLength:       s.EmbeddingLength / s.HeadCount,
+				ChatTemplate:      got.ChatTemplate,
+				FileType:          "Q8_0",
+				Weights:           generatedWeights(s, 256+s.Merges+s.ExtraTokens+11),
+				Parameters:        generatedParameters(s, 256+s.Merges+s.ExtraTokens+11),
 			}
 			if got != want {
 				t.Errorf("Inspect =\n%+v\nwant\n%+v", got, want)
@@ -113,4 +116,26 @@ func noArchGGUF() []byte {
 	b = append(b, 8, 0, 0, 0) // string
 	b = append(b, 1, 0, 0, 0, 0, 0, 0, 0)
 	return append(b, 'x')
+}
+
+// generatedWeights is the tensor data of the model Generate writes for s:
+// Q8_0 matrices (34 bytes per 32 values) and f32 norms.
+func generatedWeights(s models.Spec, vocab int) models.WeightBytes {
+	q8 := func(ne0, ne1 int) int64 { return int64(ne1) * int64(ne0/32*34) }
+	embd, ff := s.EmbeddingLength, s.FeedForwardLength
+	kvDim := s.HeadCountKV * (embd / s.HeadCount)
+	layer := 2*int64(embd)*4 + 2*q8(embd, embd) + 2*q8(embd, kvDim) + 2*q8(embd, ff) + q8(ff, embd)
+	return models.WeightBytes{
+		Input:  q8(embd, vocab),
+		Layers: int64(s.BlockCount) * layer,
+		Output: q8(embd, vocab) + int64(embd)*4,
+	}
+}
+
+// generatedParameters counts the values of the model Generate writes.
+func generatedParameters(s models.Spec, vocab int) int64 {
+	embd, ff := int64(s.EmbeddingLength), int64(s.FeedForwardLength)
+	kvDim := int64(s.HeadCountKV) * (embd / int64(s.HeadCount))
+	layer := 2*embd + 2*embd*embd + 2*embd*kvDim + 3*embd*ff
+	return 2*embd*int64(vocab) + embd + int64(s.BlockCount)*layer
 }

@@ -29,12 +29,21 @@ var llama3Specials = []string{
 	"<|python_tag|>",
 }
 
-// vocab is a byte-level BPE vocabulary in GPT-2's mapped alphabet.
+// vocab is a byte-level BPE vocabulary in GPT-2's mapped alphabet, with
+// what a GGUF file says about it.
 type vocab struct {
 	tokens []string
 	types  []int32
 	merges []string
-	// first ids of the merge, filler and special tokens.
+	// pre is llama.cpp's pre-tokenizer name.
+	pre string
+	// Special token ids, -1 when absent.
+	bos, eos, eot, eom int64
+	addBOS             bool
+	template           string
+	// damp says which output rows get small logits in a generated model.
+	damp func(row int) bool
+	// first ids of the merge, filler and special tokens (built-in only).
 	mergeStart, extraStart, specialStart int
 }
 
@@ -91,6 +100,19 @@ func buildVocab(merges, extra int) (*vocab, error) {
 		if err := add(s, tokenControl); err != nil {
 			return nil, err
 		}
+	}
+	v.pre, v.template = "llama-bpe", llama3Template
+	v.bos = int64(v.special("<|begin_of_text|>"))
+	v.eos = int64(v.special("<|eot_id|>"))
+	v.eot, v.eom = v.eos, int64(v.special("<|eom_id|>"))
+	// Bytes that are not printable ASCII, filler and control tokens other
+	// than <|eot_id|> get small logits, so greedy text is mostly readable
+	// UTF-8 that ends at an end of turn.
+	v.damp = func(row int) bool {
+		if row < v.mergeStart {
+			return row >= 0x7f || row < 0x20 && row != '\n'
+		}
+		return row >= v.extraStart && int64(row) != v.eot
 	}
 	return v, nil
 }

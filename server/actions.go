@@ -16,40 +16,45 @@ import (
 // between the request and the scheduler's input, and the answer.
 func (s *Server) nextAction(c *fiber.Ctx) error {
 	start := s.now()
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	c.SetUserContext(ctx)
 	var req nextaction.NextActionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.actionModel(req.Model)
+	m, release, err := s.actionModel(c, req.Model)
 	if err != nil {
 		return err
 	}
-	resp, err := s.runAction(c, m, &req, start)
+	defer release()
+	resp, err := s.runAction(ctx, c, m, &req, start)
 	if err != nil {
 		return err
 	}
 	return c.JSON(resp)
 }
 
-// actionModel finds a model that serves next actions; any other is a 404.
-func (s *Server) actionModel(id string) (*Model, error) {
-	m, err := s.model(id)
+// actionModel acquires a model that serves next actions; any other is a
+// 404.
+func (s *Server) actionModel(c *fiber.Ctx, id string) (*Model, func(), error) {
+	m, release, err := s.acquire(c, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if m.Actions == nil {
-		return nil, &requestError{notFound: true, param: "model", code: "model_not_found", msg: fmt.Sprintf("The model %q does not serve next actions.", id)}
+		release()
+		return nil, nil, &requestError{notFound: true, param: "model", code: "model_not_found", msg: fmt.Sprintf("The model %q does not serve next actions.", id)}
 	}
-	return m, nil
+	return m, release, nil
 }
 
 // runAction generates the next action of r on m, a model that serves
 // actions (see actionModel), and returns the answer of POST
-// /v1/actions/next. start is the request's arrival, for the timing; the
-// request's deadline counts from there, preparation included.
-func (s *Server) runAction(c *fiber.Ctx, m *Model, r *nextaction.NextActionRequest, start time.Time) (*nextaction.NextActionResponse, error) {
-	ctx, cancel := s.requestContext()
-	defer cancel()
+// /v1/actions/next. ctx is the request's deadline (requestContext) and
+// start its arrival, for the timing: the deadline counts from there,
+// preparation included.
+func (s *Server) runAction(ctx context.Context, c *fiber.Ctx, m *Model, r *nextaction.NextActionRequest, start time.Time) (*nextaction.NextActionResponse, error) {
 	plan, err := m.Actions.Plan(ctx, r)
 	if err != nil {
 		return nil, err
@@ -60,7 +65,7 @@ func (s *Server) runAction(c *fiber.Ctx, m *Model, r *nextaction.NextActionReque
 	h, err := m.Generator.Submit(ctx, batching.Request{
 		Prompt: plan.Prompt, MaxTokens: plan.MaxTokens, Constraint: plan.Constraint,
 		Sampling: batching.Sampling{Temperature: plan.Temperature, Seed: plan.Seed},
-		Priority: requestPriority(c),
+		Priority: requestPriority(c), PriorWait: modelWait(c),
 		// A step with history continues an episode: it waits ahead of
 		// first steps (episode admission, batching.Request.Continues).
 		Continues: len(r.History) > 0,

@@ -359,15 +359,3 @@ type textChoice struct {
 	Logprobs     any    `json:"logprobs"`
 	FinishReason string `json:"finish_reason"`
 }
-
-type modelList struct {
-	Object string      `json:"object"`
-	Data   []modelInfo `json:"data"`
-}
-
-type modelInfo struct {
-	ID      string `json:"id"`
-	Object  string `json:"object"`
-	Created int64  `json:"created"`
-	OwnedBy string `json:"owned_by"`
-}

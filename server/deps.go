@@ -59,6 +59,8 @@ type Model struct {
 	// Actions plans POST /v1/actions/next and session steps for this
 	// model (nil: off).
 	Actions *nextaction.Planner
+	// Defaults are the model's sampling defaults (params.go).
+	Defaults SamplingDefaults
 }
 
 // Config holds the server's limits.
@@ -110,20 +112,29 @@ type Config struct {
 	// MaxStopBytes bounds each stop string (at most 16 of them); 400
 	// above. DefaultMaxStopBytes when 0.
 	MaxStopBytes int
+	// ModelLoadWait bounds how long a request waits for its model to
+	// load (503 queue_timeout after); 0: only RequestTimeout bounds it.
+	ModelLoadWait time.Duration
 }
 
 // Deps are the server's collaborators.
 type Deps struct {
 	Logger *zap.Logger
 	// Clock returns the current time; time.Now when nil.
-	Clock  func() time.Time
+	Clock func() time.Time
+	// Models are a fixed set of loaded models; Source, instead, a source
+	// that loads them on demand (give one of the two).
 	Models []*Model
+	Source ModelSource
 	// Metrics records request metrics for /metrics; pass the same value to
 	// the scheduler as its batching.Observer. nil: the server makes its own
 	// (then only its own rejections are counted).
 	Metrics *Metrics
-	// Load is the scheduler's load for /metrics; nil: no load gauges.
-	Load LoadReporter
+	// Load is the scheduler's load for /metrics, with one model; Loads,
+	// instead, the loads of many models' schedulers. Both nil: no load
+	// gauges.
+	Load  LoadReporter
+	Loads ModelLoads
 	// GPU is the GPU telemetry for /metrics; nil: none.
 	GPU admission.GPUSignals
 	// Sessions persists sessions (sessionpersist.go); nil: they live in

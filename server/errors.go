@@ -173,6 +173,9 @@ func (s *Server) httpError(err error) (f httpFailure, internal bool) {
 		fieldErr *nextaction.FieldError
 		planErr  *nextaction.RequestError
 	)
+	if f, ok := modelFailure(err); ok { // acquire.go
+		return f, false
+	}
 	switch {
 	case errors.As(err, &reqErr):
 		status := http.StatusBadRequest

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -30,14 +31,16 @@ func (s *Server) requestContext() (context.Context, context.CancelFunc) {
 func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	ctx, cancel := s.requestContext()
 	defer cancel()
+	c.SetUserContext(ctx)
 	var req chatRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.model(req.Model)
+	m, release, err := s.acquire(c, req.Model)
 	if err != nil {
 		return err
 	}
+	defer release()
 	msgs, err := req.messages(s.cfg.MaxMessages)
 	if err != nil {
 		return err
@@ -49,6 +52,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	m.Defaults.apply(&req.genParams, &opts)
 	segs, err := m.Format.Render(msgs)
 	if err != nil {
 		return invalid("messages", "The messages cannot be rendered for this model: %v.", err)
@@ -76,14 +80,16 @@ func (r *chatRequest) checkUnsupported() error {
 func (s *Server) completions(c *fiber.Ctx) error {
 	ctx, cancel := s.requestContext()
 	defer cancel()
+	c.SetUserContext(ctx)
 	var req completionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.model(req.Model)
+	m, release, err := s.acquire(c, req.Model)
 	if err != nil {
 		return err
 	}
+	defer release()
 	prompts, err := req.prompts(m.vocabSize())
 	if err != nil {
 		return err
@@ -101,6 +107,7 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	m.Defaults.apply(&req.genParams, &opts)
 	if len(prompts) > 1 && opts.stream {
 		return invalid("stream", "'stream' is not supported with more than one prompt: send one request per prompt.")
 	}
@@ -167,11 +174,12 @@ func (s *Server) newMeta(m *Model, kind endpoint) responseMeta {
 // from requestContext; the handler cancels it when it returns) and answers
 // with one JSON response or a stream.
 func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []int32, opts genOptions, kind endpoint, promptParam string) error {
-	maxTokens, err := completionBudget(len(prompt), m.ContextLength, opts.maxTokens, s.cfg.DefaultMaxTokens, promptParam)
+	maxTokens, err := completionBudget(len(prompt), m.ContextLength, opts.maxTokens, cmp.Or(opts.defaultMax, s.cfg.DefaultMaxTokens), promptParam)
 	if err != nil {
 		return err
 	}
-	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop, Priority: requestPriority(c)}
+	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop,
+		Priority: requestPriority(c), PriorWait: modelWait(c)}
 	if opts.format != nil {
 		if req.Constraint, err = structuredOutput(m, opts.format); err != nil {
 			return err
@@ -191,7 +199,7 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 			scancel()
 			return err
 		}
-		s.startStream(c, &stream{
+		s.startStream(c, holdLease(c), &stream{
 			log: s.log, h: h, ctx: sctx, cancel: scancel,
 			events: newEventFormat(s.newMeta(m, kind), opts.includeUsage), includeUsage: opts.includeUsage,
 			errorEvent: s.errorEvent, keepAlive: s.keepAlive,

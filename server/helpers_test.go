@@ -44,6 +44,9 @@ type envOptions struct {
 	// generator, when set, wraps testModel's generator (the scheduler).
 	generator func(server.Generator) server.Generator
 	sessions  server.SessionStore
+	// source, when set, serves the models through a ModelSource it wraps
+	// around them instead of Deps.Models.
+	source func([]*server.Model) server.ModelSource
 }
 
 // actionsFunc builds a model's grammars and next-action planner.
@@ -116,9 +119,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.cfg.RequestTimeout == 0 {
 		o.cfg.RequestTimeout = 20 * time.Second
 	}
-	srv, err := server.New(o.cfg, server.Deps{
-		Logger: log, Clock: clock, Models: append(ms, o.extraModels...), Sessions: o.sessions,
-	})
+	deps := server.Deps{Logger: log, Clock: clock, Models: append(ms, o.extraModels...), Sessions: o.sessions}
+	if o.source != nil {
+		deps.Source, deps.Models = o.source(deps.Models), nil
+	}
+	srv, err := server.New(o.cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,45 +35,51 @@ type Metrics struct {
 	// once per processTTL: reading /proc is most of a scrape's cost.
 	process *cachedGatherer
 
-	ttft, itl, e2e, queue                    prometheus.Histogram
-	promptTokens, generatedTokens, cachedTok prometheus.Counter
+	// Per model (label "model"); decisions are the server's and every
+	// scheduler's admission decisions, without a model label (the
+	// server's own, such as rate limits, come before a model is known).
+	ttft, itl, e2e, queue                    *prometheus.HistogramVec
+	promptTokens, generatedTokens, cachedTok *prometheus.CounterVec
 	decisions, finished                      *prometheus.CounterVec
 }
+
+// modelLabel is the label of per-model metrics.
+var modelLabel = []string{"model"}
 
 // NewMetrics makes the request metrics and their registry (with the Go
 // runtime and process collectors).
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
-		ttft: prometheus.NewHistogram(prometheus.HistogramOpts{
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nextact_time_to_first_token_seconds",
 			Help:    "Time from submission to the first generated text, queueing included.",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80},
-		}),
-		itl: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, modelLabel),
+		itl: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nextact_inter_token_latency_seconds",
 			Help:    "Mean time between generated tokens after the first, one observation per request.",
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1},
-		}),
-		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, modelLabel),
+		e2e: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nextact_request_latency_seconds",
 			Help:    "Time from submission to the end of generation, for requests that got a slot.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600},
-		}),
-		queue: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, modelLabel),
+		queue: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nextact_queue_time_seconds",
-			Help:    "Time requests waited for a slot.",
+			Help:    "Time requests waited for a slot, the wait for their model's load included.",
 			Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
-		}),
-		promptTokens: prometheus.NewCounter(prometheus.CounterOpts{
+		}, modelLabel),
+		promptTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nextact_prompt_tokens_total", Help: "Prompt tokens of requests that got a slot.",
-		}),
-		generatedTokens: prometheus.NewCounter(prometheus.CounterOpts{
+		}, modelLabel),
+		generatedTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nextact_generation_tokens_total", Help: "Generated tokens.",
-		}),
-		cachedTok: prometheus.NewCounter(prometheus.CounterOpts{
+		}, modelLabel),
+		cachedTok: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nextact_cached_prompt_tokens_total", Help: "Prompt tokens served from reused KV instead of computed.",
-		}),
+		}, modelLabel),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nextact_admission_decisions_total",
 			Help: "Admission decisions by outcome (admitted, queued, rejected), reason and priority. A queued request that later times out or is preempted also counts as rejected.",
@@ -81,7 +87,7 @@ func NewMetrics() *Metrics {
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nextact_requests_finished_total",
 			Help: "Accepted requests by how they ended: stop, length, cancelled, error, shutdown, rejected.",
-		}, []string{"reason"}),
+		}, []string{"reason", "model"}),
 	}
 	m.reg.MustRegister(m.ttft, m.itl, m.e2e, m.queue, m.promptTokens, m.generatedTokens, m.cachedTok,
 		m.decisions, m.finished)
@@ -120,28 +126,85 @@ func (m *Metrics) Decided(d admission.Decision) {
 	m.decisions.WithLabelValues(string(d.Outcome), d.Reason, d.Priority.String()).Inc()
 }
 
-// Finished records an accepted request's end.
-func (m *Metrics) Finished(r batching.Report) {
-	m.finished.WithLabelValues(r.Finish.String()).Inc()
+// Finished records an accepted request's end, with an empty model label
+// (a server of one model may pass the Metrics itself as the scheduler's
+// Observer; see Model).
+func (m *Metrics) Finished(r batching.Report) { m.finish("", r) }
+
+// Model is the Observer of one model's scheduler: its requests' metrics
+// carry the model's label.
+func (m *Metrics) Model(id string) batching.Observer { return modelObserver{m: m, id: id} }
+
+type modelObserver struct {
+	m  *Metrics
+	id string
+}
+
+func (o modelObserver) Decided(d admission.Decision) { o.m.Decided(d) }
+func (o modelObserver) Finished(r batching.Report)   { o.m.finish(o.id, r) }
+
+func (m *Metrics) finish(model string, r batching.Report) {
+	m.finished.WithLabelValues(r.Finish.String(), model).Inc()
 	t := r.Timing
 	if t.Admitted.IsZero() {
 		return // never ran: dropped or cancelled in the queue
 	}
-	m.queue.Observe(t.Admitted.Sub(t.Submitted).Seconds())
-	m.e2e.Observe(t.Finished.Sub(t.Submitted).Seconds())
-	m.promptTokens.Add(float64(r.Usage.PromptTokens))
-	m.generatedTokens.Add(float64(r.Usage.CompletionTokens))
-	m.cachedTok.Add(float64(r.Usage.CachedTokens))
+	m.queue.WithLabelValues(model).Observe(t.Admitted.Sub(t.Submitted).Seconds())
+	m.e2e.WithLabelValues(model).Observe(t.Finished.Sub(t.Submitted).Seconds())
+	m.promptTokens.WithLabelValues(model).Add(float64(r.Usage.PromptTokens))
+	m.generatedTokens.WithLabelValues(model).Add(float64(r.Usage.CompletionTokens))
+	m.cachedTok.WithLabelValues(model).Add(float64(r.Usage.CachedTokens))
 	if t.FirstToken.IsZero() {
 		return
 	}
-	m.ttft.Observe(t.FirstToken.Sub(t.Submitted).Seconds())
+	m.ttft.WithLabelValues(model).Observe(t.FirstToken.Sub(t.Submitted).Seconds())
 	if n := r.Usage.CompletionTokens; n > 1 {
-		m.itl.Observe(t.Finished.Sub(t.FirstToken).Seconds() / float64(n-1))
+		m.itl.WithLabelValues(model).Observe(t.Finished.Sub(t.FirstToken).Seconds() / float64(n-1))
 	}
 }
 
-var _ batching.Observer = (*Metrics)(nil)
+var (
+	_ batching.Observer = (*Metrics)(nil)
+	_ batching.Observer = modelObserver{}
+)
+
+// ModelLoads reports the load of every loaded model's scheduler. MUST be
+// goroutine-safe and cheap: every /metrics scrape calls it.
+type ModelLoads interface {
+	ModelLoads() []ModelLoad
+}
+
+// ModelLoad is one model's scheduler load.
+type ModelLoad struct {
+	Model string
+	Stats batching.Stats
+}
+
+// singleLoad is Deps.Load as ModelLoads.
+type singleLoad struct {
+	model string
+	load  LoadReporter
+}
+
+func (l singleLoad) ModelLoads() []ModelLoad {
+	return []ModelLoad{{Model: l.model, Stats: l.load.Stats()}}
+}
+
+// loadsOf is the load gauges' source: Deps.Loads, or Deps.Load labelled
+// with the one model's ID; nil for none.
+func loadsOf(d Deps) ModelLoads {
+	switch {
+	case d.Loads != nil:
+		return d.Loads
+	case d.Load != nil:
+		id := ""
+		if len(d.Models) == 1 {
+			id = d.Models[0].ID
+		}
+		return singleLoad{model: id, load: d.Load}
+	}
+	return nil
+}
 
 // handler serves the exposition, uncompressed: it is small, scraped often
 // and mostly in-cluster, and gzip was a quarter of a scrape's CPU.
@@ -153,33 +216,36 @@ func (m *Metrics) handler() fiber.Handler {
 }
 
 // Descriptions of the gauges read at scrape time. The vllm: names are the
-// model-server protocol of the Gateway API Inference Extension.
+// model-server protocol of the Gateway API Inference Extension: each keeps
+// one series, the sum over the loaded models' schedulers (the KV usage is
+// the running requests' reservations over the summed capacity). The
+// nextact_ load gauges are per model.
 var (
-	descWaiting = prometheus.NewDesc("vllm:num_requests_waiting", "Requests waiting for a slot.", nil, nil)
-	descRunning = prometheus.NewDesc("vllm:num_requests_running", "Requests holding a slot.", nil, nil)
+	descWaiting = prometheus.NewDesc("vllm:num_requests_waiting", "Requests waiting for a slot, all models together.", nil, nil)
+	descRunning = prometheus.NewDesc("vllm:num_requests_running", "Requests holding a slot, all models together.", nil, nil)
 	descKVUsage = prometheus.NewDesc("vllm:kv_cache_usage_perc",
-		"Fraction (0-1) of the KV capacity reserved by running requests (prompt plus max_tokens).", nil, nil)
+		"Fraction (0-1) of the KV capacity reserved by running requests (prompt plus max_tokens), over the loaded models' KV together.", nil, nil)
 	descLoRA = prometheus.NewDesc("vllm:lora_requests_info",
 		"LoRA adapters of running and waiting requests; the value is the time of the report.",
 		[]string{"running_lora_adapters", "waiting_lora_adapters", "max_lora"}, nil)
-	descSlots      = prometheus.NewDesc("nextact_slots", "Sequences decoded together.", nil, nil)
-	descQueueCap   = prometheus.NewDesc("nextact_queue_capacity", "Requests that may wait for a slot.", nil, nil)
-	descReserved   = prometheus.NewDesc("nextact_kv_reserved_tokens", "Prompt plus max_tokens of running and waiting requests.", nil, nil)
-	descCapacity   = prometheus.NewDesc("nextact_kv_capacity_tokens", "Tokens the KV cache holds: slots times context per slot.", nil, nil)
-	descDrain      = prometheus.NewDesc("nextact_drain_rate", "Requests leaving the scheduler per second over the last 10 s.", nil, nil)
+	descSlots      = prometheus.NewDesc("nextact_slots", "Sequences decoded together, per loaded model.", modelLabel, nil)
+	descQueueCap   = prometheus.NewDesc("nextact_queue_capacity", "Requests that may wait for a slot, per loaded model.", modelLabel, nil)
+	descReserved   = prometheus.NewDesc("nextact_kv_reserved_tokens", "Prompt plus max_tokens of running and waiting requests, per loaded model.", modelLabel, nil)
+	descCapacity   = prometheus.NewDesc("nextact_kv_capacity_tokens", "Tokens the KV cache holds: slots times context per slot, per loaded model.", modelLabel, nil)
+	descDrain      = prometheus.NewDesc("nextact_drain_rate", "Requests leaving the scheduler per second over the last 10 s, per loaded model.", modelLabel, nil)
 	descReady      = prometheus.NewDesc("nextact_ready", "1 when /health/ready answers 200.", nil, nil)
 	descSessions   = prometheus.NewDesc("nextact_sessions_open", "Shopper sessions held (expired ones until the next sweep).", nil, nil)
 	descSessBytes  = prometheus.NewDesc("nextact_session_history_bytes", "Text the open sessions keep: personas, pages, actions, rationales.", nil, nil)
-	descResident   = prometheus.NewDesc("nextact_kv_idle_resident_tokens", "KV tokens kept in idle slots for prefix reuse.", nil, nil)
+	descResident   = prometheus.NewDesc("nextact_kv_idle_resident_tokens", "KV tokens kept in idle slots for prefix reuse, per loaded model.", modelLabel, nil)
 	descDraining   = prometheus.NewDesc("nextact_draining", "1 while draining for shutdown.", nil, nil)
-	descHostBytes  = prometheus.NewDesc("nextact_kv_host_bytes", "KV saved in host memory (the prefix cache's host tier).", nil, nil)
-	descHostBudget = prometheus.NewDesc("nextact_kv_host_budget_bytes", "Host memory the host tier may take (--host-kv-budget; 0: off).", nil, nil)
-	descHostEntry  = prometheus.NewDesc("nextact_kv_host_entries", "Saved KV entries in the host tier.", nil, nil)
-	descHostSaves  = prometheus.NewDesc("nextact_kv_host_saves_total", "Idle slots' KV saved to host memory before the slot was reused.", nil, nil)
-	descHostHits   = prometheus.NewDesc("nextact_kv_host_restores_total", "KV restored from host memory instead of prefilled.", nil, nil)
-	descHostSaved  = prometheus.NewDesc("nextact_kv_host_saved_bytes_total", "Bytes of KV saved to host memory.", nil, nil)
-	descHostRest   = prometheus.NewDesc("nextact_kv_host_restored_bytes_total", "Bytes of KV restored from host memory.", nil, nil)
-	descHostTokens = prometheus.NewDesc("nextact_kv_host_restored_tokens_total", "Prompt tokens restored from host memory, not prefilled.", nil, nil)
+	descHostBytes  = prometheus.NewDesc("nextact_kv_host_bytes", "KV saved in host memory (the prefix cache's host tier), per loaded model.", modelLabel, nil)
+	descHostBudget = prometheus.NewDesc("nextact_kv_host_budget_bytes", "Host memory the host tier may take (--host-kv-budget; 0: off).", modelLabel, nil)
+	descHostEntry  = prometheus.NewDesc("nextact_kv_host_entries", "Saved KV entries in the host tier.", modelLabel, nil)
+	descHostSaves  = prometheus.NewDesc("nextact_kv_host_saves_total", "Idle slots' KV saved to host memory before the slot was reused.", modelLabel, nil)
+	descHostHits   = prometheus.NewDesc("nextact_kv_host_restores_total", "KV restored from host memory instead of prefilled.", modelLabel, nil)
+	descHostSaved  = prometheus.NewDesc("nextact_kv_host_saved_bytes_total", "Bytes of KV saved to host memory.", modelLabel, nil)
+	descHostRest   = prometheus.NewDesc("nextact_kv_host_restored_bytes_total", "Bytes of KV restored from host memory.", modelLabel, nil)
+	descHostTokens = prometheus.NewDesc("nextact_kv_host_restored_tokens_total", "Prompt tokens restored from host memory, not prefilled.", modelLabel, nil)
 	descGPUUp      = prometheus.NewDesc("nextact_gpu_telemetry_available", "1 when NVML telemetry is available.", nil, nil)
 	descGPUAge     = prometheus.NewDesc("nextact_gpu_sample_age_seconds", "Age of the last GPU sample; admission counts a stale one as saturated.", nil, nil)
 	gpuLabels      = []string{"gpu", "uuid"}
@@ -196,9 +262,9 @@ var (
 
 // gauges is the collector of values read at scrape time.
 type gauges struct {
-	s    *Server
-	load LoadReporter
-	gpu  admission.GPUSignals
+	s     *Server
+	loads ModelLoads
+	gpu   admission.GPUSignals
 }
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
@@ -232,30 +298,37 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	open, bytes := g.s.sessions.held()
 	gauge(descSessions, float64(open))
 	gauge(descSessBytes, float64(bytes))
-	if g.load != nil {
-		st := g.load.Stats()
-		gauge(descWaiting, float64(st.Waiting))
-		gauge(descRunning, float64(st.Running))
-		gauge(descKVUsage, st.KVUsage())
-		gauge(descLoRA, float64(now.UnixNano())/1e9, "", "", "0")
-		gauge(descSlots, float64(st.Slots))
-		gauge(descQueueCap, float64(st.QueueSize))
-		gauge(descReserved, float64(st.ReservedTokens))
-		gauge(descCapacity, float64(st.CapacityTokens))
-		gauge(descDrain, st.DrainRate)
-		gauge(descResident, float64(st.IdleResidentTokens))
-		h := st.Host
-		gauge(descHostBytes, float64(h.Bytes))
-		gauge(descHostBudget, float64(h.BudgetBytes))
-		gauge(descHostEntry, float64(h.Entries))
-		for d, v := range map[*prometheus.Desc]uint64{descHostSaves: h.Saves, descHostHits: h.Restores,
-			descHostSaved: h.SavedBytes, descHostRest: h.RestoredBytes, descHostTokens: h.RestoredTokens} {
-			m, err := prometheus.NewConstMetric(d, prometheus.CounterValue, float64(v))
-			if err != nil {
-				m = prometheus.NewInvalidMetric(d, err)
+	if g.loads != nil {
+		var sum batching.Stats
+		for _, l := range g.loads.ModelLoads() {
+			st := l.Stats
+			sum.Waiting += st.Waiting
+			sum.Running += st.Running
+			sum.RunningReservedTokens += st.RunningReservedTokens
+			sum.CapacityTokens += st.CapacityTokens
+			gauge(descSlots, float64(st.Slots), l.Model)
+			gauge(descQueueCap, float64(st.QueueSize), l.Model)
+			gauge(descReserved, float64(st.ReservedTokens), l.Model)
+			gauge(descCapacity, float64(st.CapacityTokens), l.Model)
+			gauge(descDrain, st.DrainRate, l.Model)
+			gauge(descResident, float64(st.IdleResidentTokens), l.Model)
+			h := st.Host
+			gauge(descHostBytes, float64(h.Bytes), l.Model)
+			gauge(descHostBudget, float64(h.BudgetBytes), l.Model)
+			gauge(descHostEntry, float64(h.Entries), l.Model)
+			for d, v := range map[*prometheus.Desc]uint64{descHostSaves: h.Saves, descHostHits: h.Restores,
+				descHostSaved: h.SavedBytes, descHostRest: h.RestoredBytes, descHostTokens: h.RestoredTokens} {
+				m, err := prometheus.NewConstMetric(d, prometheus.CounterValue, float64(v), strings.ToValidUTF8(l.Model, "\uFFFD"))
+				if err != nil {
+					m = prometheus.NewInvalidMetric(d, err)
+				}
+				ch <- m
 			}
-			ch <- m
 		}
+		gauge(descWaiting, float64(sum.Waiting))
+		gauge(descRunning, float64(sum.Running))
+		gauge(descKVUsage, sum.KVUsage())
+		gauge(descLoRA, float64(now.UnixNano())/1e9, "", "", "0")
 	}
 	sample, ok := admission.GPUSample{}, false
 	if g.gpu != nil {

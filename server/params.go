@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/nextact/nextact/batching"
@@ -18,6 +19,46 @@ type genOptions struct {
 	includeUsage bool
 	// format is a json_object or json_schema response_format, else nil.
 	format *responseFormat
+	// defaultMax replaces Config.DefaultMaxTokens when positive (the
+	// model's default max_tokens).
+	defaultMax int
+}
+
+// SamplingDefaults are a model's defaults for the sampling fields a
+// request of /v1/chat/completions or /v1/completions leaves out (a
+// --models manifest's "sampling", an Ollama model's params). nil fields
+// leave the server's defaults. The source validates them.
+type SamplingDefaults struct {
+	Temperature, TopP *float64
+	TopK              *int
+	Seed              *int64
+	// MaxTokens is the default max_tokens, capped by the context left as
+	// Config.DefaultMaxTokens is.
+	MaxTokens *int
+	Stop      []string
+}
+
+// apply sets the defaults of the fields p leaves out in o.
+func (d SamplingDefaults) apply(p *genParams, o *genOptions) {
+	if p.Temperature == nil && d.Temperature != nil {
+		o.sampling.Temperature = *d.Temperature
+	}
+	if p.TopP == nil && d.TopP != nil {
+		o.sampling.TopP = *d.TopP
+	}
+	if p.TopK == nil && d.TopK != nil {
+		o.sampling.TopK = *d.TopK
+	}
+	if p.Seed == nil && d.Seed != nil {
+		seed := uint64(*d.Seed)
+		o.sampling.Seed = &seed
+	}
+	if o.maxTokens == nil && d.MaxTokens != nil && *d.MaxTokens > 0 {
+		o.defaultMax = *d.MaxTokens
+	}
+	if isNull(p.Stop) && len(d.Stop) > 0 {
+		o.stop = slices.Clone(d.Stop)
+	}
 }
 
 // Limits of the sampling fields.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -42,12 +41,11 @@ const (
 
 // Server serves the OpenAI-compatible API. Its methods are goroutine-safe.
 type Server struct {
-	cfg    Config
-	log    *zap.Logger
-	now    func() time.Time
-	models map[string]*Model
-	// modelList is the pre-rendered body of GET /v1/models.
-	modelList []byte
+	cfg Config
+	log *zap.Logger
+	now func() time.Time
+	// source resolves each request's model (acquire.go).
+	source    ModelSource
 	app       *fiber.App
 	keepAlive time.Duration // see defaultKeepAlive
 	// clientPoll is how often a non-streaming request's connection is
@@ -81,11 +79,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	byID, err := indexModels(deps.Models)
-	if err != nil {
-		return nil, err
+	source := deps.Source
+	switch {
+	case source != nil && len(deps.Models) > 0:
+		return nil, errors.New("server: give Models or a Source, not both")
+	case source == nil:
+		static, err := newStaticModels(deps.Models)
+		if err != nil {
+			return nil, err
+		}
+		source = static
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, models: byID, keepAlive: defaultKeepAlive, clientPoll: clientPoll, metrics: deps.Metrics}
+	s := &Server{cfg: cfg, log: deps.Logger, now: deps.Clock, source: source, keepAlive: defaultKeepAlive, clientPoll: clientPoll, metrics: deps.Metrics}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -99,7 +104,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.limiter = newRateLimiter(s.now)
 	var local *sessionStore
 	if shared, ok := deps.Sessions.(SharedSessionStore); ok {
-		s.sessions = newSharedSessions(shared, byID, cfg, s.now, s.log.Named("sessions"))
+		s.sessions = newSharedSessions(shared, s.contextOf, cfg, s.now, s.log.Named("sessions"))
 	} else {
 		local = newSessionStore(cfg.SessionTTL, cfg.MaxSessions, s.now, deps.Sessions, s.log.Named("sessions"))
 		s.sessions = local
@@ -107,11 +112,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
-	if err := s.metrics.reg.Register(&gauges{s: s, load: deps.Load, gpu: deps.GPU}); err != nil {
+	if err := s.metrics.reg.Register(&gauges{s: s, loads: loadsOf(deps), gpu: deps.GPU}); err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
-	}
-	if s.modelList, err = renderModelList(deps.Models); err != nil {
-		return nil, err
 	}
 	if s.readyBodies, err = renderReadiness(deps.Devices); err != nil {
 		return nil, err
@@ -135,7 +137,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.routes()
 	// Last: loading may start the session janitor.
 	if local != nil {
-		if err := local.load(byID); err != nil {
+		if err := local.load(s.contextOf); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
@@ -156,6 +158,8 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("server config: rate limit and burst must not be negative, got %g and %d", cfg.RateLimit, cfg.RateBurst)
 	case cfg.SessionTTL < 0 || cfg.MaxSessions < 0 || cfg.MaxSessionBytes < 0:
 		return cfg, fmt.Errorf("server config: session TTL, max sessions and session bytes must not be negative, got %s, %d and %d", cfg.SessionTTL, cfg.MaxSessions, cfg.MaxSessionBytes)
+	case cfg.ModelLoadWait < 0:
+		return cfg, fmt.Errorf("server config: model load wait must not be negative, got %s", cfg.ModelLoadWait)
 	case cfg.MaxMessages < 0 || cfg.MaxStopBytes < 0:
 		return cfg, fmt.Errorf("server config: max messages and stop bytes must not be negative, got %d and %d", cfg.MaxMessages, cfg.MaxStopBytes)
 	}
@@ -215,22 +219,6 @@ func indexModels(ms []*Model) (map[string]*Model, error) {
 	return byID, nil
 }
 
-func renderModelList(ms []*Model) ([]byte, error) {
-	list := modelList{Object: "list", Data: make([]modelInfo, len(ms))}
-	for i, m := range ms {
-		owner := m.OwnedBy
-		if owner == "" {
-			owner = defaultOwner
-		}
-		list.Data[i] = modelInfo{ID: m.ID, Object: "model", Created: m.Created.Unix(), OwnedBy: owner}
-	}
-	b, err := json.Marshal(list)
-	if err != nil {
-		return nil, fmt.Errorf("server: render model list: %w", err)
-	}
-	return b, nil
-}
-
 func (s *Server) routes() {
 	s.app.Use(s.logRequests)
 	s.app.Use(recover.New(recover.Config{
@@ -252,7 +240,8 @@ func (s *Server) routes() {
 	s.app.Post("/v1/sessions/:id/steps", s.sessionStep)
 	s.app.Get("/v1/sessions/:id", s.getSession)
 	s.app.Delete("/v1/sessions/:id", s.deleteSession)
-	s.app.Get("/v1/models", s.listModels)
+	s.app.Get("/v1/models", s.listModels) // models.go
+	s.app.Get("/v1/models/*", s.getModel)
 	// The tokenizer endpoints live at llama-server's and vLLM's paths,
 	// outside /v1, behind the same middleware: tokenizer.go.
 	s.app.Post("/tokenize", s.authenticate, s.gate, s.inflateBody, s.tokenize)
@@ -318,24 +307,7 @@ func (s *Server) logRequests(c *fiber.Ctx) error {
 	return nil
 }
 
-func (s *Server) listModels(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Send(s.modelList)
-}
-
 func (s *Server) health(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.SendString(`{"status":"ok"}`)
-}
-
-// model finds a model by ID; an unknown ID is a 404.
-func (s *Server) model(id string) (*Model, error) {
-	if id == "" {
-		return nil, invalid("model", "'model' is required.")
-	}
-	if m := s.models[id]; m != nil {
-		return m, nil
-	}
-	return nil, &requestError{notFound: true, param: "model", code: "model_not_found",
-		msg: fmt.Sprintf("The model %q does not exist.", id)}
 }

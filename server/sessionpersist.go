@@ -53,14 +53,14 @@ func storeCtx() (context.Context, context.CancelFunc) {
 
 // record is sess as the store keeps it, without steps.
 func (sess *session) record() sessionstore.Record {
-	return sessionstore.Record{ID: sess.id, Model: sess.model.ID, Format: string(sess.format), Persona: sess.persona,
+	return sessionstore.Record{ID: sess.id, Model: sess.model, Format: string(sess.format), Persona: sess.persona,
 		History: sess.history, Created: sess.created, LastUsed: sess.lastUsed}
 }
 
 // load fills the memory from the store: every stored session that has not
 // expired and whose model is served; the others are deleted from the
 // store. Called once, before serving.
-func (st *sessionStore) load(models map[string]*Model) error {
+func (st *sessionStore) load(contextOf func(id string) (ctxLen int, ok bool)) error {
 	if st.backend == nil {
 		return nil
 	}
@@ -74,14 +74,14 @@ func (st *sessionStore) load(models map[string]*Model) error {
 	var stale []string
 	st.mu.Lock()
 	for _, rec := range recs {
-		m := models[rec.Model]
+		ctxLen, ok := contextOf(rec.Model)
 		format, ferr := nextaction.ParseFormat(rec.Format)
 		pol, perr := rec.History.Normalize("history")
-		if m == nil || m.Actions == nil || ferr != nil || perr != nil || !now.Before(rec.LastUsed.Add(st.ttl)) {
+		if !ok || ferr != nil || perr != nil || !now.Before(rec.LastUsed.Add(st.ttl)) {
 			stale = append(stale, rec.ID)
 			continue
 		}
-		sess := &session{id: rec.ID, model: m, format: format, persona: rec.Persona, history: pol,
+		sess := &session{id: rec.ID, model: rec.Model, ctxLen: ctxLen, format: format, persona: rec.Persona, history: pol,
 			created: rec.Created, lastUsed: rec.LastUsed, steps: rec.Steps}
 		sess.bytes = int64(len(sess.persona))
 		for _, s := range sess.steps {

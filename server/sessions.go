@@ -44,8 +44,11 @@ const (
 // session is one open session. The store's mutex guards lastUsed, busy and
 // steps; the rest never changes.
 type session struct {
-	id      string
-	model   *Model
+	id string
+	// model is the ID of the model the session pins (each step acquires
+	// it); ctxLen its context length, which bounds the session's text.
+	model   string
+	ctxLen  int
 	format  nextaction.Format
 	persona string
 	history nextaction.HistoryPolicy // normalized
@@ -67,7 +70,7 @@ type sessionKeeper interface {
 	// view returns a session and restarts its TTL.
 	view(id string) (sessionObject, error)
 	// begin starts a step: the session and the history it builds on.
-	begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error)
+	begin(id string, pageBytes int, limit func(ctxLen int) int64) (*session, []nextaction.Step, error)
 	// end finishes a step begun, recording step unless nil.
 	end(sess *session, step *nextaction.Step) error
 	// remove deletes a session.
@@ -213,8 +216,8 @@ func sessionBusy(id string) error {
 
 // checkSessionBytes is the 413 of a step whose page would take the session
 // past its limit.
-func checkSessionBytes(sess *session, pageBytes int, limit func(*Model) int64) error {
-	if lim := limit(sess.model); sess.bytes+int64(pageBytes) > lim {
+func checkSessionBytes(sess *session, pageBytes int, limit func(ctxLen int) int64) error {
+	if lim := limit(sess.ctxLen); sess.bytes+int64(pageBytes) > lim {
 		return tooLarge("page", "session_too_large",
 			"The session's persona and history (%d bytes) with this page (%d bytes) exceed the session limit of %d bytes: start a new session.",
 			sess.bytes, pageBytes, lim)
@@ -239,7 +242,7 @@ func (st *sessionStore) view(id string) (sessionObject, error) {
 // history it builds on (which no one changes until end). A session already
 // stepping is a 409; one whose persona, history and new page would exceed
 // its limit (limit of its model) a 413.
-func (st *sessionStore) begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error) {
+func (st *sessionStore) begin(id string, pageBytes int, limit func(ctxLen int) int64) (*session, []nextaction.Step, error) {
 	st.mu.Lock()
 	defer st.unlock()
 	now := st.now()
@@ -391,7 +394,7 @@ func (st *sessionStore) objectLocked(sess *session) sessionObject { return sess.
 // object is sess as the API shows it, expiring ttl after its last use.
 func (sess *session) object(ttl time.Duration) sessionObject {
 	return sessionObject{
-		ID: sess.id, Object: "session", Model: sess.model.ID, Format: string(sess.format), Persona: sess.persona, History: sess.history,
+		ID: sess.id, Object: "session", Model: sess.model, Format: string(sess.format), Persona: sess.persona, History: sess.history,
 		Created: sess.created.Unix(), ExpiresAt: sess.lastUsed.Add(ttl).Unix(),
 		Steps: append([]nextaction.Step{}, sess.steps...),
 	}
@@ -419,14 +422,18 @@ type stepRequest struct {
 
 // createSession answers POST /v1/sessions.
 func (s *Server) createSession(c *fiber.Ctx) error {
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	c.SetUserContext(ctx) // bounds the wait for the model's load
 	var req createSessionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.actionModel(req.Model)
+	m, release, err := s.actionModel(c, req.Model)
 	if err != nil {
 		return err
 	}
+	defer release()
 	format := m.Actions.DefaultFormat()
 	if req.Format != "" {
 		if format, err = nextaction.ParseFormat(req.Format); err != nil {
@@ -440,10 +447,10 @@ func (s *Server) createSession(c *fiber.Ctx) error {
 	if pol, err = pol.Normalize("history"); err != nil {
 		return err
 	}
-	if limit := s.sessionLimit(m); int64(len(req.Persona)) > limit {
+	if limit := s.sessionLimit(m.ContextLength); int64(len(req.Persona)) > limit {
 		return tooLarge("persona", "session_too_large", "The persona has %d bytes, over the session limit of %d bytes.", len(req.Persona), limit)
 	}
-	sess := &session{id: sessionIDPrefix + rand.Text(), model: m, format: format, persona: req.Persona, history: pol}
+	sess := &session{id: sessionIDPrefix + rand.Text(), model: m.ID, ctxLen: m.ContextLength, format: format, persona: req.Persona, history: pol}
 	obj, err := s.sessions.add(sess)
 	if err != nil {
 		return err
@@ -455,6 +462,9 @@ func (s *Server) createSession(c *fiber.Ctx) error {
 // the shape of POST /v1/actions/next, and records the step.
 func (s *Server) sessionStep(c *fiber.Ctx) error {
 	start := s.now()
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	c.SetUserContext(ctx)
 	var req stepRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
@@ -472,8 +482,13 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 			_ = s.sessions.end(sess, nil)
 		}
 	}()
-	resp, err := s.runAction(c, sess.model, &nextaction.NextActionRequest{
-		Model: sess.model.ID, Page: req.Page, History: history, Persona: sess.persona,
+	m, release, err := s.actionModel(c, sess.model)
+	if err != nil {
+		return err
+	}
+	defer release()
+	resp, err := s.runAction(ctx, c, m, &nextaction.NextActionRequest{
+		Model: m.ID, Page: req.Page, History: history, Persona: sess.persona,
 		Format: string(sess.format), Temperature: req.Temperature, Seed: req.Seed, MaxTokens: req.MaxTokens,
 		HistoryPolicy: &sess.history,
 	}, start)
@@ -487,13 +502,24 @@ func (s *Server) sessionStep(c *fiber.Ctx) error {
 	return c.JSON(resp)
 }
 
-// sessionLimit is the most text a session of m keeps: MaxSessionBytes, or
-// SessionBytesPerToken bytes per token of m's context.
-func (s *Server) sessionLimit(m *Model) int64 {
+// contextOf reports the context length of a model the server serves, by
+// ID (from the source's listing: the model need not be loaded).
+func (s *Server) contextOf(id string) (int, bool) {
+	for _, st := range s.source.List() {
+		if st.ID == id {
+			return st.ContextLength, true
+		}
+	}
+	return 0, false
+}
+
+// sessionLimit is the most text a session of a model of ctxLen tokens
+// keeps: MaxSessionBytes, or SessionBytesPerToken bytes per token.
+func (s *Server) sessionLimit(ctxLen int) int64 {
 	if s.cfg.MaxSessionBytes > 0 {
 		return int64(s.cfg.MaxSessionBytes)
 	}
-	return SessionBytesPerToken * int64(m.ContextLength)
+	return SessionBytesPerToken * int64(ctxLen)
 }
 
 // getSession answers GET /v1/sessions/{id}.

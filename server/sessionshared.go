@@ -44,7 +44,9 @@ const DefaultSessionLease = 30 * time.Second
 // sharedSessions keeps sessions in a SharedSessionStore.
 type sharedSessions struct {
 	store  SharedSessionStore
-	models map[string]*Model
+	// contextOf gives a served model's context length (ok false: not
+	// served here).
+	contextOf func(id string) (ctxLen int, ok bool)
 	ttl    time.Duration
 	max    int
 	lease  time.Duration
@@ -62,8 +64,8 @@ type renewal struct {
 	stop, done chan struct{}
 }
 
-func newSharedSessions(store SharedSessionStore, models map[string]*Model, cfg Config, now func() time.Time, log *zap.Logger) *sharedSessions {
-	return &sharedSessions{store: store, models: models, ttl: cfg.SessionTTL, max: cfg.MaxSessions, lease: cfg.SessionLease,
+func newSharedSessions(store SharedSessionStore, contextOf func(string) (int, bool), cfg Config, now func() time.Time, log *zap.Logger) *sharedSessions {
+	return &sharedSessions{store: store, contextOf: contextOf, ttl: cfg.SessionTTL, max: cfg.MaxSessions, lease: cfg.SessionLease,
 		now: now, log: log, stepping: map[*session]*renewal{}}
 }
 
@@ -89,8 +91,8 @@ func (sh *sharedSessions) add(sess *session) (sessionObject, error) {
 
 // session turns a stored record into a session of a model served here.
 func (sh *sharedSessions) session(rec sessionstore.Record) (*session, error) {
-	m := sh.models[rec.Model]
-	if m == nil || m.Actions == nil {
+	ctxLen, ok := sh.contextOf(rec.Model)
+	if !ok {
 		return nil, &requestError{notFound: true, code: "session_not_found", msg: fmt.Sprintf(
 			"Session %q belongs to the model %q, which this server does not serve.", strings.Clone(rec.ID), rec.Model)}
 	}
@@ -102,7 +104,7 @@ func (sh *sharedSessions) session(rec sessionstore.Record) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session %s: %w", rec.ID, err)
 	}
-	sess := &session{id: rec.ID, model: m, format: format, persona: rec.Persona, history: pol,
+	sess := &session{id: rec.ID, model: rec.Model, ctxLen: ctxLen, format: format, persona: rec.Persona, history: pol,
 		created: rec.Created, lastUsed: rec.LastUsed, steps: rec.Steps, bytes: int64(len(rec.Persona))}
 	for _, s := range rec.Steps {
 		sess.bytes += stepBytes(s)
@@ -150,7 +152,7 @@ func (sh *sharedSessions) view(id string) (sessionObject, error) {
 
 // begin leases the session for this step (an owner token per step, so a
 // second step on this replica is refused like one on another).
-func (sh *sharedSessions) begin(id string, pageBytes int, limit func(*Model) int64) (*session, []nextaction.Step, error) {
+func (sh *sharedSessions) begin(id string, pageBytes int, limit func(ctxLen int) int64) (*session, []nextaction.Step, error) {
 	if !plausible(id) {
 		return nil, nil, sessionNotFound(id, sh.ttl)
 	}

@@ -29,12 +29,16 @@ var (
 
 // startStream answers with Server-Sent Events written by st.run, which
 // fasthttp runs on its own goroutine after the handler returns.
-func (s *Server) startStream(c *fiber.Ctx, st *stream) {
+// release ends the stream's hold on its model's lease (holdLease).
+func (s *Server) startStream(c *fiber.Ctx, release func(), st *stream) {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
 	s.inflight.add()
-	st.done = s.inflight.done
+	st.done = func() {
+		release()
+		s.inflight.done()
+	}
 	c.Context().SetBodyStreamWriter(st.run)
 }
 

@@ -42,7 +42,7 @@ func parseBench(args []string, stderr io.Writer) (bench.Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.url, "url", "http://127.0.0.1:8080", "base URL of the target")
 	fs.StringVar(&f.mode, "mode", "actions", "target API: sessions (/v1/sessions), actions (/v1/actions/next, history resent) or openai (/v1/chat/completions)")
-	fs.StringVar(&f.model, "model", "", "model id (default: the first id of the target's /v1/models)")
+	fs.StringVar(&f.model, "model", "", "model id, or ids a,b whose sessions alternate (default: the first id of the target's /v1/models)")
 	fs.IntVar(&f.sessions, "sessions", 32, "simulated shopper sessions")
 	fs.IntVar(&f.steps, "steps", 6, "step budget of each session (terminate ends one sooner)")
 	fs.IntVar(&f.minSteps, "min-steps", 0, "sessions take at least this many steps: an earlier terminate is replaced by a fallback action")

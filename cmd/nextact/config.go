@@ -11,13 +11,47 @@ import (
 	"time"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/models/registry"
 )
+
+// pathList is a repeatable flag of paths (no splitting on commas: a
+// path may hold one). The environment's value (NEXTACT_MODEL) is one
+// path, replaced by any on the command line.
+type pathList []string
+
+func (p *pathList) String() string { return strings.Join(*p, " ") }
+
+func (p *pathList) Set(v string) error {
+	*p = append(*p, v)
+	return nil
+}
+
+// keepAliveFlag reads a keep_alive as Ollama does ("5m", "300", "-1").
+type keepAliveFlag time.Duration
+
+func (k *keepAliveFlag) String() string { return registry.FormatKeepAlive(time.Duration(*k)) }
+
+func (k *keepAliveFlag) Set(v string) error {
+	d, err := registry.ParseKeepAliveString(v)
+	if err != nil {
+		return err
+	}
+	*k = keepAliveFlag(d)
+	return nil
+}
 
 // serveConfig is everything `nextact serve` can be told.
 type serveConfig struct {
-	Addr             string
-	Model            string
+	Addr string
+	// Models are --model values (PATH or ID=PATH), repeatable.
+	Models           pathList
 	ModelID          string
+	ModelsFile       string
+	ModelsDir        string
+	OllamaModels     string
+	GPUMemoryBudget  string
+	HostMemoryBudget byteSize
+	KeepAlive        keepAliveFlag
 	ChatFormat       string
 	CacheDir         string
 	Slots            int
@@ -80,8 +114,15 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address")
-	fs.StringVar(&c.Model, "model", "", "path of a Llama-family GGUF (default: the embedded generated model)")
-	fs.StringVar(&c.ModelID, "model-id", "", "model id in the API (default: the GGUF's general.name or file name)")
+	fs.Var(&c.Models, "model", "a Llama-family GGUF to serve: PATH, or ID=PATH; repeatable (default: the embedded generated model)")
+	fs.StringVar(&c.ModelID, "model-id", "", "model id in the API of the one --model PATH (default: the GGUF's general.name or file name)")
+	fs.StringVar(&c.ModelsFile, "models", "", "JSON manifest of models to serve (id, path or ollama name, formats, sampling, slots, ctx, preload, keep_alive)")
+	fs.StringVar(&c.ModelsDir, "models-dir", "", "serve every *.gguf file of this folder")
+	fs.StringVar(&c.OllamaModels, "ollama-models", "", "Ollama model store to serve the models of (default: $OLLAMA_MODELS, else ~/.ollama/models when it exists; none: no store)")
+	fs.StringVar(&c.GPUMemoryBudget, "gpu-memory-budget", "auto", "GPU memory the loaded models may take together, e.g. 20GiB (auto: the free GPU memory at start less a margin; 0: no bound)")
+	fs.Var(&c.HostMemoryBudget, "host-memory-budget", "host memory the loaded models may take together, e.g. 16GiB (0: no bound)")
+	c.KeepAlive = keepAliveFlag(registry.DefaultKeepAlive)
+	fs.Var(&c.KeepAlive, "keep-alive", "how long a model stays loaded once idle, for models that set none (Ollama's forms: 5m, 300, 0 unloads when idle, -1 never); a lone --model and the embedded model never unload")
 	fs.StringVar(&c.ChatFormat, "chat-format", "", "chat format: llama3, chatml or mistral (default: detected from the GGUF's template)")
 	fs.StringVar(&c.CacheDir, "cache-dir", defaultCacheDir(), "where the embedded default model is written")
 	fs.IntVar(&c.Slots, "slots", 8, "sequences decoded together")
@@ -116,8 +157,13 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, err
 	}
 	c.APIKeys.fromEnv = true // a key on the command line replaces the environment's
+	envModels := c.Models    // so does a --model
+	c.Models = nil
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if len(c.Models) == 0 {
+		c.Models = envModels
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -163,6 +209,12 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--session-ttl and --max-sessions must be positive")
 	case c.ActionMaxTokens < 1 || c.MaxPageBytes < 1 || c.MaxTextBytes < 1 || c.MaxRationaleBytes < 0:
 		return fmt.Errorf("--action-max-tokens, --max-page-bytes and --max-text-bytes must be positive")
+	}
+	if c.GPUMemoryBudget != "auto" {
+		var b byteSize
+		if err := b.Set(c.GPUMemoryBudget); err != nil {
+			return fmt.Errorf("--gpu-memory-budget: want auto or a size (20GiB), got %q", c.GPUMemoryBudget)
+		}
 	}
 	if err := c.limitsConfig.validate(); err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/models"
+	"github.com/nextact/nextact/models/registry"
 )
 
 var cacheDir string
@@ -60,7 +61,7 @@ func TestMain(m *testing.M) {
 // testConfig is serve's defaults scaled for tests on the embedded model.
 func testConfig() serveConfig {
 	return serveConfig{
-		Addr: "127.0.0.1:0", CacheDir: cacheDir, Slots: 8, Ctx: 1024, Threads: 1, Queue: 64,
+		Addr: "127.0.0.1:0", CacheDir: cacheDir, OllamaModels: "none", GPUMemoryBudget: "auto", KeepAlive: keepAliveFlag(registry.DefaultKeepAlive), Slots: 8, Ctx: 1024, Threads: 1, Queue: 64,
 		StepTokens: 128, GPULayers: -1, FlashAttention: "auto", Deterministic: true, BodyLimit: 1 << 20,
 		RequestTimeout: 2 * time.Minute, DefaultMaxTokens: 64, ShutdownTimeout: 30 * time.Second, LogLevel: "warn",
 		SessionTTL: time.Hour, MaxSessions: 1000, SessionStore: sessionStoreMemory, SessionLease: 30 * time.Second, ActionFormat: "prompted", ActionMaxTokens: 256, MaxPageBytes: 64 << 10, MaxRationaleBytes: 200, MaxTextBytes: 40,
@@ -116,6 +117,12 @@ func post(t testing.TB, url string, body any) (int, http.Header, map[string]any)
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
 	}
+	return resp.StatusCode, resp.Header, readJSON(t, "POST "+url, resp)
+}
+
+// readJSON reads and closes a response's JSON object body.
+func readJSON(t testing.TB, what string, resp *http.Response) map[string]any {
+	t.Helper()
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -123,9 +130,9 @@ func post(t testing.TB, url string, body any) (int, http.Header, map[string]any)
 	}
 	var out map[string]any
 	if err := json.Unmarshal(data, &out); err != nil {
-		t.Fatalf("POST %s: status %d, body not JSON: %q", url, resp.StatusCode, data)
+		t.Fatalf("%s: status %d, body not JSON: %q", what, resp.StatusCode, data)
 	}
-	return resp.StatusCode, resp.Header, out
+	return out
 }
 
 // chatText returns the message content and finish reason of a chat answer.

@@ -35,7 +35,7 @@ func gpuCheckConfig(t *testing.T) serveConfig {
 		t.Skip("NEXTACT_GPU_MODEL is not set (scripts/gpu-check.sh sets it)")
 	}
 	c := testConfig()
-	c.Model, c.ModelID = model, "gpu-check"
+	c.Models, c.ModelID = pathList{model}, "gpu-check"
 	c.Slots, c.Ctx, c.Queue = gpuSlots, 2048, 1024
 	c.StepTokens = 0 // by device
 	c.Threads = 4
@@ -218,7 +218,7 @@ func gpuInvariance(t *testing.T, ts *testServer, deterministic bool) {
 // rows.
 func TestGPULogitsCost(t *testing.T) {
 	c := gpuCheckConfig(t)
-	e, err := llamacpp.Open(llamacpp.Config{ModelPath: c.Model, GPULayers: -1, Slots: gpuSlots, CtxPerSlot: 512, StepTokens: gpuSlots,
+	e, err := llamacpp.Open(llamacpp.Config{ModelPath: c.Models[0], GPULayers: -1, Slots: gpuSlots, CtxPerSlot: 512, StepTokens: gpuSlots,
 		Threads: c.Threads, FlashAttention: "auto", Deterministic: c.Deterministic}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)

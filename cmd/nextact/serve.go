@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,21 +15,27 @@ import (
 	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/batching/admission"
 	"github.com/nextact/nextact/models"
+	"github.com/nextact/nextact/models/registry"
 	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/runtime/llamacpp"
 	"github.com/nextact/nextact/runtime/nvml"
 	"github.com/nextact/nextact/server"
 )
 
-// stack is a wired nextact: engine, scheduler and HTTP server.
+// stack is a wired nextact: the model registry (each loaded model with its
+// engine and scheduler) and the HTTP server.
 type stack struct {
+	srv    *server.Server
+	reg    *registry.Registry
+	models *modelSet
+	// engine, sched and model are the first model's, when it is loaded at
+	// start (a lone --model or the embedded model always is): for tests.
 	engine *llamacpp.Engine
 	sched  *batching.Scheduler
-	srv    *server.Server
 	model  *server.Model
 	log    *zap.Logger
-	// closers free what build made (scheduler, telemetry, engine), last
-	// made first.
+	// closers free what build made (registry, telemetry), last made
+	// first.
 	closers closers
 }
 
@@ -47,8 +52,9 @@ func (cs closers) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// build loads the model and wires everything; nothing listens yet. On an
-// error whatever it made is freed.
+// build reads the model sources, makes the registry, loads the models to
+// preload and wires the server; nothing listens yet. On an error whatever
+// it made is freed.
 func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
 	st := &stack{log: log}
 	defer func() {
@@ -56,32 +62,6 @@ func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
 			_ = st.closers.close(context.Background())
 		}
 	}()
-	path := c.Model
-	if path == "" {
-		p, err := models.EnsureDefault(c.CacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("embedded model: %w", err)
-		}
-		path = p
-	}
-	info, err := models.Inspect(path)
-	if err != nil {
-		return nil, err
-	}
-	if info.Architecture != "llama" {
-		log.Warn("not a Llama-architecture model; llama.cpp may still serve it", zap.String("architecture", info.Architecture))
-	}
-	format, err := chatFormat(c.ChatFormat, info)
-	if err != nil {
-		return nil, err
-	}
-	if info.ContextLength > 0 && c.Ctx > info.ContextLength {
-		return nil, fmt.Errorf("--ctx %d exceeds the model's trained context of %d", c.Ctx, info.ContextLength)
-	}
-	kvPerToken := info.KVBytesPerToken()
-	if err := checkKVBudget(c.Slots, c.Ctx, kvPerToken, c.KVBudget); err != nil {
-		return nil, err
-	}
 	keys, err := c.apiKeys()
 	if err != nil {
 		return nil, err
@@ -93,58 +73,47 @@ func build(c serveConfig, log *zap.Logger) (_ *stack, err error) {
 	if closeSessions != nil {
 		st.closers.add(closeSessions)
 	}
-	c.StepTokens = stepTokens(c, llamacpp.Devices())
-	engine, err := llamacpp.Open(llamacpp.Config{
-		ModelPath: path, GPULayers: c.GPULayers, Slots: c.Slots, CtxPerSlot: c.Ctx,
-		StepTokens: c.StepTokens, Threads: c.Threads, FlashAttention: c.FlashAttention,
-		Deterministic: c.Deterministic,
-	}, log)
+	devs := llamacpp.Devices()
+	c.StepTokens = stepTokens(c, devs)
+	specs, err := modelCatalog(c, resolvedGPULayers(c, devs), log)
 	if err != nil {
 		return nil, err
 	}
-	st.engine = engine
-	st.closers.add(func(context.Context) error { engine.Close(); return nil })
 	gpu := startTelemetry(c, log)
 	st.closers.add(func(context.Context) error { closeTelemetry(gpu); return nil })
+	budget, err := memoryBudget(c, gpuSignals(gpu), devs)
+	if err != nil {
+		return nil, err
+	}
 	metrics := server.NewMetrics()
-	sched, err := batching.New(engine, engine, batching.Config{
-		Slots: c.Slots, QueueSize: c.Queue, StepTokens: c.StepTokens, CtxPerSlot: c.Ctx,
-		Admission: c.admission(), GPU: gpuSignals(gpu), Observer: metrics, NoPrefixCache: c.NoPrefixCache,
-		HostKVBudget: int64(c.HostKVBudget),
-	}, log)
+	st.models = newModelSet(c, log, metrics, gpuSignals(gpu))
+	st.reg, err = registry.New(registry.Config{Budget: budget, MaxRetryAfter: c.MaxRetryAfter}, specs,
+		registry.Deps{Loader: st.models.load, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	st.sched = sched
-	st.closers.add(sched.Close)
-	id := c.ModelID
-	if id == "" {
-		id = info.Name
-	}
-	grammars, planner, err := actionConfig(c, engine, format)
-	if err != nil {
+	st.models.reg = st.reg
+	st.closers.add(st.reg.Close)
+	log.Info("models", zap.Int("count", len(specs)), zap.Int64("gpu_budget_bytes", budget.GPU), zap.Int64("host_budget_bytes", budget.Host))
+	if err := st.reg.Preload(context.Background()); err != nil {
 		return nil, err
 	}
-	st.model = &server.Model{
-		ID: id, Created: modTime(path), OwnedBy: "nextact", ContextLength: c.Ctx,
-		Format: format, BOS: engine.BOS(), Tokenizer: engine, Vocab: engine, Generator: sched,
-		Grammars: grammars, Actions: planner,
+	if inst := st.models.loaded(specs[0].ID); inst != nil {
+		st.engine, st.sched, st.model = inst.engine, inst.sched, inst.model
+		devs = inst.engine.Devices() // with the layers each holds
 	}
 	st.srv, err = server.New(server.Config{
 		BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout, DefaultMaxTokens: c.DefaultMaxTokens,
 		HeaderLimit: c.HeaderLimit, APIKeys: keys, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
 		SessionTTL: c.SessionTTL, MaxSessions: c.MaxSessions, SessionLease: c.SessionLease,
 		HeaderTimeout: c.HeaderTimeout, MaxMessages: c.MaxMessages, MaxStopBytes: c.MaxStopBytes,
-		MaxSessionBytes: int(c.MaxSessionBytes),
-	}, server.Deps{Logger: log, Clock: time.Now, Models: []*server.Model{st.model}, Sessions: sessions,
-		Metrics: metrics, Load: sched, GPU: gpuSignals(gpu), Devices: serverDevices(engine.Devices())})
+		MaxSessionBytes: int(c.MaxSessionBytes), ModelLoadWait: c.MaxQueueWait,
+	}, server.Deps{Logger: log, Clock: time.Now, Source: st.models, Loads: st.models, Sessions: sessions,
+		Metrics: metrics, GPU: gpuSignals(gpu), Devices: serverDevices(devs)})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("serving model", zap.String("id", id), zap.String("path", path),
-		zap.String("chat_format", string(format)), zap.Int("trained_ctx", info.ContextLength),
-		zap.Int64("kv_bytes_per_token", kvPerToken), zap.Int64("kv_bytes", kvPerToken*int64(c.Slots)*int64(c.Ctx)),
-		zap.Int("api_keys", len(keys)), zap.Float64("rate_limit", c.RateLimit))
+	log.Info("server ready to listen", zap.Int("api_keys", len(keys)), zap.Float64("rate_limit", c.RateLimit))
 	return st, nil
 }
 
@@ -188,12 +157,13 @@ func serverDevices(devs []llamacpp.Device) []server.Device {
 	return out
 }
 
-// actionConfig sets up the model's constrained decoding (structured
-// outputs) and its next-action planner.
-func actionConfig(c serveConfig, engine *llamacpp.Engine, chat models.ChatFormat) (*nextaction.Grammars, *nextaction.Planner, error) {
-	format, err := nextaction.ParseFormat(c.ActionFormat)
+// actionConfig sets up a model's constrained decoding (structured
+// outputs) and its next-action planner (actionFormat its default format,
+// ctx its context per slot).
+func actionConfig(c serveConfig, engine *llamacpp.Engine, chat models.ChatFormat, actionFormat string, ctx int) (*nextaction.Grammars, *nextaction.Planner, error) {
+	format, err := nextaction.ParseFormat(actionFormat)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--action-format: %w", err)
+		return nil, nil, fmt.Errorf("action format: %w", err)
 	}
 	vocab, err := nextaction.NewVocab(engine.Pieces(), engine.Special(), engine.EOGTokens())
 	if err != nil {
@@ -206,31 +176,13 @@ func actionConfig(c serveConfig, engine *llamacpp.Engine, chat models.ChatFormat
 	planner, err := nextaction.NewPlanner(nextaction.PlannerConfig{
 		ChatFormat: chat, Tokenizer: engine, Grammars: grammars, DefaultFormat: format,
 		Limits:       nextaction.Limits{MaxRationaleBytes: c.MaxRationaleBytes, MaxTextBytes: c.MaxTextBytes},
-		MaxPageBytes: c.MaxPageBytes, DefaultMaxTokens: c.ActionMaxTokens, ContextLength: c.Ctx,
+		MaxPageBytes: c.MaxPageBytes, DefaultMaxTokens: c.ActionMaxTokens, ContextLength: ctx,
 		MaxMessages: c.MaxMessages,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return grammars, planner, nil
-}
-
-func chatFormat(flagValue string, info models.Info) (models.ChatFormat, error) {
-	if flagValue != "" {
-		return models.ParseChatFormat(flagValue)
-	}
-	f, err := models.DetectChatFormat(info.ChatTemplate)
-	if err != nil {
-		return "", fmt.Errorf("model %s: %w", info.Path, err)
-	}
-	return f, nil
-}
-
-func modTime(path string) time.Time {
-	if st, err := os.Stat(path); err == nil {
-		return st.ModTime()
-	}
-	return time.Now()
 }
 
 // shutdown drains (readiness 503, new requests 503, in-flight requests
@@ -296,10 +248,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = st.shutdown(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
+	// Ready before the log says where: whoever reads "listening" finds
+	// /health/ready at 200 (the models to preload are loaded; connections
+	// wait in the backlog until Serve accepts them).
+	st.srv.MarkReady()
 	log.Info("listening", zap.String("addr", ln.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- st.srv.Serve(ln) }()
-	st.srv.MarkReady() // the model is loaded; connections wait in the backlog
 	select {
 	case err := <-errc:
 		_ = st.shutdown(context.Background())

@@ -16,6 +16,10 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(loadModelEnv); path != "" {
 		os.Exit(loadOnly(path))
 	}
+	// TestMemoryEstimateBoundsLlamaCpp runs it to read llama.cpp's buffers.
+	if arg := os.Getenv(memoryEnv); arg != "" {
+		os.Exit(loadAndLog(arg))
+	}
 	// llama.cpp's log lines go through log/slog's default level.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	dir, err := os.MkdirTemp("", "nextact-llamacpp-test")
