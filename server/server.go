@@ -239,6 +239,7 @@ func (s *Server) routes() {
 	s.app.Delete("/v1/sessions/:id", s.deleteSession)
 	s.app.Get("/v1/models", s.listModels)
 	s.app.Get("/health", s.health)
+	s.ollamaRoutes() // ollama.go
 }
 
 // App returns the Fiber app, for tests (app.Test) and for mounting.
