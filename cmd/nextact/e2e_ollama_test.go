@@ -91,6 +91,9 @@ func TestOllamaClient(t *testing.T) {
 		}
 		want, finish := chatText(t, out)
 		usage := out["usage"].(map[string]any)
+		if want == "" {
+			t.Fatalf("/v1 answered %q with no text: nothing to compare", content)
+		}
 		for _, stream := range []bool{true, false} {
 			got, last, replies := ollamaChat(t, c, &api.ChatRequest{Model: id, Stream: &stream, Options: greedy,
 				Messages: []api.Message{{Role: "user", Content: content}}})
