@@ -11,8 +11,8 @@
 //   - Every error response has OpenAI's shape {"error":{message,type,param,
 //     code}} (Ollama's {"error":"..."} under /api); errors become HTTP
 //     statuses in exactly one place (httpError).
-//   - A handler gets its model through acquire and releases it when done;
-//     a stream releases it when the stream ends.
+//   - The Ollama API's handlers get their model through acquire and
+//     release it when done; a stream releases it when it ends.
 //   - Every request runs under a server-side deadline
 //     (Config.RequestTimeout) that starts with its handler, so preparing it
 //     (rendering, tokenizing, compiling a grammar) counts too; preparation
