@@ -483,3 +483,39 @@ func TestOllamaAPIKeys(t *testing.T) {
 		}
 	}
 }
+
+// The Ollama API shares /v1's rate limits, draining and metrics: the same
+// client's bucket, 429 and 503 in Ollama's shape with Retry-After, and the
+// scheduler's counters and admission decisions in /metrics.
+func TestOllamaSharesLimitsAndMetrics(t *testing.T) {
+	t.Parallel()
+	e := newOpsEnv(t, opsOptions{cfg: server.Config{RateLimit: 0.5, RateBurst: 2}})
+	e.srv.MarkReady()
+	gen := `{"model":"test-llama","prompt":"hi","raw":true,"stream":false,"options":{"num_predict":3}}`
+	if resp, body := e.do(t, http.MethodPost, "/api/generate", gen); resp.StatusCode != 200 {
+		t.Fatalf("first: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := e.chat(t); resp.StatusCode != 200 { // /v1 takes the second of the burst
+		t.Fatalf("/v1: %d %s", resp.StatusCode, body)
+	}
+	resp, body := e.do(t, http.MethodPost, "/api/chat", `{"model":"test-llama","messages":[{"role":"user","content":"x"}]}`)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "2" || !strings.Contains(ollamaError(t, body), "Rate limit") {
+		t.Errorf("over the rate: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	m := e.metricsText(t)
+	for _, want := range []string{
+		`nextact_requests_finished_total{reason="length"} 2`,
+		`nextact_admission_decisions_total{outcome="rejected",priority="normal",reason="rate_limited"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if err := e.srv.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = e.do(t, http.MethodPost, "/api/generate", gen)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(ollamaError(t, body), "shutting down") {
+		t.Errorf("draining: %d %s", resp.StatusCode, body)
+	}
+}
