@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -29,17 +30,11 @@ func (s *Server) ollamaChat(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	opts, err := s.ollamaOptions(req.Options, req.Format, req.Stream)
-	if err != nil {
-		return err
-	}
-	setKeepAlive(c, req.KeepAlive)
-	l, err := s.ollamaLease(c, req.Model)
+	l, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive})
 	if err != nil {
 		return err
 	}
 	defer l.end()
-	r.model, r.loaded = l.m.ID, s.now()
 	if len(msgs) == 0 {
 		return c.JSON(r.loadReply(req.KeepAlive))
 	}
@@ -65,17 +60,11 @@ func (s *Server) ollamaGenerate(c *fiber.Ctx) error {
 	if err := checkOllamaGenerate(&req); err != nil {
 		return err
 	}
-	opts, err := s.ollamaOptions(req.Options, req.Format, req.Stream)
-	if err != nil {
-		return err
-	}
-	setKeepAlive(c, req.KeepAlive)
-	l, err := s.ollamaLease(c, req.Model)
+	l, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive})
 	if err != nil {
 		return err
 	}
 	defer l.end()
-	r.model, r.loaded = l.m.ID, s.now()
 	if req.Prompt == "" {
 		return c.JSON(r.loadReply(req.KeepAlive))
 	}
@@ -94,6 +83,31 @@ func (s *Server) ollamaGenerate(c *fiber.Ctx) error {
 		return err
 	}
 	return s.ollamaRun(ctx, c, l, prompt, opts, "prompt", r)
+}
+
+// ollamaCommon are the fields chat and generate share.
+type ollamaCommon struct {
+	model     string
+	options   map[string]any
+	format    json.RawMessage
+	stream    *bool
+	keepAlive *api.Duration
+}
+
+// ollamaStart validates the shared fields and acquires the model (the
+// caller ends the lease), noting when it was acquired.
+func (s *Server) ollamaStart(c *fiber.Ctx, r *ollamaReply, req ollamaCommon) (*lease, genOptions, error) {
+	opts, err := s.ollamaOptions(req.options, req.format, req.stream)
+	if err != nil {
+		return nil, opts, err
+	}
+	setKeepAlive(c, req.keepAlive)
+	l, err := s.ollamaLease(c, req.model)
+	if err != nil {
+		return nil, opts, err
+	}
+	r.model, r.loaded = l.m.ID, s.now()
+	return l, opts, nil
 }
 
 // ollamaRun generates from a tokenized prompt and answers in Ollama's

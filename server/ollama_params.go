@@ -244,21 +244,36 @@ func thinks(t *api.ThinkValue) bool {
 // isTrue reports whether an optional flag is set and true.
 func isTrue(b *bool) bool { return b != nil && *b }
 
-// checkOllamaChat refuses the chat fields nextact does not serve.
-func checkOllamaChat(r *api.ChatRequest) error {
+// ollamaFlags are the request fields chat and generate refuse alike.
+type ollamaFlags struct {
+	model           string
+	think           *api.ThinkValue
+	logprobs        bool
+	topLogprobs     int
+	truncate, shift *bool
+	debugRenderOnly bool
+}
+
+func (f ollamaFlags) check() error {
 	switch {
-	case len(r.Tools) > 0:
-		return invalid("tools", "%q does not support tools: nextact has no tool calling.", truncate(r.Model, 64))
-	case thinks(r.Think):
-		return invalid("think", "%q does not support thinking.", truncate(r.Model, 64))
-	case r.Logprobs || r.TopLogprobs > 0:
+	case thinks(f.think):
+		return invalid("think", "%q does not support thinking.", truncate(f.model, 64))
+	case f.logprobs || f.topLogprobs > 0:
 		return invalid("logprobs", "logprobs are not supported.")
-	case isTrue(r.Truncate) || isTrue(r.Shift):
+	case isTrue(f.truncate) || isTrue(f.shift):
 		return invalid("truncate", "truncate and shift are not supported: nextact never cuts a prompt; one over the context is refused.")
-	case r.DebugRenderOnly:
+	case f.debugRenderOnly:
 		return invalid("_debug_render_only", "_debug_render_only is not supported.")
 	}
 	return nil
+}
+
+// checkOllamaChat refuses the chat fields nextact does not serve.
+func checkOllamaChat(r *api.ChatRequest) error {
+	if len(r.Tools) > 0 {
+		return invalid("tools", "%q does not support tools: nextact has no tool calling.", truncate(r.Model, 64))
+	}
+	return ollamaFlags{r.Model, r.Think, r.Logprobs, r.TopLogprobs, r.Truncate, r.Shift, r.DebugRenderOnly}.check()
 }
 
 // checkOllamaGenerate refuses the generate fields nextact does not serve.
@@ -274,16 +289,8 @@ func checkOllamaGenerate(r *api.GenerateRequest) error {
 		return invalid("context", "'context' is not supported: send the whole prompt, or the conversation to /api/chat.")
 	case len(r.Images) > 0:
 		return invalid("images", "images are not supported: nextact serves text models only.")
-	case thinks(r.Think):
-		return invalid("think", "%q does not support thinking.", truncate(r.Model, 64))
-	case r.Logprobs || r.TopLogprobs > 0:
-		return invalid("logprobs", "logprobs are not supported.")
-	case isTrue(r.Truncate) || isTrue(r.Shift):
-		return invalid("truncate", "truncate and shift are not supported: nextact never cuts a prompt; one over the context is refused.")
-	case r.DebugRenderOnly:
-		return invalid("_debug_render_only", "_debug_render_only is not supported.")
 	case r.Width != 0 || r.Height != 0 || r.Steps != 0:
 		return invalid("width", "image generation is not supported: nextact serves text models only.")
 	}
-	return nil
+	return ollamaFlags{r.Model, r.Think, r.Logprobs, r.TopLogprobs, r.Truncate, r.Shift, r.DebugRenderOnly}.check()
 }
