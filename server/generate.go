@@ -207,13 +207,17 @@ func (s *Server) prepare(ctx context.Context, c *fiber.Ctx, m *Model, prompt []i
 
 // startGeneration submits req and answers with a stream in f's format. A
 // stream outlives its handler: it gets its own context with the same
-// deadline as ctx, and calls release (when not nil) once it has ended.
+// deadline as ctx, and calls release (when not nil) once it has ended, or
+// here when the submission fails: release is called exactly once.
 func (s *Server) startGeneration(ctx context.Context, c *fiber.Ctx, m *Model, req batching.Request, contentType string, f frames, release func()) error {
 	deadline, _ := ctx.Deadline()
 	sctx, scancel := context.WithDeadline(s.base, deadline)
 	h, err := m.Generator.Submit(sctx, req)
 	if err != nil {
 		scancel()
+		if release != nil {
+			release()
+		}
 		return err
 	}
 	s.startStream(c, contentType, &stream{
