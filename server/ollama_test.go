@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -517,5 +518,39 @@ func TestOllamaSharesLimitsAndMetrics(t *testing.T) {
 	resp, body = e.do(t, http.MethodPost, "/api/generate", gen)
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(ollamaError(t, body), "shutting down") {
 		t.Errorf("draining: %d %s", resp.StatusCode, body)
+	}
+}
+
+// Bodies over --body-limit, as sent or once inflated, are refused on /api
+// as on /v1, in Ollama's shape.
+func TestOllamaBodyLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{cfg: server.Config{BodyLimit: 2048}})
+	base := serve(t, e)
+	big := `{"model":"test-llama","prompt":"` + strings.Repeat("x", 4096) + `"}`
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(big))
+	_ = zw.Close()
+	for name, send := range map[string]func() (*http.Response, error){
+		"plain": func() (*http.Response, error) {
+			return http.Post(base+"/api/generate", "application/json", strings.NewReader(big))
+		},
+		"gzip": func() (*http.Response, error) {
+			req, _ := http.NewRequest(http.MethodPost, base+"/api/generate", bytes.NewReader(gz.Bytes()))
+			req.Header.Set("Content-Encoding", "gzip")
+			return http.DefaultClient.Do(req)
+		},
+	} {
+		resp, err := send()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(ollamaError(t, b.Bytes()), "2048 bytes") {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, b.Bytes())
+		}
 	}
 }
