@@ -136,11 +136,9 @@ func (s *Server) sortedModels() []*Model {
 	return out
 }
 
-// ollamaDetails describes m as Ollama's model details: a GGUF file; the
-// family and sizes are not known to the server and stay empty.
-func ollamaDetails(m *Model) api.ModelDetails {
-	return api.ModelDetails{Format: "gguf"}
-}
+// ollamaDetails are every model's details in Ollama's listings: a GGUF
+// file; the family and sizes are not known to the server and stay empty.
+var ollamaDetails = api.ModelDetails{Format: "gguf"}
 
 // ollamaTags answers GET /api/tags: every served model. Size and digest
 // are not known to the server: 0 and "".
@@ -148,7 +146,7 @@ func (s *Server) ollamaTags(c *fiber.Ctx) error {
 	ms := s.sortedModels()
 	out := api.ListResponse{Models: make([]api.ListModelResponse, len(ms))}
 	for i, m := range ms {
-		out.Models[i] = api.ListModelResponse{Name: m.ID, Model: m.ID, ModifiedAt: m.Created, Details: ollamaDetails(m)}
+		out.Models[i] = api.ListModelResponse{Name: m.ID, Model: m.ID, ModifiedAt: m.Created, Details: ollamaDetails}
 	}
 	return c.JSON(out)
 }
@@ -160,7 +158,7 @@ func (s *Server) ollamaPs(c *fiber.Ctx) error {
 	out := api.ProcessResponse{Models: make([]api.ProcessModelResponse, len(ms))}
 	for i, m := range ms {
 		out.Models[i] = api.ProcessModelResponse{
-			Name: m.ID, Model: m.ID, Details: ollamaDetails(m), ContextLength: m.ContextLength,
+			Name: m.ID, Model: m.ID, Details: ollamaDetails, ContextLength: m.ContextLength,
 		}
 	}
 	return c.JSON(out)
@@ -190,7 +188,7 @@ func (s *Server) ollamaShow(c *fiber.Ctx) error {
 	}
 	return c.JSON(api.ShowResponse{
 		Parameters: params.String(),
-		Details:    ollamaDetails(m),
+		Details:    ollamaDetails,
 		ModelInfo: map[string]any{
 			"general.name":           m.ID,
 			"nextact.chat_format":    string(m.Format),

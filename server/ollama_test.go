@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ollama/ollama/api"
 
@@ -73,7 +74,7 @@ func TestOllamaMetadata(t *testing.T) {
 	if err != nil || len(list.Models) != 2 || list.Models[0].Name != testModel || list.Models[1].Name != mistralModel {
 		t.Fatalf("List = %+v, %v", list, err)
 	}
-	if m := list.Models[0]; m.Model != testModel || !m.ModifiedAt.Equal(testNow.Add(-time1h)) || m.Details.Format != "gguf" {
+	if m := list.Models[0]; m.Model != testModel || !m.ModifiedAt.Equal(testNow.Add(-time.Hour)) || m.Details.Format != "gguf" {
 		t.Errorf("List entry %+v", m)
 	}
 	ps, err := c.ListRunning(ctx)
@@ -97,8 +98,6 @@ func TestOllamaMetadata(t *testing.T) {
 		t.Errorf("Show of an unknown model: %#v", err)
 	}
 }
-
-const time1h = 3600 * 1e9
 
 // /api/version reports the version of the ollama module in go.mod.
 func TestOllamaVersionIsTheModules(t *testing.T) {
