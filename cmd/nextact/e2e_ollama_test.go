@@ -142,6 +142,30 @@ func TestOllamaClient(t *testing.T) {
 	if !errors.As(err, &se) || se.StatusCode != 400 || !strings.Contains(se.ErrorMessage, "mirostat") {
 		t.Errorf("unknown option: %#v", err)
 	}
+	// Hostile inputs on the real engine: refused in Ollama's shape, or
+	// bounded (a huge num_predict ends at the context: done_reason length).
+	for _, tc := range []struct {
+		body   string
+		status int
+		want   string
+	}{
+		{`{"model":` + fmt.Sprintf("%q", id) + `,"prompt":"hi","stream":false,"options":{"num_predict":1e15,"num_ctx":64}}`, 200, "length"},
+		{`{"model":` + fmt.Sprintf("%q", id) + `,"prompt":"hi","stream":false,"options":{"num_predict":1e18}}`, 400, "integer"},
+		{`{"model":` + fmt.Sprintf("%q", id) + `,"prompt":"hi","stream":false,"options":{"num_ctx":1e18}}`, 400, "num_ctx"},
+		{`{"model":` + fmt.Sprintf("%q", id) + `,"prompt":"hi","stream":false,"options":{"seed":1e300,"top_k":1e300}}`, 400, "integer"},
+		{`{"model":` + fmt.Sprintf("%q", id) + `,"prompt":` + fmt.Sprintf("%q", strings.Repeat("<|eot_id|>", 2000)) + `,"raw":true,"stream":false}`, 400, "maximum context length"},
+		{`{"model":"nope","prompt":"hi"}`, 404, "not found"},
+		{`{"model":`, 400, "JSON"},
+	} {
+		code, _, out := post(t, ts.URL+"/api/generate", tc.body)
+		got := fmt.Sprint(out["error"])
+		if code == 200 {
+			got = fmt.Sprint(out["done_reason"])
+		}
+		if code != tc.status || !strings.Contains(got, tc.want) {
+			t.Errorf("%.80s: %d %v", tc.body, code, out)
+		}
+	}
 	err = c.Pull(ctx, &api.PullRequest{Model: "llama3.2"}, func(api.ProgressResponse) error { return nil })
 	if !errors.As(err, &se) || se.StatusCode != 501 || !strings.Contains(se.ErrorMessage, "local models only") {
 		t.Errorf("pull: %#v", err)
