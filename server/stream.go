@@ -163,6 +163,8 @@ type sseFrames struct {
 	buf          []byte
 }
 
+var _ frames = (*sseFrames)(nil)
+
 func (f *sseFrames) start() []byte         { return f.events.role() }
 func (f *sseFrames) text(s string) []byte  { return f.events.content(s) }
 func (f *sseFrames) keepAlive() []byte     { return keepAliveEvent }
