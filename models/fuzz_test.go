@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/nextact/nextact/models"
 )
@@ -58,6 +59,10 @@ func FuzzRender(f *testing.F) {
 			c := m.Content
 			if format == models.FormatMistral && i == 1 && msgs[0].Role == "system" && msgs[0].Content != "" {
 				c = msgs[0].Content + "\n\n" + c
+			}
+			if format == models.FormatLlama3 {
+				// Llama 3 trims each message as Python's str.strip does.
+				c = strings.TrimFunc(c, func(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f })
 			}
 			if c != "" && !(format == models.FormatMistral && i == 0 && m.Role == "system") {
 				want = append(want, c)
