@@ -81,7 +81,7 @@ FUZZ_SHORT ?= 2000x
 FUZZ_TARGETS := ./batching:FuzzStopStrings ./models:FuzzRender ./models:FuzzInspect \
 	./nextaction:FuzzCompileSchema ./nextaction:FuzzParsePage \
 	./server:FuzzChatCompletions ./server:FuzzCompletions ./server:FuzzNextAction ./server:FuzzSessions ./server:FuzzTokenizer \
-	./server:FuzzDecodeErrorPath ./server:FuzzInflate
+	./server:FuzzDecodeErrorPath ./server:FuzzInflate ./server:FuzzOllamaChat ./server:FuzzOllamaGenerate
 define run_fuzz
 	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:} for $(1)"; \

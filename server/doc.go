@@ -1,6 +1,7 @@
 // Package server is nextact's HTTP front: an OpenAI-compatible API
-// (/v1/chat/completions, /v1/completions, /v1/models) and a health check,
-// served by Fiber.
+// (/v1/chat/completions, /v1/completions, /v1/models), the subset of
+// Ollama's API that serves local models (/api/chat, /api/generate, ...:
+// ollama*.go), and a health check, served by Fiber.
 //
 // The server renders and tokenizes prompts, validates requests against each
 // model's context length and hands them to a Generator (in production the
@@ -8,7 +9,10 @@
 //
 // Invariants:
 //   - Every error response has OpenAI's shape {"error":{message,type,param,
-//     code}}; errors become HTTP statuses in exactly one place (httpError).
+//     code}} (Ollama's {"error":"..."} under /api); errors become HTTP
+//     statuses in exactly one place (httpError).
+//   - The Ollama API's handlers get their model through acquire and
+//     release it when done; a stream releases it when it ends.
 //   - Every request runs under a server-side deadline
 //     (Config.RequestTimeout) that starts with its handler, so preparing it
 //     (rendering, tokenizing, compiling a grammar) counts too; preparation

@@ -269,7 +269,8 @@ func (s *Server) fiberFailure(e *fiber.Error) httpFailure {
 	return failure(e.Code, typ, "", "", e.Message)
 }
 
-// handleError writes err as an OpenAI error response. It is Fiber's
+// handleError writes err as an OpenAI error response (in Ollama's shape
+// on the Ollama API's paths). It is Fiber's
 // ErrorHandler and is also called by the request logger.
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	f, internal := s.httpError(err)
@@ -281,6 +282,9 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	}
 	if f.status == http.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
+	}
+	if isOllamaPath(c.Path()) { // ollama.go
+		return c.Status(f.status).JSON(ollamaErrorBody{Error: f.body.Error.Message})
 	}
 	return c.Status(f.status).JSON(f.body)
 }

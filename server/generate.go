@@ -53,11 +53,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		return err
 	}
 	m.Defaults.apply(&req.genParams, &opts)
-	segs, err := m.Format.Render(msgs)
-	if err != nil {
-		return invalid("messages", "The messages cannot be rendered for this model: %v.", err)
-	}
-	prompt, err := models.TokenizeSegments(ctx, m.Tokenizer, segs)
+	prompt, err := chatPrompt(ctx, m, msgs)
 	if err != nil {
 		return err
 	}
@@ -65,6 +61,31 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	// engine reports a control token as text.
 	opts.stop = append(opts.stop, m.Format.StopStrings()...)
 	return s.generate(ctx, c, m, prompt, opts, chatEndpoint, "messages")
+}
+
+// chatPrompt renders msgs in m's chat format and tokenizes them (message
+// content with control-token parsing off).
+func chatPrompt(ctx context.Context, m *Model, msgs []models.Message) ([]int32, error) {
+	segs, err := m.Format.Render(msgs)
+	if err != nil {
+		return nil, invalid("messages", "The messages cannot be rendered for this model: %v.", err)
+	}
+	return models.TokenizeSegments(ctx, m.Tokenizer, segs)
+}
+
+// textPrompt tokenizes a raw prompt as given (control-token text is
+// parsed), after the model's BOS; param names the field it came from.
+func textPrompt(m *Model, text, param string) ([]int32, error) {
+	toks, err := m.Tokenizer.Tokenize(text, true)
+	if err != nil {
+		return nil, fmt.Errorf("tokenize prompt: %w", err)
+	}
+	prompt := make([]int32, 0, len(m.BOS)+len(toks))
+	prompt = append(append(prompt, m.BOS...), toks...)
+	if len(prompt) == 0 {
+		return nil, invalid(param, "'%s' must not be empty.", param)
+	}
+	return prompt, nil
 }
 
 func (r *chatRequest) checkUnsupported() error {
@@ -133,16 +154,7 @@ func (m *Model) completionTokens(p completionPrompt, param string) ([]int32, err
 	if p.isIDs {
 		return p.ids, nil
 	}
-	toks, err := m.Tokenizer.Tokenize(p.text, true)
-	if err != nil {
-		return nil, fmt.Errorf("tokenize prompt: %w", err)
-	}
-	prompt := make([]int32, 0, len(m.BOS)+len(toks))
-	prompt = append(append(prompt, m.BOS...), toks...)
-	if len(prompt) == 0 {
-		return nil, invalid(param, "'%s' must not be empty.", param)
-	}
-	return prompt, nil
+	return textPrompt(m, p.text, param)
 }
 
 // vocabSize is the vocabulary's size, 0 when unknown.
@@ -174,37 +186,14 @@ func (s *Server) newMeta(m *Model, kind endpoint) responseMeta {
 // from requestContext; the handler cancels it when it returns) and answers
 // with one JSON response or a stream.
 func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []int32, opts genOptions, kind endpoint, promptParam string) error {
-	maxTokens, err := completionBudget(len(prompt), m.ContextLength, opts.maxTokens, cmp.Or(opts.defaultMax, s.cfg.DefaultMaxTokens), promptParam)
+	req, err := s.prepare(ctx, c, m, prompt, opts, promptParam)
 	if err != nil {
 		return err
 	}
-	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop,
-		Priority: requestPriority(c), PriorWait: modelWait(c)}
-	if opts.format != nil {
-		if req.Constraint, err = structuredOutput(m, opts.format); err != nil {
-			return err
-		}
-		req.Stop = nil // the grammar decides where the output ends
-	}
-	if err := ctx.Err(); err != nil {
-		return err // the deadline passed while preparing
-	}
 	if opts.stream {
-		// A stream outlives its handler: it gets its own context with the
-		// same deadline.
-		deadline, _ := ctx.Deadline()
-		sctx, scancel := context.WithDeadline(s.base, deadline)
-		h, err := m.Generator.Submit(sctx, req)
-		if err != nil {
-			scancel()
-			return err
-		}
-		s.startStream(c, holdLease(c), &stream{
-			log: s.log, h: h, ctx: sctx, cancel: scancel,
-			events: newEventFormat(s.newMeta(m, kind), opts.includeUsage), includeUsage: opts.includeUsage,
-			errorEvent: s.errorEvent, keepAlive: s.keepAlive,
-		})
-		return nil
+		return s.startGeneration(ctx, c, m, req, "text/event-stream", &sseFrames{
+			events: newEventFormat(s.newMeta(m, kind), opts.includeUsage), includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
+		}, holdLease(c))
 	}
 	h, err := m.Generator.Submit(ctx, req)
 	if err != nil {
@@ -223,6 +212,58 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 		return err
 	}
 	return c.JSON(buildResponse(meta, res))
+}
+
+// prepare checks a tokenized prompt against the context (the model's, or
+// opts.ctxLimit when smaller) and builds its scheduler request: the
+// completion budget, sampling, stop strings or the structured-output
+// constraint, and the client's priority.
+func (s *Server) prepare(ctx context.Context, c *fiber.Ctx, m *Model, prompt []int32, opts genOptions, promptParam string) (batching.Request, error) {
+	ctxLen := m.ContextLength
+	if opts.ctxLimit > 0 && opts.ctxLimit < ctxLen {
+		ctxLen = opts.ctxLimit
+	}
+	requested := opts.maxTokens
+	if left := ctxLen - len(prompt); opts.capMaxTokens && requested != nil && left > 0 && *requested > left {
+		requested = &left
+	}
+	maxTokens, err := completionBudget(len(prompt), ctxLen, requested, cmp.Or(opts.defaultMax, s.cfg.DefaultMaxTokens), promptParam)
+	if err != nil {
+		return batching.Request{}, err
+	}
+	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop,
+		Priority: requestPriority(c), PriorWait: modelWait(c)}
+	if opts.format != nil {
+		if req.Constraint, err = structuredOutput(m, opts.format); err != nil {
+			return req, err
+		}
+		req.Stop = nil // the grammar decides where the output ends
+	}
+	if err := ctx.Err(); err != nil {
+		return req, err // the deadline passed while preparing
+	}
+	return req, nil
+}
+
+// startGeneration submits req and answers with a stream in f's format. A
+// stream outlives its handler: it gets its own context with the same
+// deadline as ctx, and calls release (when not nil) once it has ended, or
+// here when the submission fails: release is called exactly once.
+func (s *Server) startGeneration(ctx context.Context, c *fiber.Ctx, m *Model, req batching.Request, contentType string, f frames, release func()) error {
+	deadline, _ := ctx.Deadline()
+	sctx, scancel := context.WithDeadline(s.base, deadline)
+	h, err := m.Generator.Submit(sctx, req)
+	if err != nil {
+		scancel()
+		if release != nil {
+			release()
+		}
+		return err
+	}
+	s.startStream(c, contentType, &stream{
+		log: s.log, h: h, ctx: sctx, cancel: scancel, keepAlive: s.keepAlive, frames: f, release: release,
+	})
+	return nil
 }
 
 func buildResponse(meta responseMeta, res batching.Chunk) any {

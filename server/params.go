@@ -19,6 +19,12 @@ type genOptions struct {
 	includeUsage bool
 	// format is a json_object or json_schema response_format, else nil.
 	format *responseFormat
+	// ctxLimit, when positive and below the model's context, is the
+	// context the prompt and completion must fit (Ollama's num_ctx).
+	ctxLimit int
+	// capMaxTokens caps maxTokens at the context left after the prompt
+	// instead of refusing the request (Ollama's num_predict).
+	capMaxTokens bool
 	// defaultMax replaces Config.DefaultMaxTokens when positive (the
 	// model's default max_tokens).
 	defaultMax int

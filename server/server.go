@@ -248,6 +248,7 @@ func (s *Server) routes() {
 	s.app.Post("/detokenize", s.authenticate, s.gate, s.inflateBody, s.detokenize)
 	s.app.Get("/tokenizer_info", s.authenticate, s.tokenizerInfo)
 	s.app.Get("/health", s.health)
+	s.ollamaRoutes() // ollama.go
 }
 
 // App returns the Fiber app, for tests (app.Test) and for mounting.

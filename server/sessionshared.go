@@ -43,15 +43,15 @@ const DefaultSessionLease = 30 * time.Second
 
 // sharedSessions keeps sessions in a SharedSessionStore.
 type sharedSessions struct {
-	store  SharedSessionStore
+	store SharedSessionStore
 	// contextOf gives a served model's context length (ok false: not
 	// served here).
 	contextOf func(id string) (ctxLen int, ok bool)
-	ttl    time.Duration
-	max    int
-	lease  time.Duration
-	now    func() time.Time
-	log    *zap.Logger
+	ttl       time.Duration
+	max       int
+	lease     time.Duration
+	now       func() time.Time
+	log       *zap.Logger
 
 	mu       sync.Mutex
 	closed   bool

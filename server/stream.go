@@ -27,34 +27,50 @@ var (
 	errClientGone  = errors.New("client went away")
 )
 
-// startStream answers with Server-Sent Events written by st.run, which
-// fasthttp runs on its own goroutine after the handler returns.
-// release ends the stream's hold on its model's lease (holdLease).
-func (s *Server) startStream(c *fiber.Ctx, release func(), st *stream) {
-	c.Set(fiber.HeaderContentType, "text/event-stream")
+// startStream answers with a stream written by st.run, which fasthttp
+// runs on its own goroutine after the handler returns; contentType is the
+// stream's media type (text/event-stream for /v1, NDJSON for /api).
+func (s *Server) startStream(c *fiber.Ctx, contentType string, st *stream) {
+	c.Set(fiber.HeaderContentType, contentType)
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
 	s.inflight.add()
-	st.done = func() {
-		release()
-		s.inflight.done()
-	}
+	st.done = s.inflight.done
 	c.Context().SetBodyStreamWriter(st.run)
 }
 
-// stream writes one generation as SSE. It holds no *fiber.Ctx: everything
-// it needs is copied in by the handler.
+// frames renders one stream's wire format: SSE events for /v1
+// (sseFrames), NDJSON lines for the Ollama API (ollamaFrames). The slices
+// returned are valid until the next call. Not goroutine-safe: one stream
+// owns it.
+type frames interface {
+	// start is written first; nil for none.
+	start() []byte
+	// text carries generated text.
+	text(s string) []byte
+	// keepAlive is written while no text has come yet, so that a client
+	// that went away is noticed.
+	keepAlive() []byte
+	// end closes a stream whose generation finished (stop or length).
+	end(c batching.Chunk) []byte
+	// fail closes a stream with err.
+	fail(err error) []byte
+}
+
+// stream writes one generation. It holds no *fiber.Ctx: everything it
+// needs is copied in by the handler.
 type stream struct {
-	log          *zap.Logger
-	h            *batching.Handle
-	ctx          context.Context // the request's deadline
-	cancel       context.CancelFunc
-	events       *eventFormat
-	includeUsage bool
-	errorEvent   func(error) []byte
-	keepAlive    time.Duration
-	done         func()
-	gotText      bool
+	log       *zap.Logger
+	h         *batching.Handle
+	ctx       context.Context // the request's deadline
+	cancel    context.CancelFunc
+	frames    frames
+	keepAlive time.Duration
+	done      func()
+	// release, when set, is called once the stream has ended (the model's
+	// lease, see acquire).
+	release func()
+	gotText bool
 }
 
 // run is the fasthttp stream writer. It returns on the first failed write,
@@ -62,6 +78,9 @@ type stream struct {
 // way.
 func (st *stream) run(w *bufio.Writer) {
 	defer st.done()
+	if st.release != nil {
+		defer st.release()
+	}
 	defer st.cancel()
 	defer func() {
 		if r := recover(); r != nil {
@@ -69,7 +88,7 @@ func (st *stream) run(w *bufio.Writer) {
 			st.log.Error("panic in stream writer", zap.Any("panic", r), zap.Stack("stack"))
 		}
 	}()
-	if first := st.events.role(); first != nil && !st.write(w, first) {
+	if first := st.frames.start(); first != nil && !st.write(w, first) {
 		return
 	}
 	for {
@@ -78,12 +97,12 @@ func (st *stream) run(w *bufio.Writer) {
 		case errors.Is(err, errClientGone):
 			return
 		case err != nil:
-			st.fail(w, waitError(err))
+			st.write(w, st.frames.fail(waitError(err)))
 			return
 		}
 		if c.Text != "" {
 			st.gotText = true
-			if !st.write(w, st.events.content(c.Text)) {
+			if !st.write(w, st.frames.text(c.Text)) {
 				return
 			}
 		}
@@ -95,7 +114,7 @@ func (st *stream) run(w *bufio.Writer) {
 }
 
 // next waits for text. Until the first text it wakes every keepAlive to
-// write a comment.
+// write a keep-alive frame.
 func (st *stream) next(w *bufio.Writer) (batching.Chunk, error) {
 	if st.gotText {
 		return st.h.Next(st.ctx)
@@ -110,7 +129,7 @@ func (st *stream) next(w *bufio.Writer) (batching.Chunk, error) {
 		if err := st.ctx.Err(); err != nil {
 			return c, err
 		}
-		if !st.write(w, keepAliveEvent) {
+		if !st.write(w, st.frames.keepAlive()) {
 			return c, errClientGone
 		}
 	}
@@ -118,23 +137,10 @@ func (st *stream) next(w *bufio.Writer) (batching.Chunk, error) {
 
 func (st *stream) finish(w *bufio.Writer, c batching.Chunk) {
 	if err := finishError(st.ctx, c); err != nil {
-		st.fail(w, err)
+		st.write(w, st.frames.fail(err))
 		return
 	}
-	if !st.write(w, st.events.finish(c.Finish.String())) {
-		return
-	}
-	if st.includeUsage && !st.write(w, st.events.usage(c.Usage)) {
-		return
-	}
-	st.write(w, doneEvent)
-}
-
-// fail ends a started stream with an error event and [DONE].
-func (st *stream) fail(w *bufio.Writer, err error) {
-	if st.write(w, st.errorEvent(err)) {
-		st.write(w, doneEvent)
-	}
+	st.write(w, st.frames.end(c))
 }
 
 // write sends b and flushes it; on failure the client is gone and the
@@ -147,6 +153,30 @@ func (st *stream) write(w *bufio.Writer, b []byte) bool {
 	}
 	st.h.Cancel()
 	return false
+}
+
+// sseFrames are /v1's Server-Sent Events: OpenAI's chunks, then [DONE].
+type sseFrames struct {
+	events       *eventFormat
+	includeUsage bool
+	errorEvent   func(error) []byte
+	buf          []byte
+}
+
+var _ frames = (*sseFrames)(nil)
+
+func (f *sseFrames) start() []byte         { return f.events.role() }
+func (f *sseFrames) text(s string) []byte  { return f.events.content(s) }
+func (f *sseFrames) keepAlive() []byte     { return keepAliveEvent }
+func (f *sseFrames) fail(err error) []byte { return append(f.errorEvent(err), doneEvent...) }
+
+// end is the finish event, the usage event when asked for, and [DONE].
+func (f *sseFrames) end(c batching.Chunk) []byte {
+	f.buf = append(f.buf[:0], f.events.finish(c.Finish.String())...)
+	if f.includeUsage {
+		f.buf = append(f.buf, f.events.usage(c.Usage)...)
+	}
+	return append(f.buf, doneEvent...)
 }
 
 // errorEvent renders err as a data event in OpenAI's error shape.

@@ -44,14 +44,15 @@ type tokenizeResponse struct {
 	TokenStrs   []string `json:"token_strs,omitempty"`
 }
 
-// tokenModel is the request's model; without one, the only model served.
-func (s *Server) tokenModel(id string) (*Model, error) {
-	if id == "" && len(s.models) == 1 {
-		for _, m := range s.models {
-			return m, nil
+// tokenModel leases the request's model; without one, the only model
+// served.
+func (s *Server) tokenModel(c *fiber.Ctx, id string) (*Model, func(), error) {
+	if id == "" {
+		if all := s.source.List(); len(all) == 1 {
+			id = all[0].ID
 		}
 	}
-	return s.model(id)
+	return s.acquire(c, id)
 }
 
 func (s *Server) tokenize(c *fiber.Ctx) error {
@@ -61,10 +62,11 @@ func (s *Server) tokenize(c *fiber.Ctx) error {
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.tokenModel(req.Model)
+	m, release, err := s.tokenModel(c, req.Model)
 	if err != nil {
 		return err
 	}
+	defer release()
 	var toks []int32
 	switch n := countSet(req.Content != nil, req.Prompt != nil, req.Messages != nil); {
 	case n == 0:
@@ -160,10 +162,11 @@ func (s *Server) detokenize(c *fiber.Ctx) error {
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
 	}
-	m, err := s.tokenModel(req.Model)
+	m, release, err := s.tokenModel(c, req.Model)
 	if err != nil {
 		return err
 	}
+	defer release()
 	if m.Vocab == nil {
 		return invalid("model", "This model does not expose its vocabulary.")
 	}
@@ -191,10 +194,11 @@ type tokenizerInfo struct {
 }
 
 func (s *Server) tokenizerInfo(c *fiber.Ctx) error {
-	m, err := s.tokenModel(c.Query("model"))
+	m, release, err := s.tokenModel(c, c.Query("model"))
 	if err != nil {
 		return err
 	}
+	defer release()
 	info := tokenizerInfo{Model: m.ID, TokenizerClass: "llama.cpp", VocabSize: m.vocabSize(), ModelMaxLength: m.ContextLength,
 		AddBOSToken: len(m.BOS) > 0, ChatFormat: string(m.Format)}
 	if len(m.BOS) > 0 && m.Vocab != nil {
