@@ -38,6 +38,25 @@ type recorder struct {
 	reports   []batching.Report
 }
 
+// finishOrder opens gate, waits for every handle, and names the finished
+// requests in the order they finished.
+func finishOrder(ctx context.Context, t *testing.T, gate chan struct{}, hs []*batching.Handle, rec *recorder, name func(batching.Report) string) []string {
+	t.Helper()
+	close(gate)
+	for _, h := range hs {
+		if _, err := h.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var got []string
+	for _, r := range rec.reports {
+		got = append(got, name(r))
+	}
+	return got
+}
+
 func (r *recorder) Decided(d admission.Decision) {
 	r.mu.Lock()
 	r.decisions = append(r.decisions, d)
@@ -98,18 +117,9 @@ func TestPriorityOrder(t *testing.T) {
 			waitFor(t, func() bool { return s.Stats().Running == 1 })
 		}
 	}
-	close(gate)
-	for _, h := range hs {
-		if _, err := h.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	got := finishOrder(ctx, t, gate, hs, rec, func(r batching.Report) string { return r.Priority.String() })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	var got []string
-	for _, r := range rec.reports {
-		got = append(got, r.Priority.String())
-	}
 	want := []string{"normal", "high", "high", "normal", "normal", "low", "low"}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)

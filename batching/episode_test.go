@@ -40,18 +40,7 @@ func TestEpisodeAdmissionOrder(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		hs = append(hs, submit(fmt.Sprintf("c%d", i), 10+i, true))
 	}
-	close(gate)
-	for _, h := range hs {
-		if _, err := h.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	var got []string
-	for _, r := range rec.reports {
-		got = append(got, names[r.Usage.PromptTokens])
-	}
+	got := finishOrder(ctx, t, gate, hs, rec, func(r batching.Report) string { return names[r.Usage.PromptTokens] })
 	if want := "x c1 c2 n1 c3 c4 n2 c5 n3"; strings.Join(got, " ") != want {
 		t.Fatalf("admission order %v, want %s", got, want)
 	}

@@ -1,6 +1,8 @@
 package batching
 
 import (
+	"slices"
+
 	"go.uber.org/zap"
 )
 
@@ -68,23 +70,20 @@ func (h *hostTier) touch(e *hostEntry) {
 }
 
 // put stores state for tokens, dropping the entries it makes redundant and
-// then the least recently used ones until it fits. It reports the bytes
-// freed; a state larger than the whole budget is not kept.
-func (h *hostTier) put(tokens []int32, state []byte) (stored bool, freed int64) {
+// then the least recently used ones until it fits. A state larger than the
+// whole budget is not kept (false).
+func (h *hostTier) put(tokens []int32, state []byte) bool {
 	size := int64(len(state))
 	if size > h.budget {
-		return false, 0
+		return false
 	}
-	kept := h.entries[:0]
-	for _, e := range h.entries {
-		if len(e.tokens) <= len(tokens) && commonPrefix(e.tokens, tokens) == len(e.tokens) {
-			freed += h.drop(e)
-			continue
+	h.entries = slices.DeleteFunc(h.entries, func(e *hostEntry) bool {
+		redundant := len(e.tokens) <= len(tokens) && commonPrefix(e.tokens, tokens) == len(e.tokens)
+		if redundant {
+			h.drop(e)
 		}
-		kept = append(kept, e)
-	}
-	clear(h.entries[len(kept):])
-	h.entries = kept
+		return redundant
+	})
 	for h.used+size > h.budget {
 		oldest := 0
 		for i, e := range h.entries {
@@ -92,33 +91,28 @@ func (h *hostTier) put(tokens []int32, state []byte) (stored bool, freed int64) 
 				oldest = i
 			}
 		}
-		freed += h.drop(h.entries[oldest])
-		h.entries = append(h.entries[:oldest], h.entries[oldest+1:]...)
+		h.drop(h.entries[oldest])
+		h.entries = slices.Delete(h.entries, oldest, oldest+1)
 	}
 	e := &hostEntry{tokens: tokens, state: state}
 	h.touch(e)
 	h.entries = append(h.entries, e)
 	h.used += size
-	return true, freed
+	return true
 }
 
 // remove takes e out of the tier.
 func (h *hostTier) remove(e *hostEntry) {
-	for i, x := range h.entries {
-		if x == e {
-			h.drop(e)
-			h.entries = append(h.entries[:i], h.entries[i+1:]...)
-			return
-		}
+	if i := slices.Index(h.entries, e); i >= 0 {
+		h.drop(e)
+		h.entries = slices.Delete(h.entries, i, i+1)
 	}
 }
 
 // drop releases e's bytes (the caller removes it from entries).
-func (h *hostTier) drop(e *hostEntry) int64 {
-	n := int64(len(e.state))
-	h.used -= n
+func (h *hostTier) drop(e *hostEntry) {
+	h.used -= int64(len(e.state))
 	e.state = nil
-	return n
 }
 
 // HostKVStats is the host tier's part of Stats.
@@ -156,47 +150,53 @@ func (s *Scheduler) saveToHost(i int32) {
 		s.log.Warn("save KV to host memory", zap.Int32("seq", i), zap.Error(err))
 		return
 	}
-	stored, _ := s.host.put(tokens, state)
-	s.mu.Lock()
-	if stored {
-		s.hostStats.Saves++
-		s.hostStats.SavedBytes += uint64(len(state))
-	}
-	s.hostStats.Bytes, s.hostStats.Entries = s.host.used, len(s.host.entries)
-	s.mu.Unlock()
+	stored := s.host.put(tokens, state)
+	s.noteHost(func(st *HostKVStats) {
+		if stored {
+			st.Saves++
+			st.SavedBytes += uint64(len(state))
+		}
+	})
 }
 
 // restoreFromHost sets up q's slot from the host entry the planner chose,
 // trimmed to the planned prefix. An entry that left the tier since (a save
 // earlier in the same plan needed its room) makes the slot start empty.
 func (s *Scheduler) restoreFromHost(q *sequence) error {
-	e, p := q.host, q.kv
+	e, keep := q.host, q.kv.keep
 	q.host = nil
-	if e == nil || e.state == nil {
-		q.kv.keep = 0
-		return s.engine.ClearSeq(q.slot)
-	}
-	err := s.contain("host KV restore", func() error { return s.saver.RestoreSeq(q.slot, e.state) })
-	if err != nil {
+	if e != nil && e.state != nil {
+		err := s.contain("host KV restore", func() error { return s.saver.RestoreSeq(q.slot, e.state) })
+		if err == nil {
+			if keep < len(e.tokens) {
+				if err := s.reuser.TrimSeq(q.slot, keep); err != nil {
+					return err
+				}
+			}
+			s.host.touch(e)
+			s.noteHost(func(st *HostKVStats) {
+				st.Restores++
+				st.RestoredBytes += uint64(len(e.state))
+				st.RestoredTokens += uint64(keep)
+			})
+			return nil
+		}
 		// The entry is no use: drop it, and prefill the whole prompt.
 		s.log.Warn("restore KV from host memory", zap.Int32("seq", q.slot), zap.Error(err))
 		s.host.remove(e)
-		s.mu.Lock()
-		s.hostStats.Bytes, s.hostStats.Entries = s.host.used, len(s.host.entries)
-		s.mu.Unlock()
-		q.kv.keep = 0
-		return s.engine.ClearSeq(q.slot)
+		s.noteHost(nil)
 	}
-	if p.keep < len(e.tokens) {
-		if err := s.reuser.TrimSeq(q.slot, p.keep); err != nil {
-			return err
-		}
-	}
-	s.host.touch(e)
+	q.kv.keep = 0
+	return s.engine.ClearSeq(q.slot)
+}
+
+// noteHost refreshes the host tier's figures that Stats reports (under
+// mu: the tier itself is the loop's): what it holds now, and what f adds.
+func (s *Scheduler) noteHost(f func(*HostKVStats)) {
 	s.mu.Lock()
-	s.hostStats.Restores++
-	s.hostStats.RestoredBytes += uint64(len(e.state))
-	s.hostStats.RestoredTokens += uint64(p.keep)
-	s.mu.Unlock()
-	return nil
+	defer s.mu.Unlock()
+	s.hostStats.Bytes, s.hostStats.Entries = s.host.used, len(s.host.entries)
+	if f != nil {
+		f(&s.hostStats)
+	}
 }

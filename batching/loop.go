@@ -54,8 +54,6 @@ type sequence struct {
 	adm admissionState
 }
 
-func (q *sequence) pending() int { return len(q.tokens) - q.nPast }
-
 // extend appends generated tokens, copying the caller's prompt first.
 func (q *sequence) extend(toks ...int32) {
 	if !q.owned {

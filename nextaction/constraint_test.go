@@ -208,5 +208,3 @@ func TestConstraintMasksControlTokens(t *testing.T) {
 		t.Fatalf("forced prefix missing: %q", c.Output())
 	}
 }
-
-func bytesReader(b []byte) *strings.Reader { return strings.NewReader(string(b)) }
