@@ -16,6 +16,7 @@ type sequence struct {
 	req     Request
 	h       *Handle
 	sampler *sampler
+	pen     *penalties // nil without penalties or biases
 	text    textState
 	// slot is the slot the sequence runs in, or -1 (waiting, or ended
 	// without one).

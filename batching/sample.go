@@ -101,13 +101,15 @@ func fanOut(workers, n int, fn func(w, i int)) {
 }
 
 // drawToken samples the next token, under q's constraint if it has one.
-// It touches only q's own state and row. With an Allower and no top-k or
-// top-p cut, the token is drawn from the raw row first and the row masked
+// It touches only q's own state and row. Penalties and logit biases change
+// the row first (penalty.go). With an Allower and no top-k, top-p or
+// min-p cut, the token is drawn from the row first and the row masked
 // only when the constraint refuses it (rejection sampling: conditioning
 // softmax(logits/T) on the allowed set gives the masked distribution). A
 // cut is taken over the allowed tokens, which rejection cannot give, so
 // with one the row is masked first.
 func (s *Scheduler) drawToken(q *sequence, logits []float32, sc *sampleScratch) (int32, error) {
+	q.pen.apply(logits)
 	c := q.req.Constraint
 	if c == nil {
 		return q.sampler.sample(logits, sc)
@@ -148,6 +150,7 @@ func (s *Scheduler) apply(q *sequence, d draw) {
 // text and says whether q ends, and why.
 func (s *Scheduler) take(q *sequence, tok int32) (FinishReason, error) {
 	q.generated++
+	q.pen.seen(tok)
 	if q.req.Constraint != nil {
 		return s.acceptConstrained(q, tok)
 	}
@@ -208,6 +211,7 @@ func (s *Scheduler) takeForced(q *sequence) []int32 {
 	forced := f.Forced()
 	for _, t := range forced {
 		q.held += s.vocab.Piece(t)
+		q.pen.seen(t)
 	}
 	q.generated += len(forced)
 	return forced

@@ -32,10 +32,17 @@ func better(a, b candidate) bool {
 type sampler struct {
 	p   Sampling
 	rng *rand.Rand
+	// lnMinP is ln(MinP): a token whose scaled logit is below the best's
+	// by more than -lnMinP is dropped (-Inf without min-p).
+	lnMinP float64
 }
 
 func newSampler(p Sampling, seed uint64) *sampler {
-	return &sampler{p: p, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	s := &sampler{p: p, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), lnMinP: math.Inf(-1)}
+	if p.MinP > 0 {
+		s.lnMinP = math.Log(p.MinP)
+	}
+	return s
 }
 
 // sampleScratch is vocabulary-sized working memory, one per sampling
@@ -85,14 +92,15 @@ const logitWindow = 30
 const binsPerUnit = 64
 
 // cuts reports whether sampling a row of n logits cuts the distribution
-// (top-k or top-p at a temperature above 0).
+// (top-k, top-p or min-p at a temperature above 0).
 func (s *sampler) cuts(n int) bool {
-	return s.p.Temperature > 0 && (s.p.TopK > 0 && s.p.TopK < n || s.p.TopP > 0 && s.p.TopP < 1)
+	return s.p.Temperature > 0 && (s.p.TopK > 0 && s.p.TopK < n || s.p.TopP > 0 && s.p.TopP < 1 || s.p.MinP > 0)
 }
 
 // sample draws the next token from a logits row: greedy at temperature 0,
-// else from softmax(logits/T) cut to the TopK most likely tokens and then
-// to the smallest most-likely set holding TopP of the mass. Linear in the
+// else from softmax(logits/T) cut to the TopK most likely tokens, then to
+// those at least MinP times as likely as the best, and then to the
+// smallest most-likely set holding TopP of the mass. Linear in the
 // vocabulary: no sort of the whole row. A row with no finite maximum is
 // ErrNoFiniteLogit.
 func (s *sampler) sample(logits []float32, sc *sampleScratch) (int32, error) {
@@ -113,7 +121,7 @@ func (s *sampler) sample(logits []float32, sc *sampleScratch) (int32, error) {
 	var sum float64
 	for i, l := range logits {
 		z := (float64(l) - maxL) / t
-		if z > -logitWindow {
+		if z > -logitWindow && z >= s.lnMinP {
 			e := math.Exp(z)
 			p[i] = e
 			sum += e
@@ -201,7 +209,7 @@ func (s *sampler) sampleTopK(logits []float32, maxL float64, sc *sampleScratch) 
 	h := sc.cands[:0]
 	for i, l := range logits {
 		z := (float64(l) - maxL) / t
-		if !(z > -logitWindow) { // far below the best, or NaN
+		if !(z > -logitWindow) || z < s.lnMinP { // far below the best, NaN, or under min-p
 			continue
 		}
 		c := candidate{id: int32(i), logit: z}

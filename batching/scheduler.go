@@ -244,6 +244,7 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 		req:       req,
 		h:         newHandle(ctx),
 		sampler:   newSampler(req.Sampling, seed),
+		pen:       newPenalties(req.Sampling, req.Prompt),
 		text:      textState{stops: stops},
 		slot:      -1,
 		tokens:    req.Prompt,
@@ -326,6 +327,9 @@ func (s *Scheduler) check(req *Request) error {
 		return &RequestError{Field: "top_p", Msg: "must be in [0, 1]"}
 	case p.TopK < 0:
 		return &RequestError{Field: "top_k", Msg: "must not be negative"}
+	}
+	if err := p.checkPenalties(int(vocab)); err != nil {
+		return err
 	}
 	for _, st := range req.Stop {
 		if st == "" {

@@ -1,7 +1,7 @@
 // Runs the official OpenAI Node SDK against nextact: structured outputs
 // through chat.completions.parse with nested, optional and nullable Zod
 // schemas (zodResponseFormat), a streamed structured output parsed by
-// Zod, a list of prompts on completions, and an unhonoured parameter
+// Zod, a list of prompts on completions, and a parameter out of its range
 // refused with a 400 that names it. NEXTACT_URL and NEXTACT_MODEL say
 // where; it prints one line per check and exits non-zero on a failure.
 import OpenAI from "openai";
@@ -95,10 +95,10 @@ try {
 }
 
 try {
-  await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], presence_penalty: 0.5 });
-  check("presence_penalty refused", false, "accepted");
+  await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], presence_penalty: 2.5 });
+  check("presence_penalty out of range refused", false, "accepted");
 } catch (e) {
-  check("presence_penalty refused", e instanceof OpenAI.BadRequestError && e.param === "presence_penalty", String(e));
+  check("presence_penalty out of range refused", e instanceof OpenAI.BadRequestError && e.param === "presence_penalty", String(e));
 }
 
 process.exit(failed ? 1 : 0);

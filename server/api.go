@@ -56,6 +56,7 @@ type genParams struct {
 	StreamOptions       *streamOptions  `json:"stream_options"`
 	N                   *int            `json:"n"`
 	ResponseFormat      *responseFormat `json:"response_format"`
+	penaltyParams
 	unhonouredParams
 }
 

@@ -23,7 +23,7 @@ const (
 // ollamaNeutral are options of Ollama's that nextact does not implement,
 // accepted only at the value that turns them off.
 var ollamaNeutral = map[string]float64{
-	"min_p": 0, "typical_p": 1, "repeat_penalty": 1, "presence_penalty": 0, "frequency_penalty": 0,
+	"typical_p": 1, "repeat_penalty": 1,
 }
 
 // ollamaLoadOptions are Ollama's options that configure loading a model
@@ -39,8 +39,9 @@ var ollamaLoadOptions = map[string]string{
 // (negative: random), num_predict (-1 and 0: the server's default, -2: the
 // whole context left; capped by the context left), stop, num_ctx (at most
 // the model's context: checked in ollamaRun), repeat_last_n (no effect
-// without a repeat penalty); min_p, typical_p, repeat_penalty,
-// presence_penalty and frequency_penalty only at their neutral values.
+// without a repeat penalty), min_p, presence_penalty, frequency_penalty;
+// typical_p and repeat_penalty (Ollama's applies to the last
+// repeat_last_n tokens only) at their neutral values.
 // Anything else is a 400 naming it. A null value is skipped, as Ollama
 // does.
 func (s *Server) ollamaOptions(opts map[string]any, format json.RawMessage, stream *bool) (genOptions, error) {
@@ -82,15 +83,22 @@ func (s *Server) ollamaOptions(opts map[string]any, format json.RawMessage, stre
 // setOllamaOption sets option k to v (not null).
 func (p *genParams) setOllamaOption(k string, v any, numCtx *int, fill *bool) error {
 	switch k {
-	case "temperature", "top_p":
+	case "temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty":
 		f, err := optionNumber(k, v)
 		if err != nil {
 			return err
 		}
-		if k == "temperature" {
+		switch k {
+		case "temperature":
 			p.Temperature = &f
-		} else {
+		case "top_p":
 			p.TopP = &f
+		case "min_p":
+			p.MinP = &f
+		case "presence_penalty":
+			p.PresencePenalty = &f
+		default:
+			p.FrequencyPenalty = &f
 		}
 	case "top_k":
 		n, err := optionInt(k, v)

@@ -160,7 +160,7 @@ func (p *genParams) samplingParams() (batching.Sampling, error) {
 		seed := uint64(*v) // negative seeds map to distinct values too
 		s.Seed = &seed
 	}
-	return s, nil
+	return s, p.penaltyParams.apply(&s)
 }
 
 // completionBudget is the number of tokens a request may generate, checking

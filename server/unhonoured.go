@@ -11,14 +11,9 @@ import (
 // presence_penalty 0 keeps working); any other value is a 400 naming the
 // field, never silently ignored.
 type unhonouredParams struct {
-	PresencePenalty   json.RawMessage `json:"presence_penalty"`
-	FrequencyPenalty  json.RawMessage `json:"frequency_penalty"`
-	RepetitionPenalty json.RawMessage `json:"repetition_penalty"`
-	MinP              json.RawMessage `json:"min_p"`
-	LogitBias         json.RawMessage `json:"logit_bias"`
-	ToolChoice        json.RawMessage `json:"tool_choice"`
-	Functions         json.RawMessage `json:"functions"`
-	FunctionCall      json.RawMessage `json:"function_call"`
+	ToolChoice   json.RawMessage `json:"tool_choice"`
+	Functions    json.RawMessage `json:"functions"`
+	FunctionCall json.RawMessage `json:"function_call"`
 }
 
 // neutralField is one field and its neutral values.
@@ -31,11 +26,6 @@ type neutralField struct {
 // check refuses the first field set to anything but a neutral value.
 func (u *unhonouredParams) check() error {
 	return checkNeutral(
-		neutralField{"presence_penalty", u.PresencePenalty, []string{"0"}},
-		neutralField{"frequency_penalty", u.FrequencyPenalty, []string{"0"}},
-		neutralField{"repetition_penalty", u.RepetitionPenalty, []string{"1"}},
-		neutralField{"min_p", u.MinP, []string{"0"}},
-		neutralField{"logit_bias", u.LogitBias, []string{"{}"}},
 		// Without tools (a non-empty tools is refused on its own), "none"
 		// and "auto" choose no tool call: neutral.
 		neutralField{"tool_choice", u.ToolChoice, []string{`"none"`, `"auto"`}},

@@ -1,0 +1,137 @@
+package batching
+
+import (
+	"fmt"
+	"math"
+)
+
+// Bounds of the penalty and bias parameters (Sampling), checked by Submit.
+const (
+	// MaxPenalty bounds PresencePenalty and FrequencyPenalty in absolute
+	// value (OpenAI's range).
+	MaxPenalty = 2
+	// MaxRepetitionPenalty bounds RepetitionPenalty.
+	MaxRepetitionPenalty = 10
+	// MaxLogitBias bounds a bias in absolute value; -100 bans the token.
+	MaxLogitBias = 100
+	// MaxLogitBiasEntries bounds the entries of LogitBias.
+	MaxLogitBiasEntries = 1024
+)
+
+// penalizes reports whether p changes logits before sampling.
+func (p *Sampling) penalizes() bool {
+	return p.PresencePenalty != 0 || p.FrequencyPenalty != 0 || p.repetition() || len(p.LogitBias) > 0
+}
+
+// repetition reports whether a repetition penalty applies (0 and 1 are
+// none).
+func (p *Sampling) repetition() bool {
+	return p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1
+}
+
+// checkPenalties refuses out-of-range penalty, bias and min-p values, and
+// bias entries for tokens outside a vocabulary of vocabSize tokens.
+func (p *Sampling) checkPenalties(vocabSize int) error {
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch {
+	case !finite(p.PresencePenalty) || math.Abs(p.PresencePenalty) > MaxPenalty:
+		return &RequestError{Field: "presence_penalty", Msg: fmt.Sprintf("must be between -%d and %d, got %g", MaxPenalty, MaxPenalty, p.PresencePenalty)}
+	case !finite(p.FrequencyPenalty) || math.Abs(p.FrequencyPenalty) > MaxPenalty:
+		return &RequestError{Field: "frequency_penalty", Msg: fmt.Sprintf("must be between -%d and %d, got %g", MaxPenalty, MaxPenalty, p.FrequencyPenalty)}
+	case !finite(p.RepetitionPenalty) || p.RepetitionPenalty < 0 || p.RepetitionPenalty > MaxRepetitionPenalty:
+		return &RequestError{Field: "repetition_penalty", Msg: fmt.Sprintf("must be above 0 and at most %d (1 is none), got %g", MaxRepetitionPenalty, p.RepetitionPenalty)}
+	case !finite(p.MinP) || p.MinP < 0 || p.MinP > 1:
+		return &RequestError{Field: "min_p", Msg: fmt.Sprintf("must be between 0 and 1, got %g", p.MinP)}
+	case len(p.LogitBias) > MaxLogitBiasEntries:
+		return &RequestError{Field: "logit_bias", Msg: fmt.Sprintf("has %d entries, at most %d allowed", len(p.LogitBias), MaxLogitBiasEntries)}
+	}
+	for tok, b := range p.LogitBias {
+		if tok < 0 || int(tok) >= vocabSize {
+			return &RequestError{Field: "logit_bias", Msg: fmt.Sprintf("token %d is outside the vocabulary (0 to %d)", tok, vocabSize-1)}
+		}
+		if v := float64(b); !finite(v) || math.Abs(v) > MaxLogitBias {
+			return &RequestError{Field: "logit_bias", Msg: fmt.Sprintf("bias of token %d must be between -%d and %d, got %g", tok, MaxLogitBias, MaxLogitBias, v)}
+		}
+	}
+	return nil
+}
+
+// penalties is one sequence's penalty state: how often each token was
+// generated, and which tokens the prompt holds (for the repetition
+// penalty). Its work per step is linear in the distinct tokens seen, never
+// in the vocabulary. Written by the loop (seen) between steps, read by
+// the sequence's sampling worker (apply) during one: never both at once.
+type penalties struct {
+	p      Sampling
+	counts map[int32]int // generated tokens
+	// prompt lists the prompt's distinct tokens, inPrompt indexes them.
+	prompt   []int32
+	inPrompt map[int32]struct{}
+}
+
+// newPenalties returns the state for p, or nil when p penalizes nothing.
+// The prompt is indexed only when a repetition penalty applies.
+func newPenalties(p Sampling, prompt []int32) *penalties {
+	if !p.penalizes() {
+		return nil
+	}
+	pen := &penalties{p: p, counts: make(map[int32]int)}
+	if p.repetition() {
+		pen.inPrompt = make(map[int32]struct{}, min(len(prompt), 4096))
+		for _, t := range prompt {
+			if _, ok := pen.inPrompt[t]; !ok {
+				pen.inPrompt[t] = struct{}{}
+				pen.prompt = append(pen.prompt, t)
+			}
+		}
+	}
+	return pen
+}
+
+// seen counts a generated token.
+func (pen *penalties) seen(tok int32) {
+	if pen != nil {
+		pen.counts[tok]++
+	}
+}
+
+// apply changes a logits row in place, in the order vLLM and llama.cpp
+// use: the repetition penalty (a positive logit divided by it, a negative
+// one multiplied, for every token of the prompt or the output), then
+// OpenAI's presence and frequency penalties (subtracted once, and once per
+// occurrence, for every token of the output), then the logit biases
+// (added; a bias of -100 bans the token outright).
+func (pen *penalties) apply(logits []float32) {
+	if pen == nil {
+		return
+	}
+	if r := float32(pen.p.RepetitionPenalty); pen.p.repetition() {
+		rep := func(t int32) {
+			if l := logits[t]; l > 0 {
+				logits[t] = l / r
+			} else {
+				logits[t] = l * r
+			}
+		}
+		for _, t := range pen.prompt {
+			rep(t)
+		}
+		for t := range pen.counts {
+			if _, ok := pen.inPrompt[t]; !ok {
+				rep(t)
+			}
+		}
+	}
+	if pres, freq := pen.p.PresencePenalty, pen.p.FrequencyPenalty; pres != 0 || freq != 0 {
+		for t, n := range pen.counts {
+			logits[t] -= float32(pres + freq*float64(n))
+		}
+	}
+	for t, b := range pen.p.LogitBias {
+		if b <= -MaxLogitBias {
+			logits[t] = float32(math.Inf(-1))
+		} else {
+			logits[t] += b
+		}
+	}
+}

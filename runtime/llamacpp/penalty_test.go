@@ -1,0 +1,150 @@
+package llamacpp_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/nextact/nextact/batching"
+)
+
+// recorder is a constraint that allows everything and records the tokens
+// the scheduler drew, ending the output at an end-of-generation token: it
+// shows which tokens were sampled, which the text alone does not.
+type recorder struct {
+	isEOG func(int32) bool
+	toks  []int32
+}
+
+func (r *recorder) Mask([]float32, int) error { return nil }
+func (r *recorder) MinTokens() int            { return 0 }
+func (r *recorder) Accept(tok int32) (bool, error) {
+	r.toks = append(r.toks, tok)
+	return r.isEOG(tok), nil
+}
+
+var _ batching.Constraint = (*recorder)(nil)
+
+// sampled runs one request on s and returns the tokens it drew.
+func sampled(t *testing.T, s *batching.Scheduler, e interface{ IsEOG(int32) bool }, prompt []int32, n int, p batching.Sampling) []int32 {
+	t.Helper()
+	rec := &recorder{isEOG: e.IsEOG}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	h, err := s.Submit(ctx, batching.Request{Prompt: prompt, MaxTokens: n, Sampling: p, Constraint: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := h.Wait(ctx); err != nil || c.Err != nil {
+		t.Fatalf("wait: %v %v", err, c.Err)
+	}
+	return rec.toks
+}
+
+func counts(toks []int32) (distinct, most int) {
+	m := map[int32]int{}
+	for _, t := range toks {
+		m[t]++
+		most = max(most, m[t])
+	}
+	return len(m), most
+}
+
+// On the real engine, penalties and biases change greedy output in their
+// documented direction: a bias of -100 bans a token, +100 forces it; the
+// frequency and presence penalties spread the output over more distinct
+// tokens; the repetition penalty keeps the prompt's tokens out.
+func TestPenaltiesOnRealEngine(t *testing.T) {
+	e := open(t, 2, 512, 64)
+	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 8, StepTokens: 64, CtxPerSlot: 512}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close(context.Background()) }()
+	prompt, err := e.Tokenize("the cart the cart the cart the cart", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 48
+	base := sampled(t, s, e, prompt, n, batching.Sampling{})
+	if len(base) == 0 {
+		t.Fatal("no tokens")
+	}
+	baseDistinct, baseMost := counts(base)
+	t.Logf("greedy: %d tokens, %d distinct, most repeated %d times", len(base), baseDistinct, baseMost)
+
+	t.Run("logit_bias -100 bans", func(t *testing.T) {
+		ban := map[int32]float32{}
+		for _, tok := range base {
+			if !e.IsEOG(tok) {
+				ban[tok] = -100
+			}
+		}
+		got := sampled(t, s, e, prompt, n, batching.Sampling{LogitBias: ban})
+		for _, tok := range got {
+			if _, banned := ban[tok]; banned {
+				t.Fatalf("banned token %d drawn: %v", tok, got)
+			}
+		}
+	})
+	t.Run("logit_bias +100 forces", func(t *testing.T) {
+		var pick int32 = 100
+		for e.IsEOG(pick) {
+			pick++
+		}
+		got := sampled(t, s, e, prompt, 8, batching.Sampling{LogitBias: map[int32]float32{pick: 100}})
+		for _, tok := range got {
+			if tok != pick {
+				t.Fatalf("drew %d, want only %d: %v", tok, pick, got)
+			}
+		}
+	})
+	for _, c := range []struct {
+		name string
+		p    batching.Sampling
+	}{
+		{"frequency_penalty", batching.Sampling{FrequencyPenalty: 2}},
+		{"presence_penalty", batching.Sampling{PresencePenalty: 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := sampled(t, s, e, prompt, n, c.p)
+			d, most := counts(got)
+			t.Logf("%d tokens, %d distinct, most repeated %d times", len(got), d, most)
+			if d <= baseDistinct || most >= baseMost {
+				t.Fatalf("no spread: %d distinct (greedy %d), most %d (greedy %d)", d, baseDistinct, most, baseMost)
+			}
+		})
+	}
+	t.Run("negative frequency_penalty repeats", func(t *testing.T) {
+		got := sampled(t, s, e, prompt, n, batching.Sampling{FrequencyPenalty: -2})
+		d, most := counts(got)
+		if d > baseDistinct || most < baseMost {
+			t.Fatalf("more spread: %d distinct (greedy %d), most %d (greedy %d)", d, baseDistinct, most, baseMost)
+		}
+	})
+	t.Run("repetition_penalty keeps the prompt out", func(t *testing.T) {
+		// The greedy output so far in the prompt: greedy goes on drawing
+		// tokens it already drew.
+		prompt := append(append([]int32(nil), prompt...), base[:n/2]...)
+		base := sampled(t, s, e, prompt, n/2, batching.Sampling{})
+		inPrompt := map[int32]bool{}
+		for _, tok := range prompt {
+			inPrompt[tok] = true
+		}
+		from := func(toks []int32) (k int) {
+			for _, tok := range toks {
+				if inPrompt[tok] {
+					k++
+				}
+			}
+			return k
+		}
+		got := sampled(t, s, e, prompt, n/2, batching.Sampling{RepetitionPenalty: 10})
+		t.Logf("prompt tokens: greedy %d, penalized %d", from(base), from(got))
+		if from(base) == 0 || from(got) >= from(base) {
+			t.Fatalf("prompt tokens drawn: %d with the penalty, %d without", from(got), from(base))
+		}
+	})
+}
