@@ -24,6 +24,10 @@ type Handle struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	notify chan struct{} // capacity 1: "something changed"
+	// prefilled is closed once the prompt is all in the sequence's KV, or
+	// the sequence ended (Prefilled).
+	prefilled     chan struct{}
+	prefilledOnce sync.Once
 
 	mu      sync.Mutex
 	pending strings.Builder
@@ -44,8 +48,17 @@ func (h *Handle) track(now func() time.Time, onFinish func(Chunk, time.Time)) {
 
 func newHandle(ctx context.Context) *Handle {
 	ctx, cancel := context.WithCancel(ctx)
-	return &Handle{ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1)}
+	return &Handle{ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1), prefilled: make(chan struct{})}
 }
+
+// Prefilled is closed once the request's prompt is all in its sequence's
+// KV (so a request with the same prompt submitted from then on copies it
+// instead of computing it, with the prefix cache on), or the request
+// ended, whichever comes first.
+func (h *Handle) Prefilled() <-chan struct{} { return h.prefilled }
+
+// markPrefilled closes Prefilled's channel, once.
+func (h *Handle) markPrefilled() { h.prefilledOnce.Do(func() { close(h.prefilled) }) }
 
 // Cancel ends the request; its slot is freed at the next step. Idempotent.
 func (h *Handle) Cancel() { h.cancel() }
@@ -128,6 +141,7 @@ func (h *Handle) finish(text string, reason FinishReason, err error, u Usage) {
 	h.done, h.final, h.firstAt = true, final, first
 	h.mu.Unlock()
 	h.cancel() // release the derived context's resources
+	h.markPrefilled()
 	h.wake()
 }
 

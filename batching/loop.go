@@ -313,6 +313,9 @@ func (s *Scheduler) step(p *stepPlan) {
 	// Advance positions: every batch entry is now in its sequence's KV.
 	for _, q := range s.owners {
 		q.nPast++
+		if q.nPast == q.promptLen {
+			q.h.markPrefilled()
+		}
 	}
 	if p.prepare {
 		for { // overlaps the device's compute of this step

@@ -60,6 +60,19 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	// The format's end-of-turn markers also stop generation, in case the
 	// engine reports a control token as text.
 	opts.stop = append(opts.stop, m.Format.StopStrings()...)
+	n, err := req.choiceN(1)
+	if err != nil {
+		return err
+	}
+	if n > 1 {
+		reqs, err := forks(n, func() (batching.Request, error) {
+			return s.prepare(ctx, c, m, prompt, opts, "messages")
+		})
+		if err != nil {
+			return err
+		}
+		return s.generateChoices(ctx, c, m, [][]batching.Request{reqs}, chatEndpoint)
+	}
 	return s.generate(ctx, c, m, prompt, opts, chatEndpoint, "messages")
 }
 
@@ -132,6 +145,10 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if len(prompts) > 1 && opts.stream {
 		return invalid("stream", "'stream' is not supported with more than one prompt: send one request per prompt.")
 	}
+	n, err := req.choiceN(len(prompts))
+	if err != nil {
+		return err
+	}
 	toks := make([][]int32, len(prompts))
 	for i, p := range prompts {
 		param := "prompt"
@@ -142,10 +159,10 @@ func (s *Server) completions(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	if len(toks) == 1 {
+	if len(toks) == 1 && n == 1 {
 		return s.generate(ctx, c, m, toks[0], opts, textEndpoint, "prompt")
 	}
-	return s.generateMany(ctx, c, m, toks, opts)
+	return s.completionChoices(ctx, c, m, toks, n, opts)
 }
 
 // completionTokens is a prompt's tokens: text tokenized after the model's
@@ -211,7 +228,7 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 	if err := finishError(ctx, res); err != nil {
 		return err
 	}
-	return c.JSON(buildResponse(meta, res))
+	return c.JSON(buildResponse(meta, []batching.Chunk{res}, res.Usage))
 }
 
 // prepare checks a tokenized prompt against the context (the model's, or
@@ -266,26 +283,29 @@ func (s *Server) startGeneration(ctx context.Context, c *fiber.Ctx, m *Model, re
 	return nil
 }
 
-func buildResponse(meta responseMeta, res batching.Chunk) any {
-	u := usageBody{
-		PromptTokens:        res.Usage.PromptTokens,
-		CompletionTokens:    res.Usage.CompletionTokens,
-		TotalTokens:         res.Usage.PromptTokens + res.Usage.CompletionTokens,
-		PromptTokensDetails: promptTokensDetails{CachedTokens: res.Usage.CachedTokens},
+// buildResponse is the JSON answer of results, choice i from results[i],
+// with usage u.
+func buildResponse(meta responseMeta, results []batching.Chunk, u batching.Usage) any {
+	usage := usageBody{
+		PromptTokens:        u.PromptTokens,
+		CompletionTokens:    u.CompletionTokens,
+		TotalTokens:         u.PromptTokens + u.CompletionTokens,
+		PromptTokensDetails: promptTokensDetails{CachedTokens: u.CachedTokens},
 	}
 	if meta.kind == textEndpoint {
-		return completionResponse{
-			ID: meta.id, Object: "text_completion", Created: meta.created, Model: meta.model,
-			Choices: []textChoice{{Text: res.Text, FinishReason: res.Finish.String()}},
-			Usage:   u,
+		resp := completionResponse{ID: meta.id, Object: "text_completion", Created: meta.created, Model: meta.model, Usage: usage}
+		for i, res := range results {
+			resp.Choices = append(resp.Choices, textChoice{Index: i, Text: res.Text, FinishReason: res.Finish.String()})
 		}
+		return resp
 	}
-	return chatResponse{
-		ID: meta.id, Object: "chat.completion", Created: meta.created, Model: meta.model,
-		Choices: []chatChoice{{
+	resp := chatResponse{ID: meta.id, Object: "chat.completion", Created: meta.created, Model: meta.model, Usage: usage}
+	for i, res := range results {
+		resp.Choices = append(resp.Choices, chatChoice{
+			Index:        i,
 			Message:      assistantMessage{Role: "assistant", Content: res.Text},
 			FinishReason: res.Finish.String(),
-		}},
-		Usage: u,
+		})
 	}
+	return resp
 }

@@ -9,55 +9,105 @@ import (
 	"github.com/nextact/nextact/batching"
 )
 
-// generateMany answers a /v1/completions request of several prompts: each
-// is its own request to the scheduler, all submitted at once so that they
-// run concurrently, answered together with one choice per prompt (index
-// set, in prompt order) and the usage summed. A prompt that cannot be
-// submitted cancels the ones already submitted, and the request fails.
-func (s *Server) generateMany(ctx context.Context, c *fiber.Ctx, m *Model, prompts [][]int32, opts genOptions) error {
-	reqs := make([]batching.Request, len(prompts))
-	for i, prompt := range prompts {
-		param := fmt.Sprintf("prompt[%d]", i)
-		maxTokens, err := completionBudget(len(prompt), m.ContextLength, opts.maxTokens, s.cfg.DefaultMaxTokens, param)
-		if err != nil {
-			return err
-		}
-		reqs[i] = batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop, Priority: requestPriority(c)}
-		if opts.format != nil {
-			if reqs[i].Constraint, err = structuredOutput(m, opts.format); err != nil {
-				return err
-			}
-			reqs[i].Stop = nil
-		}
+// maxChoices bounds n, the choices generated for each prompt.
+const maxChoices = 16
+
+// choiceN validates n: 1 when absent, at most maxChoices, and with
+// prompts prompts, at most maxPrompts choices in all. Streaming takes one
+// choice.
+func (p *genParams) choiceN(prompts int) (int, error) {
+	if p.N == nil {
+		return 1, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	n := *p.N
+	switch {
+	case n < 1 || n > maxChoices:
+		return 0, invalid("n", "'n' must be between 1 and %d, got %d.", maxChoices, n)
+	case n > 1 && p.Stream:
+		return 0, invalid("n", "'n' above 1 is not supported with 'stream': nextact streams one choice; send n requests, or leave stream off.")
+	case n*prompts > maxPrompts:
+		return 0, invalid("n", "%d prompts with 'n' %d make %d choices; at most %d are allowed in one request.", prompts, n, n*prompts, maxPrompts)
 	}
-	handles := make([]*batching.Handle, 0, len(reqs))
+	return n, nil
+}
+
+// forkSeed is the seed of choice j of a prompt: with a seed, seed+j, so
+// every choice is reproducible and differs from the others; without, each
+// choice draws its own.
+func forkSeed(s batching.Sampling, j int) batching.Sampling {
+	if s.Seed != nil && j > 0 {
+		seed := *s.Seed + uint64(j)
+		s.Seed = &seed
+	}
+	return s
+}
+
+// generateChoices answers a request of several choices: reqs[p][j] is
+// choice j of prompt p (j > 0: the same prompt as j = 0). Every prompt's
+// first choice is submitted at once, so prompts run concurrently; its
+// other choices once its prompt is in the KV (Handle.Prefilled), so with
+// the prefix cache they copy that KV instead of computing the prompt again
+// (the prompt is prefilled once, the sequences forked). Choice j of
+// prompt p has index p*n+j; the usage counts each prompt once and sums
+// the completions. A choice that cannot be submitted cancels the others,
+// and the request fails.
+func (s *Server) generateChoices(ctx context.Context, c *fiber.Ctx, m *Model, reqs [][]batching.Request, kind endpoint) error {
+	handles := make([][]*batching.Handle, len(reqs))
 	cancelAll := func() {
-		for _, h := range handles {
-			h.Cancel()
+		for _, hs := range handles {
+			for _, h := range hs {
+				h.Cancel()
+			}
 		}
 	}
-	for _, req := range reqs {
+	submit := func(p int, req batching.Request) error {
 		h, err := m.Generator.Submit(ctx, req)
 		if err != nil {
 			cancelAll()
 			return err
 		}
-		handles = append(handles, h)
+		handles[p] = append(handles[p], h)
+		return nil
 	}
-	meta := s.newMeta(m, textEndpoint)
-	stop := s.watchClient(c, cancelAll)
-	results := make([]batching.Chunk, len(handles))
-	var waitErr error
-	for i, h := range handles {
-		res, err := h.Wait(ctx)
-		if err != nil && waitErr == nil {
-			waitErr = waitError(err)
-			cancelAll()
+	for p, forks := range reqs {
+		if err := submit(p, forks[0]); err != nil {
+			return err
 		}
-		results[i] = res
+	}
+	for p, forks := range reqs {
+		if len(forks) > 1 {
+			select {
+			case <-handles[p][0].Prefilled():
+			case <-ctx.Done():
+				cancelAll()
+				return waitError(ctx.Err())
+			}
+		}
+		for _, req := range forks[1:] {
+			if err := submit(p, req); err != nil {
+				return err
+			}
+		}
+	}
+	meta := s.newMeta(m, kind)
+	stop := s.watchClient(c, cancelAll)
+	var results []batching.Chunk
+	var usage batching.Usage
+	var waitErr error
+	for _, hs := range handles {
+		for j, h := range hs {
+			res, err := h.Wait(ctx)
+			if err != nil && waitErr == nil {
+				waitErr = waitError(err)
+				cancelAll()
+			}
+			results = append(results, res)
+			usage.CompletionTokens += res.Usage.CompletionTokens
+			if j == 0 {
+				usage.PromptTokens += res.Usage.PromptTokens
+				usage.CachedTokens += res.Usage.CachedTokens
+			}
+		}
 	}
 	if stop() {
 		return errClientGone
@@ -65,16 +115,44 @@ func (s *Server) generateMany(ctx context.Context, c *fiber.Ctx, m *Model, promp
 	if waitErr != nil {
 		return waitErr
 	}
-	resp := completionResponse{ID: meta.id, Object: "text_completion", Created: meta.created, Model: meta.model}
-	for i, res := range results {
+	for _, res := range results {
 		if err := finishError(ctx, res); err != nil {
 			return err
 		}
-		resp.Choices = append(resp.Choices, textChoice{Index: i, Text: res.Text, FinishReason: res.Finish.String()})
-		resp.Usage.PromptTokens += res.Usage.PromptTokens
-		resp.Usage.CompletionTokens += res.Usage.CompletionTokens
-		resp.Usage.PromptTokensDetails.CachedTokens += res.Usage.CachedTokens
 	}
-	resp.Usage.TotalTokens = resp.Usage.PromptTokens + resp.Usage.CompletionTokens
-	return c.JSON(resp)
+	return c.JSON(buildResponse(meta, results, usage))
+}
+
+// forks builds the n requests of one prompt, each with its own constraint
+// (constraints hold state) and seed.
+func forks(n int, build func() (batching.Request, error)) ([]batching.Request, error) {
+	out := make([]batching.Request, n)
+	for j := range out {
+		req, err := build()
+		if err != nil {
+			return nil, err
+		}
+		req.Sampling = forkSeed(req.Sampling, j)
+		out[j] = req
+	}
+	return out, nil
+}
+
+// completionChoices answers /v1/completions with several prompts or n
+// above 1: prompt p's requests are prepared as a single prompt's are.
+func (s *Server) completionChoices(ctx context.Context, c *fiber.Ctx, m *Model, prompts [][]int32, n int, opts genOptions) error {
+	reqs := make([][]batching.Request, len(prompts))
+	for p, prompt := range prompts {
+		param := "prompt"
+		if len(prompts) > 1 {
+			param = fmt.Sprintf("prompt[%d]", p)
+		}
+		var err error
+		if reqs[p], err = forks(n, func() (batching.Request, error) {
+			return s.prepare(ctx, c, m, prompt, opts, param)
+		}); err != nil {
+			return err
+		}
+	}
+	return s.generateChoices(ctx, c, m, reqs, textEndpoint)
 }

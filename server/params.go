@@ -81,9 +81,6 @@ func (p *genParams) options(maxStopBytes int) (genOptions, error) {
 	if p.StreamOptions != nil {
 		o.includeUsage = p.StreamOptions.IncludeUsage
 	}
-	if p.N != nil && *p.N != 1 {
-		return o, invalid("n", "'n' must be 1: nextact returns one choice per request, got %d.", *p.N)
-	}
 	if err := p.unhonouredParams.check(); err != nil {
 		return o, err
 	}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// n above 1 on the real engine: the choices come back indexed, choice j is
+// what a single request with seed+j answers (a forked sequence continues
+// from a copy of the prompt's KV exactly as if it had computed it), the
+// prompt is computed once (the other choices' prompt tokens come from the
+// KV copy: the cached-token counter grows by them), the usage counts the
+// prompt once, and a list of prompts with n gives prompt-major indexes.
+func TestChoicesOnRealEngine(t *testing.T) {
+	ts := startServer(t, testConfig())
+	msgs := []map[string]any{{"role": "user", "content": "A shopper opens the store page, looks at three shirts and two pairs of shoes, and then"}}
+	chat := func(extra map[string]any) map[string]any {
+		t.Helper()
+		body := map[string]any{"model": ts.modelID(), "messages": msgs, "max_tokens": 10, "temperature": 1.0, "seed": 5}
+		for k, v := range extra {
+			body[k] = v
+		}
+		code, _, out := post(t, ts.URL+"/v1/chat/completions", body)
+		if code != 200 {
+			t.Fatalf("chat %v: %d %v", extra, code, out)
+		}
+		return out
+	}
+	cachedBefore := sum(scrape(t, ts.URL), "nextact_cached_prompt_tokens_total")
+	many := chat(map[string]any{"n": 3})
+	cached := sum(scrape(t, ts.URL), "nextact_cached_prompt_tokens_total") - cachedBefore
+	choices := many["choices"].([]any)
+	if len(choices) != 3 {
+		t.Fatalf("%d choices: %v", len(choices), many)
+	}
+	usage := many["usage"].(map[string]any)
+	promptTokens := usage["prompt_tokens"].(float64)
+	// Each fork copies all but the last prompt token (fed for its logits).
+	if want := 2 * (promptTokens - 1); cached < want {
+		t.Fatalf("cached prompt tokens grew by %g, want at least %g (prompt %g): the forks computed the prompt", cached, want, promptTokens)
+	}
+	var completion float64
+	for j, c := range choices {
+		ch := c.(map[string]any)
+		if int(ch["index"].(float64)) != j {
+			t.Fatalf("choice %d has index %v", j, ch["index"])
+		}
+		got := ch["message"].(map[string]any)["content"]
+		alone := chat(map[string]any{"seed": 5 + j})
+		if want := alone["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)["content"]; got != want {
+			t.Fatalf("choice %d: %q, alone with seed %d: %q", j, got, 5+j, want)
+		}
+		if alone["usage"].(map[string]any)["prompt_tokens"].(float64) != promptTokens {
+			t.Fatalf("usage counts the prompt more than once: %v", usage)
+		}
+		completion += alone["usage"].(map[string]any)["completion_tokens"].(float64)
+	}
+	if usage["completion_tokens"].(float64) != completion {
+		t.Fatalf("completion tokens %v, the choices' sum %g", usage["completion_tokens"], completion)
+	}
+
+	code, _, out := post(t, ts.URL+"/v1/completions", map[string]any{"model": ts.modelID(), "prompt": []string{"Once upon a time", "The cart holds"}, "n": 2, "max_tokens": 6, "temperature": 0})
+	if code != 200 {
+		t.Fatalf("completions: %d %v", code, out)
+	}
+	var texts []string
+	for i, c := range out["choices"].([]any) {
+		ch := c.(map[string]any)
+		if int(ch["index"].(float64)) != i {
+			t.Fatalf("choice %d has index %v", i, ch["index"])
+		}
+		texts = append(texts, ch["text"].(string))
+	}
+	if len(texts) != 4 || texts[0] != texts[1] || texts[2] != texts[3] {
+		t.Fatalf("greedy choices of two prompts, n 2: %q", texts)
+	}
+	for _, c := range []struct {
+		body map[string]any
+		msg  string
+	}{
+		{map[string]any{"n": 0}, "between 1 and 16"},
+		{map[string]any{"n": 17}, "between 1 and 16"},
+		{map[string]any{"n": 2, "stream": true}, "stream"},
+	} {
+		body := map[string]any{"model": ts.modelID(), "messages": msgs, "max_tokens": 2}
+		for k, v := range c.body {
+			body[k] = v
+		}
+		code, _, out := post(t, ts.URL+"/v1/chat/completions", body)
+		e, _ := out["error"].(map[string]any)
+		if code != 400 || e["param"] != "n" || !strings.Contains(fmt.Sprint(e["message"]), c.msg) {
+			t.Fatalf("%v: %d %v", c.body, code, out)
+		}
+	}
+}
