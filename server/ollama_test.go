@@ -289,6 +289,8 @@ func TestOllamaErrors(t *testing.T) {
 		{"negative num_ctx", "POST", "/api/generate", gen(`,"options":{"num_ctx":-1}`), 400, "num_ctx"},
 		{"num_predict -3", "POST", "/api/generate", gen(`,"options":{"num_predict":-3}`), 400, "num_predict"},
 		{"repeat penalty", "POST", "/api/chat", chat(`,"options":{"repeat_penalty":1.1}`), 400, `"repeat_penalty" is not supported`},
+		{"min_p out of range", "POST", "/api/chat", chat(`,"options":{"min_p":2}`), 400, "'min_p' must be between 0 and 1"},
+		{"presence_penalty out of range", "POST", "/api/generate", gen(`,"options":{"presence_penalty":-3}`), 400, "'presence_penalty' must be between"},
 		{"load option", "POST", "/api/chat", chat(`,"options":{"num_gpu":99}`), 400, "--gpu-layers"},
 		{"stop of numbers", "POST", "/api/chat", chat(`,"options":{"stop":["a",1]}`), 400, `"stop" must be an array of strings`},
 		{"too many stops", "POST", "/api/chat", chat(`,"options":{"stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}`), 400, "at most 16"},
@@ -371,6 +373,7 @@ func TestOllamaAccepted(t *testing.T) {
 		name, path, body, reason string
 	}{
 		{"neutral options", "/api/chat", `{"model":"test-llama","messages":[{"role":"user","content":"hi"}],"stream":false,"options":{"num_predict":3,"repeat_penalty":1,"min_p":0,"typical_p":1,"presence_penalty":0,"frequency_penalty":0,"repeat_last_n":64,"seed":-1,"top_p":null}}`, "length"},
+		{"penalties and min_p", "/api/chat", `{"model":"test-llama","messages":[{"role":"user","content":"hi"}],"stream":false,"options":{"num_predict":3,"min_p":0.05,"presence_penalty":1.5,"frequency_penalty":-0.5}}`, "length"},
 		{"keep_alive string", "/api/generate", `{"model":"test-llama","prompt":"hi","stream":false,"keep_alive":"5m","options":{"num_predict":2}}`, "length"},
 		{"keep_alive seconds", "/api/generate", `{"model":"test-llama","prompt":"hi","stream":false,"keep_alive":300,"options":{"num_predict":2}}`, "length"},
 		{"keep_alive forever", "/api/generate", `{"model":"test-llama","prompt":"hi","stream":false,"keep_alive":-1,"options":{"num_predict":2}}`, "length"},
