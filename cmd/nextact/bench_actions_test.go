@@ -48,7 +48,9 @@ func BenchmarkActions(b *testing.B) {
 
 func benchActions(b *testing.B, model string, conc int) {
 	c := testConfig()
-	c.Models = pathList{model}
+	if model != "" { // else the embedded model
+		c.Models = pathList{model}
+	}
 	c.Slots = 32
 	c.Ctx = 2048
 	c.StepTokens = 512
