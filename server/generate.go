@@ -52,6 +52,12 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if opts.lp, err = req.logprobOptions(); err != nil {
+		return err
+	}
+	if err := checkLogprobsModel(m, opts.lp); err != nil {
+		return err
+	}
 	m.Defaults.apply(&req.genParams, &opts)
 	prompt, err := chatPrompt(ctx, m, msgs)
 	if err != nil {
@@ -89,10 +95,7 @@ func textPrompt(m *Model, text, param string) ([]int32, error) {
 }
 
 func (r *chatRequest) checkUnsupported() error {
-	switch {
-	case r.Logprobs || (r.TopLogprobs != nil && *r.TopLogprobs > 0):
-		return invalid("logprobs", "logprobs are not supported.")
-	case !isEmptyArray(r.Tools):
+	if !isEmptyArray(r.Tools) {
 		return invalid("tools", "tools are not supported.")
 	}
 	return nil
@@ -115,11 +118,12 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case req.Echo:
-		return invalid("echo", "'echo' is not supported.")
-	case req.Logprobs != nil && *req.Logprobs > 0:
-		return invalid("logprobs", "logprobs are not supported.")
+	lp, err := req.logprobOptions()
+	if err != nil {
+		return err
+	}
+	if err := checkLogprobsModel(m, lp); err != nil {
+		return err
 	}
 	if err := checkNeutral(neutralField{"suffix", req.Suffix, []string{`""`}}, neutralField{"best_of", req.BestOf, []string{"1"}}); err != nil {
 		return err
@@ -128,6 +132,7 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	opts.lp = lp
 	m.Defaults.apply(&req.genParams, &opts)
 	if len(prompts) > 1 && opts.stream {
 		return invalid("stream", "'stream' is not supported with more than one prompt: send one request per prompt.")
@@ -140,6 +145,9 @@ func (s *Server) completions(c *fiber.Ctx) error {
 		}
 		if toks[i], err = m.completionTokens(p, param); err != nil {
 			return err
+		}
+		if opts.lp.echo {
+			opts.lp.echoed = append(opts.lp.echoed, m.echoedPrompt(p, toks[i]))
 		}
 	}
 	if len(toks) == 1 {
@@ -191,8 +199,12 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 		return err
 	}
 	if opts.stream {
+		events := newEventFormat(s.newMeta(m, kind), opts.includeUsage)
+		if opts.lp.logprobs {
+			events.lp = &streamLogprobs{v: m.Vocab, kind: kind, legacy: legacyLogprobs{v: m.Vocab}}
+		}
 		return s.startGeneration(ctx, c, m, req, "text/event-stream", &sseFrames{
-			events: newEventFormat(s.newMeta(m, kind), opts.includeUsage), includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
+			events: events, includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
 		}, holdLease(c))
 	}
 	h, err := m.Generator.Submit(ctx, req)
@@ -211,7 +223,7 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 	if err := finishError(ctx, res); err != nil {
 		return err
 	}
-	return c.JSON(buildResponse(meta, res))
+	return c.JSON(withLogprobs(buildResponse(meta, res), m.Vocab, opts.lp, prompt, res))
 }
 
 // prepare checks a tokenized prompt against the context (the model's, or
@@ -233,6 +245,7 @@ func (s *Server) prepare(ctx context.Context, c *fiber.Ctx, m *Model, prompt []i
 	}
 	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop,
 		Priority: requestPriority(c), PriorWait: modelWait(c)}
+	opts.lp.apply(&req)
 	if opts.format != nil {
 		if req.Constraint, err = structuredOutput(m, opts.format); err != nil {
 			return req, err

@@ -23,6 +23,7 @@ func (s *Server) generateMany(ctx context.Context, c *fiber.Ctx, m *Model, promp
 			return err
 		}
 		reqs[i] = batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop, Priority: requestPriority(c)}
+		opts.lp.apply(&reqs[i])
 		if opts.format != nil {
 			if reqs[i].Constraint, err = structuredOutput(m, opts.format); err != nil {
 				return err
@@ -70,7 +71,7 @@ func (s *Server) generateMany(ctx context.Context, c *fiber.Ctx, m *Model, promp
 		if err := finishError(ctx, res); err != nil {
 			return err
 		}
-		resp.Choices = append(resp.Choices, textChoice{Index: i, Text: res.Text, FinishReason: res.Finish.String()})
+		resp.Choices = append(resp.Choices, opts.lp.textChoice(i, m.Vocab, prompts[i], res))
 		resp.Usage.PromptTokens += res.Usage.PromptTokens
 		resp.Usage.CompletionTokens += res.Usage.CompletionTokens
 		resp.Usage.PromptTokensDetails.CachedTokens += res.Usage.CachedTokens
