@@ -14,7 +14,8 @@ import (
 // Real client libraries (clients/, installed by make npm-deps) against a
 // real nextact: the official OpenAI Node SDK (chat.completions.parse with
 // nested, optional and nullable Zod schemas, a streamed structured output,
-// a list of prompts, an unhonoured parameter refused) and LangChain JS
+// a list of prompts, an unhonoured parameter refused; logprobs: chat's
+// whole and streamed, completions' echo with max_tokens 0) and LangChain JS
 // (withStructuredOutput, invoke and stream). Skipped when node or the
 // packages are missing (make test installs them).
 func TestNodeClients(t *testing.T) {
@@ -33,7 +34,7 @@ func TestNodeClients(t *testing.T) {
 	for _, c := range []struct {
 		script string
 		checks int
-	}{{"structured.mjs", 9}, {"langchain.mjs", 4}} {
+	}{{"structured.mjs", 9}, {"langchain.mjs", 4}, {"logprobs.mjs", 4}} {
 		t.Run(c.script, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
