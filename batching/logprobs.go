@@ -105,7 +105,8 @@ func (s *Scheduler) openLogprobs(q *sequence) bool {
 }
 
 // drawLogged is drawToken for any request: for one with logprobs the row's
-// logprobs are taken first, from the raw row, and the token's kept in q.lp;
+// logprobs are taken first, from the raw row, and the token's kept in q.lp
+// (but for an end-of-generation token);
 // a forced token waiting (one by one) is the token. A prompt-only request
 // draws nothing.
 func (s *Scheduler) drawLogged(q *sequence, logits []float32, sc *sampleScratch) (int32, error) {
@@ -128,7 +129,9 @@ func (s *Scheduler) drawLogged(q *sequence, logits []float32, sc *sampleScratch)
 			return 0, err
 		}
 	}
-	q.lp.tok = st.token(tok, logits)
+	if !s.vocab.IsEOG(tok) { // the end of generation is no output token
+		q.lp.tok = st.token(tok, logits)
+	}
 	return tok, nil
 }
 
