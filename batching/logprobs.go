@@ -172,14 +172,15 @@ func (s *Scheduler) acceptOneByOne(q *sequence, tok int32) (FinishReason, error)
 
 // scoreFeed is how many of feed f's tokens go into this step for q: all,
 // or for an echo request only as many prompt positions as fit this step's
-// scoring rows (the rest is fed at the next steps).
+// scoring rows, possibly none (the rest is fed at the next steps; another
+// sequence's feed fills the step, so it is never empty).
 func (s *Scheduler) scoreFeed(q *sequence, f feed) int {
 	if !q.req.EchoLogprobs {
 		return f.n
 	}
 	scored := min(f.from+f.n, q.promptLen-1) - f.from // positions with a prompt token after them
 	if left := maxScoreRows - len(s.scoring); scored > left {
-		return max(left, 1)
+		return left // every position fed is scored; none when the rows are spent
 	}
 	return f.n
 }

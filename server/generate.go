@@ -150,6 +150,9 @@ func (s *Server) completions(c *fiber.Ctx) error {
 			opts.lp.echoed = append(opts.lp.echoed, m.echoedPrompt(p, toks[i]))
 		}
 	}
+	if err := opts.lp.checkEchoSize(toks); err != nil {
+		return err
+	}
 	if len(toks) == 1 {
 		return s.generate(ctx, c, m, toks[0], opts, textEndpoint, "prompt")
 	}

@@ -110,6 +110,27 @@ func (r *completionRequest) logprobOptions() (logprobOptions, error) {
 	return o, nil
 }
 
+// maxEchoLogprobs bounds the prompt logprobs (each token's and its top
+// entries) one /v1/completions request with echo may return: 2^20, about
+// 30 MB of JSON.
+const maxEchoLogprobs = 1 << 20
+
+// checkEchoSize refuses an echo with logprobs whose prompts would return
+// more than maxEchoLogprobs logprobs.
+func (o logprobOptions) checkEchoSize(prompts [][]int32) error {
+	if !o.echo || !o.logprobs {
+		return nil
+	}
+	n := 0
+	for _, p := range prompts {
+		n += len(p) * (o.top + 1)
+	}
+	if n > maxEchoLogprobs {
+		return invalid("logprobs", "'echo' with 'logprobs' %d on these prompts would return %d logprobs; at most %d are allowed: lower 'logprobs' or send fewer or shorter prompts.", o.top, n, maxEchoLogprobs)
+	}
+	return nil
+}
+
 // appendLogprob appends a logprob as a JSON number (-Inf as minLogprob).
 func appendLogprob(b []byte, lp float32) []byte {
 	if math.IsInf(float64(lp), -1) || math.IsNaN(float64(lp)) {

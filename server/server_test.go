@@ -271,6 +271,9 @@ func TestBadRequests(t *testing.T) {
 	}})
 	const chat, text = "/v1/chat/completions", "/v1/completions"
 	long := strings.Repeat("x", testCtx)
+	// 64 prompts of 1,000 token ids: with echo and logprobs 20, over the
+	// bound on the prompt logprobs one request returns.
+	bigEcho := `{"model":"` + testModel + `","prompt":[` + strings.TrimSuffix(strings.Repeat("["+strings.TrimSuffix(strings.Repeat("1,", 1000), ",")+"],", 64), ",") + `],"echo":true,"logprobs":20,"max_tokens":0}`
 	hiLen, longLen := len(llama3Prompt("hi")), len(llama3Prompt(long))
 	tests := []struct {
 		name, method, path, body string
@@ -330,6 +333,7 @@ func TestBadRequests(t *testing.T) {
 		{"completion prompt array of numbers and strings", "POST", text, `{"model":"` + testModel + `","prompt":[1,"b"]}`, 400, "invalid_request_error", "prompt", "<null>", "token ids"},
 		{"completion prompt tokens outside the vocabulary", "POST", text, `{"model":"` + testModel + `","prompt":[1,2,3000]}`, 400, "invalid_request_error", "prompt", "<null>", "outside the vocabulary"},
 		{"completion logprobs 21", "POST", text, completionBody("hi", `"logprobs":21`), 400, "invalid_request_error", "logprobs", "<null>", "between 0 and 20"},
+		{"completion echo logprobs too many", "POST", text, bigEcho, 400, "invalid_request_error", "logprobs", "<null>", "at most 1048576"},
 		{"completion logprobs negative", "POST", text, completionBody("hi", `"logprobs":-1`), 400, "invalid_request_error", "logprobs", "<null>", "between 0 and 20"},
 		{"completion echo streamed", "POST", text, completionBody("hi", `"echo":true,"stream":true`), 400, "invalid_request_error", "stream", "<null>", "echo"},
 		{"completion max_tokens 0 without echo", "POST", text, completionBody("hi", `"max_tokens":0`), 400, "invalid_request_error", "max_tokens", "<null>", "at least 1"},

@@ -340,3 +340,53 @@ func TestLogprobsBounds(t *testing.T) {
 		}
 	}
 }
+
+// Three echo requests whose prompts together need more scoring rows than
+// one step reads: each position is scored once, and the logprobs equal
+// those of each request alone.
+func TestEchoConcurrentOverScoringRows(t *testing.T) {
+	e, s := lpScheduler(t, 3, 512)
+	var text string
+	for len(text) < 2000 {
+		text += "a shopper compares shirts, reads reviews and fills the cart; "
+	}
+	all := tokens(t, e, text)
+	if len(all) < 330 {
+		t.Fatalf("%d tokens", len(all))
+	}
+	// The first is read over two steps (256 rows, then 44), the other two
+	// join at the second, where only 212 rows are left for both.
+	prompts := [][]int32{all[:300], all[10:310], all[20:320]}
+	alone := make([]batching.Chunk, len(prompts))
+	for i, p := range prompts {
+		alone[i] = run(t, s, batching.Request{Prompt: p, EchoLogprobs: true, ScoreOnly: true})
+	}
+	together := make([]batching.Chunk, len(prompts))
+	var wg sync.WaitGroup
+	for i, p := range prompts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			h, err := s.Submit(ctx, batching.Request{Prompt: p, EchoLogprobs: true, ScoreOnly: true})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			together[i], _ = h.Wait(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, p := range prompts {
+		if len(together[i].Prompt) != len(p)-1 {
+			t.Fatalf("request %d: %d prompt logprobs for %d tokens", i, len(together[i].Prompt), len(p))
+		}
+		for k, lp := range together[i].Prompt {
+			want := alone[i].Prompt[k]
+			if lp.ID != p[k+1] || math.Abs(float64(lp.Logprob-want.Logprob)) > 1e-4 {
+				t.Fatalf("request %d position %d: together %+v, alone %+v", i, k, lp, want)
+			}
+		}
+	}
+}
