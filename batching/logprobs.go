@@ -159,15 +159,7 @@ func (s *Scheduler) acceptOneByOne(q *sequence, tok int32) (FinishReason, error)
 		text = s.vocab.Piece(tok)
 	}
 	out, _ := q.text.push(text)
-	q.h.emitWith(out, q.lp.take())
-	switch {
-	case done:
-		return FinishStop, nil
-	case q.generated >= q.req.MaxTokens:
-		return FinishLength, nil
-	}
-	q.extend(tok)
-	return NotFinished, nil
+	return emitToken(q, tok, out, done), nil
 }
 
 // scoreFeed is how many of feed f's tokens go into this step for q: all,

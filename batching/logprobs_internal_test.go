@@ -36,11 +36,7 @@ func TestRowStatsEdges(t *testing.T) {
 // The top of a random row is the true top N, sorted, and its logprobs
 // agree with a float64 log-softmax of the whole row.
 func TestRowStatsMatchesFullSort(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	row := make([]float32, 5000)
-	for i := range row {
-		row[i] = float32(r.NormFloat64() * 4)
-	}
+	row := normalRow(5000, 4, 3)
 	var sc sampleScratch
 	st, _ := rowStats(row, 20, &sc)
 	m := math.Inf(-1)
@@ -74,11 +70,7 @@ var expSink float64
 // (normal logits, sd 3, as BenchmarkHostStep's), against a greedy pick
 // and a temperature draw of the same row. See docs/PERFORMANCE.md.
 func BenchmarkRowLogprobs(b *testing.B) {
-	r := rand.New(rand.NewPCG(7, 11))
-	row := make([]float32, 128256)
-	for i := range row {
-		row[i] = float32(r.NormFloat64() * 3)
-	}
+	row := normalRow(128256, 3, 7)
 	var sc sampleScratch
 	for _, top := range []int{0, 5, 20} {
 		b.Run(fmt.Sprintf("top%02d", top), func(b *testing.B) {
@@ -120,4 +112,14 @@ func TestExpWindow(t *testing.T) {
 	if expWindow(0) != 1 {
 		t.Fatalf("expWindow(0) = %v", expWindow(0))
 	}
+}
+
+// normalRow is n logits drawn from a normal of standard deviation sd.
+func normalRow(n int, sd float64, seed uint64) []float32 {
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	row := make([]float32, n)
+	for i := range row {
+		row[i] = float32(r.NormFloat64() * sd)
+	}
+	return row
 }

@@ -158,15 +158,22 @@ func (s *Scheduler) take(q *sequence, tok int32) (FinishReason, error) {
 		return FinishStop, nil
 	}
 	out, stopped := q.text.push(s.vocab.Piece(tok))
+	return emitToken(q, tok, out, stopped), nil
+}
+
+// emitToken emits out, the text tok made safe, with tok's logprobs when
+// asked, and says whether q ends: stop (a stop string, a complete
+// output), its length reached, or neither (tok then joins its tokens).
+func emitToken(q *sequence, tok int32, out string, stop bool) FinishReason {
 	q.h.emitWith(out, q.lp.take())
 	switch {
-	case stopped:
-		return FinishStop, nil
+	case stop:
+		return FinishStop
 	case q.generated >= q.req.MaxTokens:
-		return FinishLength, nil
+		return FinishLength
 	}
 	q.extend(tok)
-	return NotFinished, nil
+	return NotFinished
 }
 
 // acceptConstrained hands tok to the constraint, then whatever it forces;

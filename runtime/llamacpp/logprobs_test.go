@@ -61,17 +61,7 @@ func logSoftmax(t *testing.T, e *llamacpp.Engine, prompt []int32) []float64 {
 	if err := e.ClearSeq(0); err != nil {
 		t.Fatal(err)
 	}
-	var b batching.Batch
-	for i, tok := range prompt {
-		b.Add(tok, int32(i), 0, i == len(prompt)-1)
-	}
-	if err := e.Decode(&b); err != nil {
-		t.Fatal(err)
-	}
-	row, err := e.Logits(len(prompt) - 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	row := lastRow(t, e, prompt)
 	m := math.Inf(-1)
 	for _, l := range row {
 		m = max(m, float64(l))
@@ -85,6 +75,37 @@ func logSoftmax(t *testing.T, e *llamacpp.Engine, prompt []int32) []float64 {
 		out[i] = float64(l) - m - math.Log(sum)
 	}
 	return out
+}
+
+// lastRow decodes prompt as sequence 0 (empty) of e and returns the logits
+// row of its last position.
+func lastRow(t *testing.T, e *llamacpp.Engine, prompt []int32) []float32 {
+	t.Helper()
+	var b batching.Batch
+	for i, tok := range prompt {
+		b.Add(tok, int32(i), 0, i == len(prompt)-1)
+	}
+	if err := e.Decode(&b); err != nil {
+		t.Fatal(err)
+	}
+	row, err := e.Logits(len(prompt) - 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return row
+}
+
+// repeated tokenizes phrase repeated to at least min tokens.
+func repeated(t *testing.T, e *llamacpp.Engine, phrase string, min int) []int32 {
+	t.Helper()
+	text := phrase
+	for {
+		toks := tokens(t, e, text)
+		if len(toks) >= min {
+			return toks
+		}
+		text += phrase
+	}
 }
 
 // checkDistribution checks one token's logprobs: top sorted best first
@@ -261,15 +282,7 @@ func TestEchoLogprobsMatchGeneration(t *testing.T) {
 // steps, every position once.
 func TestEchoLongPromptOverSeveralSteps(t *testing.T) {
 	e, s := lpScheduler(t, 1, 400)
-	var text string
-	for len(text) < 1400 {
-		text += "the shopper looks at shirts, then the cart; "
-	}
-	prompt := tokens(t, e, text)
-	if len(prompt) <= 300 {
-		t.Fatalf("prompt of %d tokens, want over 300", len(prompt))
-	}
-	prompt = prompt[:300]
+	prompt := repeated(t, e, "the shopper looks at shirts, then the cart; ", 300)[:300]
 	c := run(t, s, batching.Request{Prompt: prompt, EchoLogprobs: true, ScoreOnly: true})
 	if len(c.Prompt) != len(prompt)-1 {
 		t.Fatalf("%d prompt logprobs for %d tokens", len(c.Prompt), len(prompt))
@@ -346,14 +359,7 @@ func TestLogprobsBounds(t *testing.T) {
 // those of each request alone.
 func TestEchoConcurrentOverScoringRows(t *testing.T) {
 	e, s := lpScheduler(t, 3, 512)
-	var text string
-	for len(text) < 2000 {
-		text += "a shopper compares shirts, reads reviews and fills the cart; "
-	}
-	all := tokens(t, e, text)
-	if len(all) < 330 {
-		t.Fatalf("%d tokens", len(all))
-	}
+	all := repeated(t, e, "a shopper compares shirts, reads reviews and fills the cart; ", 320)
 	// The first is read over two steps (256 rows, then 44), the other two
 	// join at the second, where only 212 rows are left for both.
 	prompts := [][]int32{all[:300], all[10:310], all[20:320]}
