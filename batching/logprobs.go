@@ -29,6 +29,20 @@ const MaxTopLogprobs = 20
 // chunk is fed over several steps.
 const maxScoreRows = 256
 
+// ExpSummer is an optional extension of Engine: the sum of e^(l - max)
+// over a logits row, by a vectorised exp (the logprobs' normaliser, the
+// bulk of their cost). scratch is working memory of any length above 0
+// (expSumScratch floats); NaN when a logit is NaN (the scheduler then sums
+// in Go, where NaN counts as -Inf). MUST be goroutine-safe: the sampling
+// workers call it at once.
+type ExpSummer interface {
+	ExpSum(row []float32, max float32, scratch []float32) float64
+}
+
+// expSumScratch is the ExpSummer's scratch, in floats: 16 KiB, which stays
+// in a core's first-level cache.
+const expSumScratch = 4096
+
 // TopLogprob is one of the most likely tokens at a position.
 type TopLogprob struct {
 	ID      int32
@@ -116,7 +130,7 @@ func (s *Scheduler) drawLogged(q *sequence, logits []float32, sc *sampleScratch)
 	case !q.req.Logprobs:
 		return s.drawToken(q, logits, sc)
 	}
-	st, ok := rowStats(logits, q.req.TopLogprobs, sc)
+	st, ok := rowStats(logits, q.req.TopLogprobs, sc, s.summer)
 	if !ok {
 		return 0, ErrNoFiniteLogit
 	}
@@ -213,7 +227,7 @@ func (s *Scheduler) scorePrompts() {
 	fanOut(len(s.scratch), len(rows), func(w, i int) {
 		r := rows[i]
 		tok := r.q.tokens[r.pos+1]
-		if st, ok := rowStats(views[i], r.q.req.TopLogprobs, &s.scratch[w]); ok {
+		if st, ok := rowStats(views[i], r.q.req.TopLogprobs, &s.scratch[w], s.summer); ok {
 			r.q.lp.prompt[r.pos] = *st.token(tok, views[i])
 		} else {
 			r.q.lp.prompt[r.pos] = TokenLogprob{ID: tok, Logprob: float32(math.Inf(-1))}
@@ -257,42 +271,45 @@ const lseWindow = 40
 
 // rowStats reads a raw logits row: its log-softmax normaliser and its top
 // best tokens (finite logits only; NaN and -Inf never), best first. Two
-// linear passes (the maximum, then the sum with a heap of top), no sort
-// but of the top. ok is false when the row has no finite maximum. The top
-// slice is new (it is handed out); sc.cands is the heap.
-func rowStats(logits []float32, top int, sc *sampleScratch) (stats, bool) {
-	best := argmax(logits)
-	if best < 0 || math.IsInf(float64(logits[best]), 1) {
+// linear passes: the top (whose best is the maximum; without a top, the
+// maximum alone), then the sum; no sort but of the top. The sum is
+// summer's when there is one and it is finite, else expSum's. ok is false
+// when the row has no finite maximum. The top slice is new (it is handed
+// out); sc.cands is the heap, sc.terms summer's scratch.
+func rowStats(logits []float32, top int, sc *sampleScratch, summer ExpSummer) (stats, bool) {
+	var maxL float32
+	h := sc.cands[:0]
+	if top > 0 {
+		h = topN(logits, top, h)
+		sc.cands = h[:0]
+		if len(h) == 0 {
+			return stats{}, false
+		}
+		slices.SortFunc(h, func(a, b candidate) int {
+			if better(a, b) {
+				return -1
+			}
+			return 1
+		})
+		maxL = float32(h[0].logit)
+	} else {
+		best := argmax(logits)
+		if best < 0 {
+			return stats{}, false
+		}
+		maxL = logits[best]
+	}
+	if math.IsInf(float64(maxL), 1) {
 		return stats{}, false
 	}
-	maxL := logits[best]
-	sum := expSum(logits, maxL)
-	h := sc.cands[:0]
-	floor := float32(math.Inf(-1)) // the heap's worst once it is full
-	if top == 0 {
-		floor = float32(math.Inf(1)) // nothing enters
+	sum := math.NaN()
+	if summer != nil {
+		sc.terms = grow(sc.terms, expSumScratch)
+		sum = summer.ExpSum(logits, maxL, sc.terms)
 	}
-	for i, l := range logits {
-		if l > floor {
-			c := candidate{id: int32(i), logit: float64(l)}
-			if len(h) < top {
-				h = append(h, c)
-				heapUp(h, len(h)-1)
-			} else {
-				h[0] = c
-				heapDown(h, 0)
-			}
-			if len(h) == top {
-				floor = float32(h[0].logit)
-			}
-		}
+	if math.IsNaN(sum) || math.IsInf(sum, 0) || sum < 1 { // the maximum's own term is 1
+		sum = expSum(logits, maxL)
 	}
-	slices.SortFunc(h, func(a, b candidate) int {
-		if better(a, b) {
-			return -1
-		}
-		return 1
-	})
 	st := stats{norm: float64(maxL) + math.Log(sum)}
 	if len(h) > 0 {
 		st.top = make([]TopLogprob, len(h))
@@ -300,8 +317,46 @@ func rowStats(logits []float32, top int, sc *sampleScratch) (stats, bool) {
 			st.top[i] = TopLogprob{ID: c.id, Logprob: float32(c.logit - st.norm)}
 		}
 	}
-	sc.cands = h[:0]
 	return st, true
+}
+
+// topN keeps in h (a min-heap under better, h[0] the worst) the top
+// tokens of the row with the highest logits above -Inf (NaN never; ties
+// to the lower id). Like argmax, it tests eight logits against the heap's
+// worst at once and walks a block one by one only when one of them is
+// above it, which once the heap is full is rare.
+func topN(logits []float32, top int, h []candidate) []candidate {
+	floor := float32(math.Inf(-1)) // the heap's worst once it is full
+	take := func(i int, l float32) {
+		c := candidate{id: int32(i), logit: float64(l)}
+		if len(h) < top {
+			h = append(h, c)
+			heapUp(h, len(h)-1)
+		} else {
+			h[0] = c
+			heapDown(h, 0)
+		}
+		if len(h) == top {
+			floor = float32(h[0].logit)
+		}
+	}
+	i := 0
+	for ; i+8 <= len(logits); i += 8 {
+		c := logits[i : i+8 : i+8]
+		if c[0] > floor || c[1] > floor || c[2] > floor || c[3] > floor || c[4] > floor || c[5] > floor || c[6] > floor || c[7] > floor {
+			for k, l := range c {
+				if l > floor {
+					take(i+k, l)
+				}
+			}
+		}
+	}
+	for ; i < len(logits); i++ {
+		if l := logits[i]; l > floor {
+			take(i, l)
+		}
+	}
+	return h
 }
 
 // token is tok's logprob with the row's top: from the top when tok is

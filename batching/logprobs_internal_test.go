@@ -12,7 +12,7 @@ import (
 func TestRowStatsEdges(t *testing.T) {
 	nan, inf := float32(math.NaN()), float32(math.Inf(-1))
 	var sc sampleScratch
-	st, ok := rowStats([]float32{nan, 1, inf, 1, 0}, 5, &sc)
+	st, ok := rowStats([]float32{nan, 1, inf, 1, 0}, 5, &sc, nil)
 	if !ok || len(st.top) != 3 {
 		t.Fatalf("top %+v ok %v, want the 3 finite tokens", st.top, ok)
 	}
@@ -27,7 +27,7 @@ func TestRowStatsEdges(t *testing.T) {
 		t.Fatalf("a -Inf logit's logprob is %v", tok.Logprob)
 	}
 	for _, row := range [][]float32{{nan, inf}, {inf, inf}, {0, float32(math.Inf(1))}} {
-		if _, ok := rowStats(row, 2, &sc); ok {
+		if _, ok := rowStats(row, 2, &sc, nil); ok {
 			t.Fatalf("%v has no finite maximum but rowStats took it", row)
 		}
 	}
@@ -38,7 +38,7 @@ func TestRowStatsEdges(t *testing.T) {
 func TestRowStatsMatchesFullSort(t *testing.T) {
 	row := normalRow(5000, 4, 3)
 	var sc sampleScratch
-	st, _ := rowStats(row, 20, &sc)
+	st, _ := rowStats(row, 20, &sc, nil)
 	m := math.Inf(-1)
 	for _, l := range row {
 		m = max(m, float64(l))
@@ -66,6 +66,11 @@ func TestRowStatsMatchesFullSort(t *testing.T) {
 
 var expSink float64
 
+// givenSum is an ExpSummer that does no work.
+type givenSum struct{}
+
+func (givenSum) ExpSum([]float32, float32, []float32) float64 { return 1.5 }
+
 // The host cost of one row's logprobs over Llama 3's 128,256 tokens
 // (normal logits, sd 3, as BenchmarkHostStep's), against a greedy pick
 // and a temperature draw of the same row. See docs/PERFORMANCE.md.
@@ -75,7 +80,16 @@ func BenchmarkRowLogprobs(b *testing.B) {
 	for _, top := range []int{0, 5, 20} {
 		b.Run(fmt.Sprintf("top%02d", top), func(b *testing.B) {
 			for b.Loop() {
-				rowStats(row, top, &sc)
+				rowStats(row, top, &sc, nil)
+			}
+		})
+	}
+	// The rest of the work, with the sum given (the engine's ExpSummer
+	// does it; runtime/llamacpp's BenchmarkExpSum times that).
+	for _, top := range []int{0, 5, 20} {
+		b.Run(fmt.Sprintf("top%02d-sum-given", top), func(b *testing.B) {
+			for b.Loop() {
+				rowStats(row, top, &sc, givenSum{})
 			}
 		})
 	}

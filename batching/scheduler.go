@@ -150,9 +150,11 @@ type Scheduler struct {
 	// scratch is each sampling worker's memory (SampleWorkers of them).
 	scratch []sampleScratch
 	// scoring lists the echo prompt positions of the step in flight, and
-	// scoreViews their rows (logprobs.go).
+	// scoreViews their rows; summer is the engine's ExpSummer, or nil
+	// (logprobs.go).
 	scoring    []scoreRow
 	scoreViews [][]float32
+	summer     ExpSummer
 	// Prefix cache (prefix.go): the engine's KVReuser when enabled, and
 	// what each idle slot's KV holds.
 	reuser   KVReuser
@@ -220,6 +222,7 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 			s.hostStats.BudgetBytes = cfg.HostKVBudget
 		}
 	}
+	s.summer, _ = engine.(ExpSummer)
 	s.drain.since = s.now()
 	go s.loop()
 	return s, nil

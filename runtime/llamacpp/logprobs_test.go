@@ -396,3 +396,33 @@ func TestEchoConcurrentOverScoringRows(t *testing.T) {
 		}
 	}
 }
+
+// The engine's vectorised sum (batching.ExpSummer) agrees with a float64
+// sum of exp over a real row, in one chunk or many, and is NaN on a row
+// holding a NaN (the scheduler then sums in Go).
+func TestExpSumMatchesFloat64(t *testing.T) {
+	e := open(t, 1, 512, 64)
+	row := append([]float32(nil), lastRow(t, e, tokens(t, e, "The shopper looks at the cart and"))...)
+	m := float32(math.Inf(-1))
+	for _, l := range row {
+		m = max(m, l)
+	}
+	var want float64
+	for _, l := range row {
+		want += math.Exp(float64(l) - float64(m))
+	}
+	scratch := make([]float32, len(row))
+	if got := e.ExpSum(row, m, scratch); math.Abs(got-want)/want > 1e-6 {
+		t.Fatalf("ExpSum %v, float64 sum %v", got, want)
+	}
+	if got := e.ExpSum(row, m, scratch[:7]); math.Abs(got-want)/want > 1e-6 {
+		t.Fatalf("ExpSum in chunks of 7: %v, float64 sum %v", got, want)
+	}
+	if got := e.ExpSum(row, m, nil); !math.IsNaN(got) {
+		t.Fatalf("ExpSum without scratch: %v", got)
+	}
+	row[len(row)/2] = float32(math.NaN())
+	if got := e.ExpSum(row, m, scratch); !math.IsNaN(got) {
+		t.Fatalf("ExpSum over a NaN: %v", got)
+	}
+}
