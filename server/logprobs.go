@@ -266,14 +266,21 @@ func (l *legacyLogprobs) appendTo(b []byte) []byte {
 	return b
 }
 
+// chatLogprobs is a chat choice's logprobs for result res: nil (null)
+// unless asked.
+func (o logprobOptions) chatLogprobs(v Vocabulary, res batching.Chunk) any {
+	if !o.logprobs || v == nil {
+		return nil
+	}
+	return json.RawMessage(appendChatLogprobs(nil, v, res.Tokens))
+}
+
 // withLogprobs completes a one-prompt response body built by
 // buildResponse: the echoed prompt and the logprobs, when asked.
 func withLogprobs(body any, v Vocabulary, o logprobOptions, prompt []int32, res batching.Chunk) any {
 	switch b := body.(type) {
 	case chatResponse:
-		if o.logprobs && v != nil {
-			b.Choices[0].Logprobs = json.RawMessage(appendChatLogprobs(nil, v, res.Tokens))
-		}
+		b.Choices[0].Logprobs = o.chatLogprobs(v, res)
 		return b
 	case completionResponse:
 		b.Choices[0] = o.textChoice(0, v, prompt, res)
