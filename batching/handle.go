@@ -16,6 +16,17 @@ type Chunk struct {
 	// Err is set when Finish is FinishError.
 	Err   error
 	Usage Usage
+	// Tokens are the logprobs of the output tokens since the last call
+	// (Request.Logprobs), in order; an end-of-generation token has none.
+	// A token's text may come in a later chunk than the token (a UTF-8
+	// character split across tokens, a tail that may become a stop
+	// string), and the tokens of a stop string are there though its text
+	// is not.
+	Tokens []TokenLogprob
+	// Prompt, in one chunk once the prompt is computed, holds the
+	// logprobs of prompt tokens 1 to n-1 (Request.EchoLogprobs; the first
+	// token has none).
+	Prompt []TokenLogprob
 }
 
 // Handle is a caller's view of one submitted request. Its methods are
@@ -29,11 +40,14 @@ type Handle struct {
 	prefilled     chan struct{}
 	prefilledOnce sync.Once
 
-	mu      sync.Mutex
-	pending strings.Builder
-	done    bool
-	final   Chunk
-	firstAt time.Time // when the first text was emitted
+	mu        sync.Mutex
+	pending   strings.Builder
+	toks      []TokenLogprob
+	prompt    []TokenLogprob
+	hasPrompt bool
+	done      bool
+	final     Chunk
+	firstAt   time.Time // when the first text was emitted
 
 	// Set by track before the handle reaches the loop; read-only after.
 	now      func() time.Time
@@ -69,7 +83,7 @@ func (h *Handle) Cancel() { h.cancel() }
 func (h *Handle) Next(ctx context.Context) (Chunk, error) {
 	for {
 		h.mu.Lock()
-		if h.pending.Len() > 0 || h.done {
+		if h.pending.Len() > 0 || h.done || len(h.toks) > 0 || h.hasPrompt {
 			c := h.final
 			c.Text = h.pending.String()
 			h.pending.Reset()
@@ -77,6 +91,8 @@ func (h *Handle) Next(ctx context.Context) (Chunk, error) {
 			if !h.done {
 				c = Chunk{Text: c.Text}
 			}
+			c.Tokens, c.Prompt = h.toks, h.prompt
+			h.toks, h.prompt, h.hasPrompt = nil, nil, false
 			h.mu.Unlock()
 			return c, nil
 		}
@@ -89,17 +105,21 @@ func (h *Handle) Next(ctx context.Context) (Chunk, error) {
 	}
 }
 
-// Wait collects the whole output: all text and the final chunk.
+// Wait collects the whole output: all text, token and prompt logprobs, and
+// the final chunk.
 func (h *Handle) Wait(ctx context.Context) (Chunk, error) {
 	var b strings.Builder
+	var toks, prompt []TokenLogprob
 	for {
 		c, err := h.Next(ctx)
 		if err != nil {
 			return Chunk{}, err
 		}
 		b.WriteString(c.Text)
+		toks = append(toks, c.Tokens...)
+		prompt = append(prompt, c.Prompt...)
 		if c.Done {
-			c.Text = b.String()
+			c.Text, c.Tokens, c.Prompt = b.String(), toks, prompt
 			return c, nil
 		}
 	}
@@ -108,13 +128,20 @@ func (h *Handle) Wait(ctx context.Context) (Chunk, error) {
 // emit appends text; called only by the goroutine that owns the
 // sequence in this step (the loop, or the sampling worker it handed the
 // sequence to), never by the caller.
-func (h *Handle) emit(text string) {
-	if text == "" {
+func (h *Handle) emit(text string) { h.emitWith(text, nil) }
+
+// emitWith appends text and, when lp is not nil, a token's logprobs, both
+// visible at once; called as emit is.
+func (h *Handle) emitWith(text string, lp *TokenLogprob) {
+	if text == "" && lp == nil {
 		return
 	}
 	h.mu.Lock()
+	if lp != nil {
+		h.toks = append(h.toks, *lp)
+	}
 	h.pending.WriteString(text)
-	if h.firstAt.IsZero() && h.now != nil {
+	if text != "" && h.firstAt.IsZero() && h.now != nil {
 		h.firstAt = h.now()
 	}
 	h.mu.Unlock()
@@ -142,6 +169,15 @@ func (h *Handle) finish(text string, reason FinishReason, err error, u Usage) {
 	h.mu.Unlock()
 	h.cancel() // release the derived context's resources
 	h.markPrefilled()
+	h.wake()
+}
+
+// setPrompt hands out the prompt's logprobs (echo), once; called as emit
+// is.
+func (h *Handle) setPrompt(lps []TokenLogprob) {
+	h.mu.Lock()
+	h.prompt, h.hasPrompt = lps, true
+	h.mu.Unlock()
 	h.wake()
 }
 

@@ -53,6 +53,8 @@ type sequence struct {
 	draw draw
 	// adm is admission's bookkeeping (admission.go), guarded by s.mu.
 	adm admissionState
+	// lp is the logprobs' bookkeeping (logprobs.go).
+	lp logprobState
 }
 
 // extend appends generated tokens, copying the caller's prompt first.
@@ -69,6 +71,9 @@ func (q *sequence) extend(toks ...int32) {
 // before the request is queued: they are counted as generated and fed
 // after the prompt, and their text goes out with the first sampled token.
 func (s *Scheduler) open(q *sequence) {
+	if s.openLogprobs(q) {
+		return
+	}
 	q.extend(s.takeForced(q)...)
 	if f, ok := q.req.Constraint.(Forcer); ok {
 		q.complete = f.Done()
@@ -134,13 +139,16 @@ func (s *Scheduler) planNext(ph phase) (*stepPlan, bool) {
 			if need == free {
 				break
 			}
-			if s.index != nil {
+			reuse := !q.req.EchoLogprobs // echo computes every prompt position
+			if s.index != nil && reuse {
 				w.matches = s.matchBuf(need)
 				s.index.match(q.req.Prompt, w.matches)
 			}
 			if s.host != nil {
-				e, n := s.host.match(q.req.Prompt)
-				w.host = n
+				var e *hostEntry
+				if reuse {
+					e, w.host = s.host.match(q.req.Prompt)
+				}
 				s.hostPicks = append(s.hostPicks, e)
 			}
 			need++
@@ -264,6 +272,8 @@ func (s *Scheduler) buildBatch(p *stepPlan) bool {
 	b := &s.batch
 	b.Reset()
 	s.owners = s.owners[:0]
+	clear(s.scoring)
+	s.scoring = s.scoring[:0]
 	for _, q := range s.slots {
 		if q != nil {
 			q.logitRow = -1
@@ -276,12 +286,14 @@ func (s *Scheduler) buildBatch(p *stepPlan) bool {
 			// (a host entry gone or refused): fed from the next plan on.
 			continue
 		}
-		for pos := f.from; pos < f.from+f.n; pos++ {
-			last := f.logits && pos == f.from+f.n-1
+		n := s.scoreFeed(q, f)
+		for pos := f.from; pos < f.from+n; pos++ {
+			last := f.logits && n == f.n && pos == f.from+f.n-1
 			if last {
 				q.logitRow = b.Len()
 			}
-			b.Add(q.tokens[pos], int32(pos), q.slot, last)
+			score := s.scorePosition(q, pos, b.Len())
+			b.Add(q.tokens[pos], int32(pos), q.slot, last || score)
 			s.owners = append(s.owners, q)
 		}
 	}

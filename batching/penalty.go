@@ -67,6 +67,9 @@ type penalties struct {
 	// prompt lists the prompt's distinct tokens, inPrompt indexes them.
 	prompt   []int32
 	inPrompt map[int32]struct{}
+	// orig holds the raw logits apply overwrote in the current row, for
+	// the logprob of the token drawn (raw).
+	orig map[int32]float32
 }
 
 // newPenalties returns the state for p, or nil when p penalizes nothing.
@@ -75,7 +78,7 @@ func newPenalties(p Sampling, prompt []int32) *penalties {
 	if !p.penalizes() {
 		return nil
 	}
-	pen := &penalties{p: p, counts: make(map[int32]int)}
+	pen := &penalties{p: p, counts: make(map[int32]int), orig: make(map[int32]float32)}
 	if p.repetition() {
 		pen.inPrompt = make(map[int32]struct{}, min(len(prompt), 4096))
 		for _, t := range prompt {
@@ -105,8 +108,15 @@ func (pen *penalties) apply(logits []float32) {
 	if pen == nil {
 		return
 	}
+	clear(pen.orig)
+	keep := func(t int32) {
+		if _, ok := pen.orig[t]; !ok {
+			pen.orig[t] = logits[t]
+		}
+	}
 	if r := float32(pen.p.RepetitionPenalty); pen.p.repetition() {
 		rep := func(t int32) {
+			keep(t)
 			if l := logits[t]; l > 0 {
 				logits[t] = l / r
 			} else {
@@ -124,14 +134,27 @@ func (pen *penalties) apply(logits []float32) {
 	}
 	if pres, freq := pen.p.PresencePenalty, pen.p.FrequencyPenalty; pres != 0 || freq != 0 {
 		for t, n := range pen.counts {
+			keep(t)
 			logits[t] -= float32(pres + freq*float64(n))
 		}
 	}
 	for t, b := range pen.p.LogitBias {
+		keep(t)
 		if b <= -MaxLogitBias {
 			logits[t] = float32(math.Inf(-1))
 		} else {
 			logits[t] += b
 		}
 	}
+}
+
+// raw is token t's logit in row logits as the engine gave it, before
+// apply changed it.
+func (pen *penalties) raw(t int32, logits []float32) float32 {
+	if pen != nil {
+		if l, ok := pen.orig[t]; ok {
+			return l
+		}
+	}
+	return logits[t]
 }

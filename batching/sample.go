@@ -32,6 +32,7 @@ type draw struct {
 //
 // Every view is dropped before sampleAll returns: none outlives the step.
 func (s *Scheduler) sampleAll() {
+	s.scorePrompts()
 	work := s.work[:0]
 	for _, q := range s.sampled {
 		if s.slots[q.slot] != q { // ended while the step computed (cancelled)
@@ -52,7 +53,7 @@ func (s *Scheduler) sampleAll() {
 		q := work[i]
 		if q.draw.err == nil {
 			q.draw.err = s.contain("sampling", func() (err error) {
-				q.draw.tok, err = s.drawToken(q, q.draw.logits, &s.scratch[w])
+				q.draw.tok, err = s.drawLogged(q, q.draw.logits, &s.scratch[w])
 				return err
 			})
 		}
@@ -60,7 +61,9 @@ func (s *Scheduler) sampleAll() {
 	for _, q := range work {
 		d := q.draw
 		q.draw = draw{}
-		s.apply(q, d)
+		if !s.afterPrompt(q, d) {
+			s.apply(q, d)
+		}
 	}
 	clear(work)
 	s.work = work[:0]
@@ -158,21 +161,31 @@ func (s *Scheduler) take(q *sequence, tok int32) (FinishReason, error) {
 		return FinishStop, nil
 	}
 	out, stopped := q.text.push(s.vocab.Piece(tok))
-	q.h.emit(out)
+	return emitToken(q, tok, out, stopped), nil
+}
+
+// emitToken emits out, the text tok made safe, with tok's logprobs when
+// asked, and says whether q ends: stop (a stop string, a complete
+// output), its length reached, or neither (tok then joins its tokens).
+func emitToken(q *sequence, tok int32, out string, stop bool) FinishReason {
+	q.h.emitWith(out, q.lp.take())
 	switch {
-	case stopped:
-		return FinishStop, nil
+	case stop:
+		return FinishStop
 	case q.generated >= q.req.MaxTokens:
-		return FinishLength, nil
+		return FinishLength
 	}
 	q.extend(tok)
-	return NotFinished, nil
+	return NotFinished
 }
 
 // acceptConstrained hands tok to the constraint, then whatever it forces;
 // the constraint, not end-of-generation tokens or stop strings, decides
 // when the output is complete.
 func (s *Scheduler) acceptConstrained(q *sequence, tok int32) (FinishReason, error) {
+	if q.lp.oneByOne {
+		return s.acceptOneByOne(q, tok)
+	}
 	done, err := q.req.Constraint.Accept(tok)
 	if err != nil {
 		return FinishError, err
@@ -188,7 +201,7 @@ func (s *Scheduler) acceptConstrained(q *sequence, tok int32) (FinishReason, err
 	// Through the text state, which holds back a character split across
 	// tokens (a constrained request has no stop strings there).
 	out, _ := q.text.push(text + q.held)
-	q.h.emit(out)
+	q.h.emitWith(out, q.lp.take())
 	q.held = ""
 	switch {
 	case done:

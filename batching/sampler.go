@@ -53,6 +53,7 @@ type sampleScratch struct {
 	p     []float64   // by token: e^z inside the window, else 0
 	bins  []float64   // top-p: probability mass by bin of z
 	cands []candidate // top-k heap, top-p's cut-off bin
+	terms []float32   // logprobs: an ExpSummer's scratch (logprobs.go)
 }
 
 // argmax returns the index of the largest logit (the lowest on ties), or

@@ -149,6 +149,12 @@ type Scheduler struct {
 	sampled, work []*sequence
 	// scratch is each sampling worker's memory (SampleWorkers of them).
 	scratch []sampleScratch
+	// scoring lists the echo prompt positions of the step in flight, and
+	// scoreViews their rows; summer is the engine's ExpSummer, or nil
+	// (logprobs.go).
+	scoring    []scoreRow
+	scoreViews [][]float32
+	summer     ExpSummer
 	// Prefix cache (prefix.go): the engine's KVReuser when enabled, and
 	// what each idle slot's KV holds.
 	reuser   KVReuser
@@ -216,6 +222,7 @@ func New(engine Engine, vocab Vocab, cfg Config, log *zap.Logger) (*Scheduler, e
 			s.hostStats.BudgetBytes = cfg.HostKVBudget
 		}
 	}
+	s.summer, _ = engine.(ExpSummer)
 	s.drain.since = s.now()
 	go s.loop()
 	return s, nil
@@ -251,7 +258,7 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 		promptLen: len(req.Prompt),
 		logitRow:  -1,
 	}
-	if req.Constraint != nil {
+	if req.Constraint != nil || req.EchoLogprobs {
 		if err := s.contain("constraint", func() error { s.open(seq); return nil }); err != nil {
 			seq.h.cancel()
 			return nil, err
@@ -307,7 +314,10 @@ func (s *Scheduler) check(req *Request) error {
 	case req.MaxTokens > s.cfg.CtxPerSlot-n: // compared, not added: no overflow
 		return &RequestError{Field: "max_tokens", Msg: fmt.Sprintf("prompt (%d) plus max_tokens (%d) exceeds the context of %d", n, req.MaxTokens, s.cfg.CtxPerSlot)}
 	}
-	if req.MaxTokens == 0 {
+	if err := checkLogprobs(req); err != nil {
+		return err
+	}
+	if req.MaxTokens == 0 && !req.ScoreOnly {
 		req.MaxTokens = s.cfg.CtxPerSlot - n
 	}
 	if c := req.Constraint; c != nil && req.MaxTokens < c.MinTokens() {

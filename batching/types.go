@@ -183,6 +183,16 @@ type Request struct {
 	// its model to load): it counts as queue time, in the Timing reported
 	// and against the maximum queue wait. Negative values count as 0.
 	PriorWait time.Duration
+	// Logprobs asks for the logprob of every output token, and the
+	// TopLogprobs (0..MaxTopLogprobs) most likely alternatives, in
+	// Chunk.Tokens; EchoLogprobs for those of the prompt's tokens too, in
+	// Chunk.Prompt (every prompt position is computed: no prefix reuse);
+	// ScoreOnly ends the request after its prompt, generating nothing
+	// (FinishLength; MaxTokens must be 0). See logprobs.go.
+	Logprobs     bool
+	TopLogprobs  int
+	EchoLogprobs bool
+	ScoreOnly    bool
 }
 
 // FinishReason says why a sequence ended.

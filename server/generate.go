@@ -52,6 +52,12 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if opts.lp, err = req.logprobOptions(); err != nil {
+		return err
+	}
+	if err := checkLogprobsModel(m, opts.lp); err != nil {
+		return err
+	}
 	m.Defaults.apply(&req.genParams, &opts)
 	prompt, err := chatPrompt(ctx, m, msgs)
 	if err != nil {
@@ -71,7 +77,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		return s.generateChoices(ctx, c, m, [][]batching.Request{reqs}, chatEndpoint)
+		return s.generateChoices(ctx, c, m, [][]batching.Request{reqs}, chatEndpoint, choiceView{v: m.Vocab, lp: opts.lp, prompts: [][]int32{prompt}, n: n})
 	}
 	return s.generate(ctx, c, m, prompt, opts, chatEndpoint, "messages")
 }
@@ -102,10 +108,7 @@ func textPrompt(m *Model, text, param string) ([]int32, error) {
 }
 
 func (r *chatRequest) checkUnsupported() error {
-	switch {
-	case r.Logprobs || (r.TopLogprobs != nil && *r.TopLogprobs > 0):
-		return invalid("logprobs", "logprobs are not supported.")
-	case !isEmptyArray(r.Tools):
+	if !isEmptyArray(r.Tools) {
 		return invalid("tools", "tools are not supported.")
 	}
 	return nil
@@ -128,11 +131,12 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case req.Echo:
-		return invalid("echo", "'echo' is not supported.")
-	case req.Logprobs != nil && *req.Logprobs > 0:
-		return invalid("logprobs", "logprobs are not supported.")
+	lp, err := req.logprobOptions()
+	if err != nil {
+		return err
+	}
+	if err := checkLogprobsModel(m, lp); err != nil {
+		return err
 	}
 	if err := checkNeutral(neutralField{"suffix", req.Suffix, []string{`""`}}, neutralField{"best_of", req.BestOf, []string{"1"}}); err != nil {
 		return err
@@ -141,6 +145,7 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	opts.lp = lp
 	m.Defaults.apply(&req.genParams, &opts)
 	if len(prompts) > 1 && opts.stream {
 		return invalid("stream", "'stream' is not supported with more than one prompt: send one request per prompt.")
@@ -158,6 +163,12 @@ func (s *Server) completions(c *fiber.Ctx) error {
 		if toks[i], err = m.completionTokens(p, param); err != nil {
 			return err
 		}
+		if opts.lp.echo {
+			opts.lp.echoed = append(opts.lp.echoed, m.echoedPrompt(p, toks[i]))
+		}
+	}
+	if err := opts.lp.checkEchoSize(toks); err != nil {
+		return err
 	}
 	if len(toks) == 1 && n == 1 {
 		return s.generate(ctx, c, m, toks[0], opts, textEndpoint, "prompt")
@@ -208,8 +219,12 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 		return err
 	}
 	if opts.stream {
+		events := newEventFormat(s.newMeta(m, kind), opts.includeUsage)
+		if opts.lp.logprobs {
+			events.lp = &streamLogprobs{v: m.Vocab, kind: kind, legacy: legacyLogprobs{v: m.Vocab}}
+		}
 		return s.startGeneration(ctx, c, m, req, "text/event-stream", &sseFrames{
-			events: newEventFormat(s.newMeta(m, kind), opts.includeUsage), includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
+			events: events, includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
 		}, holdLease(c))
 	}
 	h, err := m.Generator.Submit(ctx, req)
@@ -228,7 +243,7 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 	if err := finishError(ctx, res); err != nil {
 		return err
 	}
-	return c.JSON(buildResponse(meta, []batching.Chunk{res}, res.Usage))
+	return c.JSON(buildResponse(meta, []batching.Chunk{res}, res.Usage, choiceView{v: m.Vocab, lp: opts.lp, prompts: [][]int32{prompt}, n: 1}))
 }
 
 // prepare checks a tokenized prompt against the context (the model's, or
@@ -250,6 +265,7 @@ func (s *Server) prepare(ctx context.Context, c *fiber.Ctx, m *Model, prompt []i
 	}
 	req := batching.Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: opts.sampling, Stop: opts.stop,
 		Priority: requestPriority(c), PriorWait: modelWait(c)}
+	opts.lp.apply(&req)
 	if opts.format != nil {
 		if req.Constraint, err = structuredOutput(m, opts.format); err != nil {
 			return req, err
@@ -283,9 +299,19 @@ func (s *Server) startGeneration(ctx context.Context, c *fiber.Ctx, m *Model, re
 	return nil
 }
 
+// choiceView is what the choices of a response need besides their
+// results: the vocabulary and logprob options (logprobs, echo), the
+// prompts, and the choices per prompt (choice i is of prompt i/n).
+type choiceView struct {
+	v       Vocabulary
+	lp      logprobOptions
+	prompts [][]int32
+	n       int
+}
+
 // buildResponse is the JSON answer of results, choice i from results[i],
 // with usage u.
-func buildResponse(meta responseMeta, results []batching.Chunk, u batching.Usage) any {
+func buildResponse(meta responseMeta, results []batching.Chunk, u batching.Usage, cv choiceView) any {
 	usage := usageBody{
 		PromptTokens:        u.PromptTokens,
 		CompletionTokens:    u.CompletionTokens,
@@ -295,7 +321,10 @@ func buildResponse(meta responseMeta, results []batching.Chunk, u batching.Usage
 	if meta.kind == textEndpoint {
 		resp := completionResponse{ID: meta.id, Object: "text_completion", Created: meta.created, Model: meta.model, Usage: usage}
 		for i, res := range results {
-			resp.Choices = append(resp.Choices, textChoice{Index: i, Text: res.Text, FinishReason: res.Finish.String()})
+			p := i / cv.n
+			c := cv.lp.textChoice(p, cv.v, cv.prompts[p], res)
+			c.Index = i
+			resp.Choices = append(resp.Choices, c)
 		}
 		return resp
 	}
@@ -304,6 +333,7 @@ func buildResponse(meta responseMeta, results []batching.Chunk, u batching.Usage
 		resp.Choices = append(resp.Choices, chatChoice{
 			Index:        i,
 			Message:      assistantMessage{Role: "assistant", Content: res.Text},
+			Logprobs:     cv.lp.chatLogprobs(cv.v, res),
 			FinishReason: res.Finish.String(),
 		})
 	}

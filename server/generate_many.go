@@ -51,7 +51,7 @@ func forkSeed(s batching.Sampling, j int) batching.Sampling {
 // prompt p has index p*n+j; the usage counts each prompt once and sums
 // the completions. A choice that cannot be submitted cancels the others,
 // and the request fails.
-func (s *Server) generateChoices(ctx context.Context, c *fiber.Ctx, m *Model, reqs [][]batching.Request, kind endpoint) error {
+func (s *Server) generateChoices(ctx context.Context, c *fiber.Ctx, m *Model, reqs [][]batching.Request, kind endpoint, cv choiceView) error {
 	handles := make([][]*batching.Handle, len(reqs))
 	cancelAll := func() {
 		for _, hs := range handles {
@@ -120,7 +120,7 @@ func (s *Server) generateChoices(ctx context.Context, c *fiber.Ctx, m *Model, re
 			return err
 		}
 	}
-	return c.JSON(buildResponse(meta, results, usage))
+	return c.JSON(buildResponse(meta, results, usage, cv))
 }
 
 // forks builds the n requests of one prompt, each with its own constraint
@@ -154,5 +154,5 @@ func (s *Server) completionChoices(ctx context.Context, c *fiber.Ctx, m *Model, 
 			return err
 		}
 	}
-	return s.generateChoices(ctx, c, m, reqs, textEndpoint)
+	return s.generateChoices(ctx, c, m, reqs, textEndpoint, choiceView{v: m.Vocab, lp: opts.lp, prompts: prompts, n: n})
 }

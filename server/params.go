@@ -28,6 +28,8 @@ type genOptions struct {
 	// defaultMax replaces Config.DefaultMaxTokens when positive (the
 	// model's default max_tokens).
 	defaultMax int
+	// lp are the logprob fields (logprobs.go).
+	lp logprobOptions
 }
 
 // SamplingDefaults are a model's defaults for the sampling fields a

@@ -271,6 +271,9 @@ func TestBadRequests(t *testing.T) {
 	}})
 	const chat, text = "/v1/chat/completions", "/v1/completions"
 	long := strings.Repeat("x", testCtx)
+	// 64 prompts of 1,000 token ids: with echo and logprobs 20, over the
+	// bound on the prompt logprobs one request returns.
+	bigEcho := `{"model":"` + testModel + `","prompt":[` + strings.TrimSuffix(strings.Repeat("["+strings.TrimSuffix(strings.Repeat("1,", 1000), ",")+"],", 64), ",") + `],"echo":true,"logprobs":20,"max_tokens":0}`
 	hiLen, longLen := len(llama3Prompt("hi")), len(llama3Prompt(long))
 	tests := []struct {
 		name, method, path, body string
@@ -317,23 +320,29 @@ func TestBadRequests(t *testing.T) {
 		{"functions", "POST", chat, chatBody("hi", `"functions":[{"name":"f"}]`), 400, "invalid_request_error", "functions", "<null>", "functions"},
 		{"suffix", "POST", text, completionBody("hi", `"suffix":"end"`), 400, "invalid_request_error", "suffix", "<null>", "suffix"},
 		{"best_of", "POST", text, completionBody("hi", `"best_of":3`), 400, "invalid_request_error", "best_of", "<null>", "best_of"},
-		{"echo", "POST", text, completionBody("hi", `"echo":true`), 400, "invalid_request_error", "echo", "<null>", "echo"},
-		{"logprobs", "POST", chat, chatBody("hi", `"logprobs":true`), 400, "invalid_request_error", "logprobs", "<null>", "logprobs"},
+		// Logprobs bounds (logprobs.go).
+		{"top_logprobs 21", "POST", chat, chatBody("hi", `"logprobs":true,"top_logprobs":21`), 400, "invalid_request_error", "top_logprobs", "<null>", "between 0 and 20"},
+		{"top_logprobs negative", "POST", chat, chatBody("hi", `"logprobs":true,"top_logprobs":-1`), 400, "invalid_request_error", "top_logprobs", "<null>", "between 0 and 20"},
+		{"top_logprobs without logprobs", "POST", chat, chatBody("hi", `"top_logprobs":2`), 400, "invalid_request_error", "top_logprobs", "<null>", "needs 'logprobs': true"},
+		{"top_logprobs with logprobs false", "POST", chat, chatBody("hi", `"logprobs":false,"top_logprobs":0`), 400, "invalid_request_error", "top_logprobs", "<null>", "needs 'logprobs': true"},
+		{"chat logprobs a number", "POST", chat, chatBody("hi", `"logprobs":5`), 400, "invalid_request_error", "logprobs", "<null>", "boolean"},
 		{"seventeen stops", "POST", chat, chatBody("hi", `"stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]`), 400, "invalid_request_error", "stop", "<null>", "at most 16"},
 		{"stop a number", "POST", chat, chatBody("hi", `"stop":7`), 400, "invalid_request_error", "stop", "<null>", "stop"},
 		{"json_schema without actions", "POST", chat, chatBody("hi", `"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}`), 400, "invalid_request_error", "response_format", "<null>", "does not support structured outputs"},
 		{"json_object without actions", "POST", chat, chatBody("hi", `"response_format":{"type":"json_object"}`), 400, "invalid_request_error", "response_format", "<null>", "does not support structured outputs"},
 		{"json_schema without schema", "POST", chat, chatBody("hi", `"response_format":{"type":"json_schema","json_schema":{"name":"a"}}`), 400, "invalid_request_error", "response_format.json_schema.schema", "<null>", "needs json_schema.schema"},
 		{"unknown response_format", "POST", chat, chatBody("hi", `"response_format":{"type":"yaml"}`), 400, "invalid_request_error", "response_format", "<null>", "yaml"},
-		{"logprobs", "POST", chat, chatBody("hi", `"logprobs":true`), 400, "invalid_request_error", "logprobs", "<null>", "logprobs"},
 		{"tools", "POST", chat, chatBody("hi", `"tools":[{"type":"function"}]`), 400, "invalid_request_error", "tools", "<null>", "tools"},
 		{"completion over context", "POST", chat, chatBody("hi", `"max_tokens":1000`), 400, "invalid_request_error", "max_tokens", "context_length_exceeded", fmt.Sprintf("512 tokens. However, you requested %d tokens (%d in the prompt, 1000 for the completion)", hiLen+1000, hiLen)},
 		{"prompt fills context", "POST", chat, chatBody(long, ``), 400, "invalid_request_error", "messages", "context_length_exceeded", fmt.Sprintf("512 tokens, but the prompt has %d", longLen)},
 		{"completion prompt missing", "POST", text, `{"model":"` + testModel + `"}`, 400, "invalid_request_error", "prompt", "<null>", "prompt"},
 		{"completion prompt array of numbers and strings", "POST", text, `{"model":"` + testModel + `","prompt":[1,"b"]}`, 400, "invalid_request_error", "prompt", "<null>", "token ids"},
 		{"completion prompt tokens outside the vocabulary", "POST", text, `{"model":"` + testModel + `","prompt":[1,2,3000]}`, 400, "invalid_request_error", "prompt", "<null>", "outside the vocabulary"},
-		{"completion echo", "POST", text, completionBody("hi", `"echo":true`), 400, "invalid_request_error", "echo", "<null>", "echo"},
-		{"completion logprobs", "POST", text, completionBody("hi", `"logprobs":2`), 400, "invalid_request_error", "logprobs", "<null>", "logprobs"},
+		{"completion logprobs 21", "POST", text, completionBody("hi", `"logprobs":21`), 400, "invalid_request_error", "logprobs", "<null>", "between 0 and 20"},
+		{"completion echo logprobs too many", "POST", text, bigEcho, 400, "invalid_request_error", "logprobs", "<null>", "at most 1048576"},
+		{"completion logprobs negative", "POST", text, completionBody("hi", `"logprobs":-1`), 400, "invalid_request_error", "logprobs", "<null>", "between 0 and 20"},
+		{"completion echo streamed", "POST", text, completionBody("hi", `"echo":true,"stream":true`), 400, "invalid_request_error", "stream", "<null>", "echo"},
+		{"completion max_tokens 0 without echo", "POST", text, completionBody("hi", `"max_tokens":0`), 400, "invalid_request_error", "max_tokens", "<null>", "at least 1"},
 		{"completion over context", "POST", text, completionBody("hi", `"max_tokens":510`), 400, "invalid_request_error", "max_tokens", "context_length_exceeded", "513 tokens (3 in the prompt, 510 for the completion)"},
 		{"completion unknown model", "POST", text, `{"model":"gpt-4","prompt":"hi"}`, 404, "invalid_request_error", "model", "model_not_found", "gpt-4"},
 		{"scheduler refuses", "POST", chat, `{"model":"err-request","messages":[{"role":"user","content":"hi"}],"max_tokens":1}`, 400, "invalid_request_error", "prompt", "<null>", "bad token"},

@@ -100,9 +100,9 @@ func (st *stream) run(w *bufio.Writer) {
 			st.write(w, st.frames.fail(waitError(err)))
 			return
 		}
-		if c.Text != "" {
+		if c.Text != "" || len(c.Tokens) > 0 {
 			st.gotText = true
-			if !st.write(w, st.frames.text(c.Text)) {
+			if !st.write(w, st.textFrame(c)) {
 				return
 			}
 		}
@@ -166,7 +166,7 @@ type sseFrames struct {
 var _ frames = (*sseFrames)(nil)
 
 func (f *sseFrames) start() []byte         { return f.events.role() }
-func (f *sseFrames) text(s string) []byte  { return f.events.content(s) }
+func (f *sseFrames) text(s string) []byte  { return f.events.content(s, nil) }
 func (f *sseFrames) keepAlive() []byte     { return keepAliveEvent }
 func (f *sseFrames) fail(err error) []byte { return append(f.errorEvent(err), doneEvent...) }
 
@@ -206,6 +206,10 @@ type eventFormat struct {
 	tail     []byte // the end of every choice event
 	roleEv   []byte // chat's first event; nil for text completions
 	buf      []byte
+	// lp renders the logprobs of a text event (nil: none asked); lpAt and
+	// lpEnd surround them.
+	lp          *streamLogprobs
+	lpAt, lpEnd []byte
 }
 
 func newEventFormat(m responseMeta, includeUsage bool) *eventFormat {
@@ -229,6 +233,8 @@ func newEventFormat(m responseMeta, includeUsage bool) *eventFormat {
 		head:     head,
 		open:     []byte(choice + textKey),
 		close:    []byte(textEnd + `,"logprobs":null,"finish_reason":null}]` + tail),
+		lpAt:     []byte(textEnd + `,"logprobs":`),
+		lpEnd:    []byte(`,"finish_reason":null}]` + tail),
 		finishAt: []byte(choice + emptyText + `,"logprobs":null,"finish_reason":`),
 		tail:     []byte(tail),
 	}
@@ -241,11 +247,18 @@ func newEventFormat(m responseMeta, includeUsage bool) *eventFormat {
 // role is the first event of a chat stream, nil for text completions.
 func (f *eventFormat) role() []byte { return f.roleEv }
 
-// content is an event carrying text.
-func (f *eventFormat) content(text string) []byte {
+// content is an event carrying text, and the logprobs of toks when they
+// were asked for.
+func (f *eventFormat) content(text string, toks []batching.TokenLogprob) []byte {
 	f.buf = append(f.buf[:0], f.open...)
 	f.buf = jsonstr.Append(f.buf, text)
-	f.buf = append(f.buf, f.close...)
+	if f.lp == nil {
+		f.buf = append(f.buf, f.close...)
+		return f.buf
+	}
+	f.buf = append(f.buf, f.lpAt...)
+	f.buf = f.lp.render(f.buf, toks)
+	f.buf = append(f.buf, f.lpEnd...)
 	return f.buf
 }
 

@@ -75,6 +75,30 @@ func TestChoicesOnRealEngine(t *testing.T) {
 	if len(texts) != 4 || texts[0] != texts[1] || texts[2] != texts[3] {
 		t.Fatalf("greedy choices of two prompts, n 2: %q", texts)
 	}
+	// Logprobs and echo reach every choice.
+	code, _, out = post(t, ts.URL+"/v1/completions", map[string]any{"model": ts.modelID(), "prompt": []string{"Once upon a time", "The cart"}, "n": 2, "max_tokens": 3, "temperature": 0, "echo": true, "logprobs": 1})
+	if code != 200 {
+		t.Fatalf("completions: %d %v", code, out)
+	}
+	for i, c := range out["choices"].([]any) {
+		ch := c.(map[string]any)
+		prompt := []string{"Once upon a time", "The cart"}[i/2]
+		lp, _ := ch["logprobs"].(map[string]any)
+		toks, _ := lp["tokens"].([]any)
+		if !strings.HasPrefix(ch["text"].(string), prompt) || len(toks) < 4 {
+			t.Fatalf("choice %d: %v", i, ch)
+		}
+	}
+	code, _, out = post(t, ts.URL+"/v1/chat/completions", map[string]any{"model": ts.modelID(), "messages": msgs, "n": 2, "max_tokens": 3, "logprobs": true, "top_logprobs": 2})
+	if code != 200 {
+		t.Fatalf("chat: %d %v", code, out)
+	}
+	for i, c := range out["choices"].([]any) {
+		lp, _ := c.(map[string]any)["logprobs"].(map[string]any)
+		if content, _ := lp["content"].([]any); len(content) == 0 {
+			t.Fatalf("chat choice %d has no logprobs: %v", i, c)
+		}
+	}
 	for _, c := range []struct {
 		body map[string]any
 		msg  string

@@ -15,7 +15,8 @@ import (
 // real nextact: the official OpenAI Node SDK (chat.completions.parse with
 // nested, optional and nullable Zod schemas, a streamed structured output,
 // a list of prompts, a parameter out of range refused; models.retrieve,
-// n = 3, penalties and logit_bias) and LangChain JS
+// n = 3, penalties and logit_bias; logprobs: chat's whole and streamed,
+// completions' echo with max_tokens 0) and LangChain JS
 // (withStructuredOutput, invoke and stream). Skipped when node or the
 // packages are missing (make test installs them).
 func TestNodeClients(t *testing.T) {
@@ -34,7 +35,7 @@ func TestNodeClients(t *testing.T) {
 	for _, c := range []struct {
 		script string
 		checks int
-	}{{"structured.mjs", 9}, {"langchain.mjs", 4}, {"sampling.mjs", 6}} {
+	}{{"structured.mjs", 9}, {"langchain.mjs", 4}, {"sampling.mjs", 6}, {"logprobs.mjs", 4}} {
 		t.Run(c.script, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()

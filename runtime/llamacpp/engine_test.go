@@ -34,7 +34,7 @@ func testModel(t testing.TB) string {
 	return modelPath
 }
 
-func open(t *testing.T, slots, ctx, step int) *llamacpp.Engine {
+func open(t testing.TB, slots, ctx, step int) *llamacpp.Engine {
 	t.Helper()
 	e, err := llamacpp.Open(llamacpp.Config{ModelPath: testModel(t), GPULayers: llamacpp.GPULayersAuto, Slots: slots, CtxPerSlot: ctx, StepTokens: step, Threads: 1, Deterministic: true}, nil)
 	if err != nil {

@@ -168,18 +168,7 @@ func TestNaNTokensNeverDrawnOnRealEngine(t *testing.T) {
 	})
 	e := openPath(t, path, 1, 256, 32)
 	// The patched rows are NaN, the others finite.
-	b := batching.Batch{}
-	for i, tok := range prompt {
-		b.Add(tok, int32(i), 0, i == len(prompt)-1)
-	}
-	if err := e.Decode(&b); err != nil {
-		t.Fatal(err)
-	}
-	row, err := e.Logits(len(prompt) - 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for tok, l := range row {
+	for tok, l := range lastRow(t, e, prompt) {
 		if isNaN := math.IsNaN(float64(l)); isNaN != banned[int32(tok)] {
 			t.Fatalf("token %d: logit %g, NaN tokens %v", tok, l, slices.Sorted(maps.Keys(banned)))
 		}

@@ -148,3 +148,49 @@ func TestPenaltiesOnRealEngine(t *testing.T) {
 		}
 	})
 }
+
+// Logprobs are the model's, before penalties and biases: a token a bias of
+// +100 forces reports the logprob the unbiased row gives it, and so does
+// a token drawn under penalties.
+func TestLogprobsIgnorePenalties(t *testing.T) {
+	e := open(t, 2, 512, 64)
+	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 8, StepTokens: 64, CtxPerSlot: 512}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close(context.Background()) }()
+	prompt, err := e.Tokenize("the shopper clicks", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func(p batching.Sampling, top int) batching.TokenLogprob {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		h, err := s.Submit(ctx, batching.Request{Prompt: prompt, MaxTokens: 1, Sampling: p, Logprobs: true, TopLogprobs: top})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := h.Wait(ctx)
+		if err != nil || c.Err != nil || len(c.Tokens) != 1 {
+			t.Fatalf("wait: %v %v %+v", err, c.Err, c.Tokens)
+		}
+		return c.Tokens[0]
+	}
+	plain := first(batching.Sampling{}, 20)
+	var pick batching.TopLogprob
+	for _, c := range plain.Top {
+		if !e.IsEOG(c.ID) {
+			pick = c // the least likely non-EOG token of the top 20
+		}
+	}
+	for _, p := range []batching.Sampling{
+		{LogitBias: map[int32]float32{pick.ID: 100}},
+		{LogitBias: map[int32]float32{pick.ID: 100}, RepetitionPenalty: 3, PresencePenalty: 2},
+	} {
+		got := first(p, 0)
+		if got.ID != pick.ID || got.Logprob != pick.Logprob {
+			t.Fatalf("%+v: token %d logprob %v, want token %d at its raw logprob %v", p, got.ID, got.Logprob, pick.ID, pick.Logprob)
+		}
+	}
+}
