@@ -53,6 +53,13 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		return err
 	}
 	m.Defaults.apply(&req.genParams, &opts)
+	plan, err := req.toolPlan(m)
+	if err != nil {
+		return err
+	}
+	if plan.mode != toolsOff || models.HasToolTurns(msgs) {
+		return s.generateTools(ctx, c, m, msgs, opts, &plan)
+	}
 	prompt, err := chatPrompt(ctx, m, msgs)
 	if err != nil {
 		return err
@@ -92,8 +99,6 @@ func (r *chatRequest) checkUnsupported() error {
 	switch {
 	case r.Logprobs || (r.TopLogprobs != nil && *r.TopLogprobs > 0):
 		return invalid("logprobs", "logprobs are not supported.")
-	case !isEmptyArray(r.Tools):
-		return invalid("tools", "tools are not supported.")
 	}
 	return nil
 }
@@ -195,23 +200,30 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 			events: newEventFormat(s.newMeta(m, kind), opts.includeUsage), includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
 		}, holdLease(c))
 	}
-	h, err := m.Generator.Submit(ctx, req)
-	if err != nil {
-		return err
-	}
 	meta := s.newMeta(m, kind)
-	stop := s.watchClient(c, h.Cancel)
-	res, err := h.Wait(ctx)
-	if stop() {
-		return errClientGone
-	}
+	res, err := s.waitResult(ctx, c, m, req)
 	if err != nil {
-		return waitError(err)
-	}
-	if err := finishError(ctx, res); err != nil {
 		return err
 	}
 	return c.JSON(buildResponse(meta, res))
+}
+
+// waitResult submits req and waits for its end, cancelling it when the
+// client goes away; a generation that failed is an error.
+func (s *Server) waitResult(ctx context.Context, c *fiber.Ctx, m *Model, req batching.Request) (batching.Chunk, error) {
+	h, err := m.Generator.Submit(ctx, req)
+	if err != nil {
+		return batching.Chunk{}, err
+	}
+	stop := s.watchClient(c, h.Cancel)
+	res, err := h.Wait(ctx)
+	if stop() {
+		return res, errClientGone
+	}
+	if err != nil {
+		return res, waitError(err)
+	}
+	return res, finishError(ctx, res)
 }
 
 // prepare checks a tokenized prompt against the context (the model's, or

@@ -36,8 +36,8 @@ func (u *unhonouredParams) check() error {
 		neutralField{"repetition_penalty", u.RepetitionPenalty, []string{"1"}},
 		neutralField{"min_p", u.MinP, []string{"0"}},
 		neutralField{"logit_bias", u.LogitBias, []string{"{}"}},
-		// Without tools (a non-empty tools is refused on its own), "none"
-		// and "auto" choose no tool call: neutral.
+		// /v1/completions has no tools, so "none" and "auto" choose no
+		// tool call: neutral (chat reads its own tool_choice, tools.go).
 		neutralField{"tool_choice", u.ToolChoice, []string{`"none"`, `"auto"`}},
 		neutralField{"functions", u.Functions, []string{"[]"}},
 		neutralField{"function_call", u.FunctionCall, []string{`"none"`, `"auto"`}},
