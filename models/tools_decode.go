@@ -74,7 +74,7 @@ func (f ChatFormat) CallSchema(tools []Tool, maxCalls int) ([]byte, error) {
 		b = append(b, `},"`+f.argsKey()+`":`...)
 		params := t.Parameters
 		if len(bytes.TrimSpace(params)) == 0 {
-			params = []byte(`{"type":"object","properties":{}}`)
+			params = []byte(`{"type":"object","properties":{},"additionalProperties":false}`)
 		}
 		ptr := prefix + "/anyOf/" + strconv.Itoa(i) + "/properties/" + f.argsKey()
 		rebased, err := pyJSON(params, pyJSONOptions{refPrefix: ptr})

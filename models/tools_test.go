@@ -200,7 +200,7 @@ func TestCallSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"type":"array","minItems":1,"maxItems":4,"items":{"anyOf":[{"type":"object","properties":{"name":{"const":"add_to_cart"},"arguments":{"type": "object", "properties": {"sku": {"$ref": "#/items/anyOf/0/properties/arguments/$defs/sku"}}, "$defs": {"sku": {"type": "string", "maxLength": 12}}}},"required":["name","arguments"]},{"type":"object","properties":{"name":{"const":"checkout"},"arguments":{"type": "object", "properties": {}}},"required":["name","arguments"]}]}}`
+	want := `{"type":"array","minItems":1,"maxItems":4,"items":{"anyOf":[{"type":"object","properties":{"name":{"const":"add_to_cart"},"arguments":{"type": "object", "properties": {"sku": {"$ref": "#/items/anyOf/0/properties/arguments/$defs/sku"}}, "$defs": {"sku": {"type": "string", "maxLength": 12}}}},"required":["name","arguments"]},{"type":"object","properties":{"name":{"const":"checkout"},"arguments":{"type": "object", "properties": {}, "additionalProperties": false}},"required":["name","arguments"]}]}}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

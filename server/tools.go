@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
@@ -22,7 +23,7 @@ const (
 	maxToolDescBytes    = 8 << 10
 	maxToolCallsPerMsg  = 128
 	maxToolCallIDBytes  = 128
-	maxParallelCalls    = 8 // calls of one forced answer where the format allows several
+	maxParallelCalls    = 4 // calls of one forced answer where the format allows several
 	toolChoiceParam     = "tool_choice"
 	toolChoiceNameParam = "tool_choice.function.name"
 )
@@ -123,19 +124,40 @@ func (r *chatRequest) toolPlan(m *Model) (toolPlan, error) {
 		return plan, invalid("response_format", "'response_format' %q cannot be combined with tools unless tool_choice is \"none\".", r.ResponseFormat.Type)
 	}
 	if plan.mode == toolsForced {
-		calls := 1
-		if r.ParallelToolCalls == nil || *r.ParallelToolCalls {
-			calls = maxParallelCalls
-		}
-		if plan.schema, err = m.Format.CallSchema(allowed, calls); err != nil {
-			return plan, invalid("tools", "The tools cannot be compiled into a call grammar: %v.", err)
-		}
-		if _, err := m.Grammars.JSON(plan.schema); err != nil {
-			code, msg := nextaction.SchemaError(err)
-			return plan, &requestError{param: "tools", code: code, msg: "The tools together are too large for a forced call: " + msg}
+		parallel := r.ParallelToolCalls == nil || *r.ParallelToolCalls
+		if plan.schema, err = forcedSchema(m, allowed, parallel); err != nil {
+			return plan, err
 		}
 	}
 	return plan, nil
+}
+
+// forcedSchema is the schema of a forced answer, compiled once here so
+// that its errors name tools. Where the format allows several calls and
+// parallel calls are on, it allows up to maxParallelCalls, or one when
+// that many are over the grammar's size limit.
+func forcedSchema(m *Model, allowed []models.Tool, parallel bool) ([]byte, error) {
+	calls := 1
+	if parallel && m.Format.ParallelCalls() {
+		calls = maxParallelCalls
+	}
+	for {
+		schema, err := m.Format.CallSchema(allowed, calls)
+		if err != nil {
+			return nil, invalid("tools", "The tools cannot be compiled into a call grammar: %v.", err)
+		}
+		_, err = m.Grammars.JSON(schema)
+		var le *nextaction.LimitError
+		if err == nil {
+			return schema, nil
+		}
+		if calls > 1 && errors.As(err, &le) {
+			calls = 1
+			continue
+		}
+		code, msg := nextaction.SchemaError(err)
+		return nil, &requestError{param: "tools", code: code, msg: "The tools together are too large for a forced call: " + msg}
+	}
 }
 
 // parseTools reads the tools field: at most maxTools functions with
