@@ -15,7 +15,8 @@ import (
 // real nextact: the official OpenAI Node SDK (chat.completions.parse with
 // nested, optional and nullable Zod schemas, a streamed structured output,
 // a list of prompts, an unhonoured parameter refused) and LangChain JS
-// (withStructuredOutput, invoke and stream). Skipped when node or the
+// (withStructuredOutput, invoke and stream), and tool calls through both
+// (clients/tools.mjs). Skipped when node or the
 // packages are missing (make test installs them).
 func TestNodeClients(t *testing.T) {
 	dir, err := filepath.Abs("../../clients")
@@ -29,11 +30,13 @@ func TestNodeClients(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai", "package.json")); err != nil {
 		t.Skip("clients/node_modules is missing: run make npm-deps")
 	}
-	ts := startServer(t, testConfig())
+	c := testConfig()
+	c.Ctx = 4096 // tools.mjs: tool definitions make long prompts
+	ts := startServer(t, c)
 	for _, c := range []struct {
 		script string
 		checks int
-	}{{"structured.mjs", 9}, {"langchain.mjs", 4}} {
+	}{{"structured.mjs", 9}, {"langchain.mjs", 4}, {"tools.mjs", 9}} {
 		t.Run(c.script, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
