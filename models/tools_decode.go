@@ -141,9 +141,11 @@ func (f ChatFormat) CallStart(text string) (safe, at int, final bool) {
 	switch f {
 	case FormatChatML:
 		if i := strings.Index(text, qwenCallOpen); i >= 0 {
-			return i, i, false
+			return len(strings.TrimRightFunc(text[:i], unicode.IsSpace)), i, false
 		}
-		return len(text) - partialSuffix(text, qwenCallOpen), -1, false
+		// Whitespace before a call is not content (ParseToolCalls trims
+		// it): it is held until text follows.
+		return len(strings.TrimRightFunc(text[:len(text)-partialSuffix(text, qwenCallOpen)], unicode.IsSpace)), -1, false
 	case FormatLlama3, FormatMistral:
 		lead := len(text) - len(strings.TrimLeftFunc(text, unicode.IsSpace))
 		rest := text[lead:]

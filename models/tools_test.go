@@ -180,9 +180,10 @@ func TestCallStart(t *testing.T) {
 		{models.FormatMistral, "[TOOL_", 0, -1, false},
 		{models.FormatMistral, "[TOOL_CALLS] [", 0, 0, false},
 		{models.FormatMistral, "[x", 2, -1, true},
-		{models.FormatChatML, "Hi <tool_", 3, -1, false},
-		{models.FormatChatML, "Hi <tool_call>\n{", 3, 3, false},
+		{models.FormatChatML, "Hi <tool_", 2, -1, false},
+		{models.FormatChatML, "Hi <tool_call>\n{", 2, 3, false},
 		{models.FormatChatML, "Hi <b>", 6, -1, false},
+		{models.FormatChatML, "Hi \n", 2, -1, false},
 	}
 	for _, c := range cases {
 		safe, at, final := c.f.CallStart(c.text)

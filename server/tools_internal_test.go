@@ -1,0 +1,134 @@
+package server
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/models"
+)
+
+// streamed feeds text to toolFrames in random pieces and reads the
+// events back as an SDK does: the content, the calls, the finish reason;
+// early is the content sent before the answer ended.
+func streamed(t *testing.T, rng *rand.Rand, f models.ChatFormat, plan *toolPlan, text string) (content, early string, calls []models.ToolCall, finish string) {
+	t.Helper()
+	frames := newToolFrames(&sseFrames{events: newEventFormat(responseMeta{id: "x", model: "m", kind: chatEndpoint}, false)}, f, plan)
+	var out strings.Builder
+	for rest := text; rest != ""; {
+		n := min(len(rest), 1+rng.IntN(4))
+		out.Write(frames.text(rest[:n]))
+		rest = rest[n:]
+	}
+	before := out.String()
+	early, _, _ = readEvents(t, before)
+	if strings.Contains(before, "tool_calls") {
+		t.Fatalf("calls sent before the end: %s", before)
+	}
+	out.Write(frames.end(batching.Chunk{Done: true, Finish: batching.FinishStop}))
+	content, calls, finish = readEvents(t, out.String())
+	return content, early, calls, finish
+}
+
+// readEvents reads SSE chunk events: their content, calls and finish
+// reason.
+func readEvents(t *testing.T, sse string) (content string, calls []models.ToolCall, finish string) {
+	t.Helper()
+	for _, line := range strings.Split(sse, "\n") {
+		payload, ok := strings.CutPrefix(line, "data: ")
+		if !ok || payload == "[DONE]" {
+			continue
+		}
+		var ev struct {
+			Choices []struct {
+				Delta struct {
+					Content   *string         `json:"content"`
+					ToolCalls []toolCallDelta `json:"tool_calls"`
+				} `json:"delta"`
+				FinishReason *string `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(payload), &ev); err != nil {
+			t.Fatalf("event %q: %v", payload, err)
+		}
+		for _, ch := range ev.Choices {
+			if ch.Delta.Content != nil {
+				content += *ch.Delta.Content
+			}
+			for _, d := range ch.Delta.ToolCalls {
+				switch {
+				case d.ID != "" && d.Index == len(calls) && d.Function != nil && d.Function.Arguments == "":
+					calls = append(calls, models.ToolCall{Name: d.Function.Name})
+				case d.ID == "" && d.Index < len(calls) && d.Function != nil:
+					calls[d.Index].Arguments += d.Function.Arguments
+				default:
+					t.Fatalf("unexpected tool call delta %s", payload)
+				}
+			}
+			if ch.FinishReason != nil {
+				finish = *ch.FinishReason
+			}
+		}
+	}
+	return content, calls, finish
+}
+
+// A streamed answer reads as the same message as the answer not
+// streamed (toolAnswer), however the text is cut into pieces; content
+// streams as it comes unless it may still open a call, and no text of a
+// call is ever sent as content.
+func TestToolFramesMatchTheAnswer(t *testing.T) {
+	t.Parallel()
+	auto := &toolPlan{mode: toolsAuto, known: map[string]bool{"get_weather": true}}
+	forced := &toolPlan{mode: toolsForced, known: map[string]bool{"get_weather": true}}
+	cases := []struct {
+		f     models.ChatFormat
+		plan  *toolPlan
+		text  string
+		calls int
+		early string // content sent before the end
+	}{
+		{models.FormatLlama3, auto, ` {"name": "get_weather", "parameters": {"city": "Oslo"}}`, 1, ""},
+		{models.FormatLlama3, auto, `<|python_tag|>{"name": "get_weather", "parameters": {}}`, 1, ""},
+		{models.FormatLlama3, auto, `  Hello {world}`, 0, `  Hello {world}`},
+		{models.FormatLlama3, auto, `{not a call}`, 0, ""},
+		{models.FormatChatML, auto, "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>", 1, "Let me check."},
+		{models.FormatChatML, auto, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>", 2, ""},
+		{models.FormatChatML, auto, "Hi <b>bold</b> <tool_call> broken", 0, "Hi <b>bold</b>"},
+		{models.FormatChatML, auto, "Plain text.", 0, "Plain text."},
+		{models.FormatMistral, auto, `[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}]`, 1, ""},
+		{models.FormatMistral, auto, `[TOOLS are fun]`, 0, `[TOOLS are fun]`},
+		{models.FormatChatML, forced, `{"name":"get_weather","arguments":{"city":"x"}}`, 1, ""},
+		{models.FormatMistral, forced, `[{"name":"get_weather","arguments":{}},{"name":"get_weather","arguments":{"city":"y"}}]`, 2, ""},
+		{models.FormatLlama3, &toolPlan{mode: toolsOff}, `{"name": "get_weather", "parameters": {}}`, 0, `{"name": "get_weather", "parameters": {}}`},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, c := range cases {
+		msg, wantFinish := toolAnswer(c.f, c.plan, batching.Chunk{Text: c.text, Finish: batching.FinishStop})
+		if len(msg.ToolCalls) != c.calls {
+			t.Errorf("%s %q: %d calls, want %d", c.f, c.text, len(msg.ToolCalls), c.calls)
+			continue
+		}
+		wantContent := ""
+		if msg.Content != nil {
+			wantContent = *msg.Content
+		}
+		for range 20 {
+			content, early, calls, finish := streamed(t, rng, c.f, c.plan, c.text)
+			if content != wantContent || finish != wantFinish || len(calls) != len(msg.ToolCalls) {
+				t.Fatalf("%s %q: streamed content %q finish %s calls %v; answer content %q finish %s calls %v",
+					c.f, c.text, content, finish, calls, wantContent, wantFinish, msg.ToolCalls)
+			}
+			for i, call := range calls {
+				if want := msg.ToolCalls[i].Function; call.Name != want.Name || call.Arguments != want.Arguments {
+					t.Fatalf("%s %q: call %d streamed %+v, want %+v", c.f, c.text, i, call, want)
+				}
+			}
+			if early != c.early {
+				t.Fatalf("%s %q: sent %q before the end, want %q", c.f, c.text, early, c.early)
+			}
+		}
+	}
+}
