@@ -24,8 +24,13 @@ func streamed(t *testing.T, rng *rand.Rand, f models.ChatFormat, plan *toolPlan,
 	}
 	before := out.String()
 	early, _, _ = readEvents(t, before)
-	if strings.Contains(before, "tool_calls") {
-		t.Fatalf("calls sent before the end: %s", before)
+	if plan.mode != toolsForced && strings.Contains(before, "tool_calls") {
+		t.Fatalf("calls of a free answer sent before it ended: %s", before)
+	}
+	// A forced answer's calls stream as they are written: the name, then
+	// the arguments in fragments.
+	if plan.mode == toolsForced && strings.Count(before, `"arguments":`) < 3 {
+		t.Fatalf("a forced answer streamed in fewer than 3 deltas: %s", before)
 	}
 	out.Write(frames.end(batching.Chunk{Done: true, Finish: batching.FinishStop}))
 	content, calls, finish = readEvents(t, out.String())
@@ -101,7 +106,8 @@ func TestToolFramesMatchTheAnswer(t *testing.T) {
 		{models.FormatMistral, auto, `[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}]`, 1, ""},
 		{models.FormatMistral, auto, `[TOOLS are fun]`, 0, `[TOOLS are fun]`},
 		{models.FormatChatML, forced, `{"name":"get_weather","arguments":{"city":"x"}}`, 1, ""},
-		{models.FormatMistral, forced, `[{"name":"get_weather","arguments":{}},{"name":"get_weather","arguments":{"city":"y"}}]`, 2, ""},
+		{models.FormatMistral, forced, `[{"name":"get_weather","arguments":{}},{"name":"get_weather","arguments":{"city":"y, \\\"}{:z","n":[1, 2]}}]`, 2, ""},
+		{models.FormatLlama3, forced, `{"name":"get_weather","parameters":{"a":{"b":"}"}}}`, 1, ""},
 		{models.FormatLlama3, &toolPlan{mode: toolsOff}, `{"name": "get_weather", "parameters": {}}`, 0, `{"name": "get_weather", "parameters": {}}`},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))

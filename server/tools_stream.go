@@ -11,12 +11,12 @@ import (
 )
 
 // toolFrames stream a chat answer that may be tool calls, as the OpenAI
-// SDKs read them: content deltas for text that is surely content; the
-// calls, once the answer has ended and parsed as calls, as one delta per
-// call carrying index, id, type, function.name and arguments "", then one
-// carrying its arguments, and finish_reason "tool_calls".
+// SDKs read them: content deltas for text that is surely content; each
+// call as one delta carrying index, id, type, function.name and arguments
+// "", then deltas carrying its arguments, and finish_reason "tool_calls".
 //
-// A forced call streams nothing until the end. A free answer (auto) holds
+// A forced call streams as it is written (callScan): the first delta once
+// the name is known, then the arguments in fragments. A free answer (auto) holds
 // back only text that may still open a call in the format's convention
 // (models.ChatFormat.CallStart): leading whitespace, a prefix of the
 // marker, and everything from the marker on; once the answer can no
@@ -30,18 +30,28 @@ type toolFrames struct {
 	lead   int  // leading whitespace skipped (Llama 3, Mistral)
 	at     int  // where calls begin in text; -1 while none
 	final  bool // text can no longer become a call
+	// forced streams a forced answer's calls as they are written.
+	forced *callScan
 	out    []byte
 }
 
 var _ frames = (*toolFrames)(nil)
 
 func newToolFrames(sse *sseFrames, f models.ChatFormat, plan *toolPlan) *toolFrames {
-	return &toolFrames{sseFrames: sse, format: f, plan: plan, at: -1, final: plan.mode == toolsOff}
+	tf := &toolFrames{sseFrames: sse, format: f, plan: plan, at: -1, final: plan.mode == toolsOff}
+	if plan.mode == toolsForced {
+		tf.forced = newCallScan(f)
+	}
+	return tf
 }
 
 func (f *toolFrames) text(s string) []byte {
 	f.answer.WriteString(s)
-	if f.plan.mode == toolsForced || f.at >= 0 {
+	if f.forced != nil {
+		f.out = f.forced.scan(f, f.answer.String(), f.out[:0])
+		return f.out
+	}
+	if f.at >= 0 {
 		return nil
 	}
 	all := f.answer.String()
@@ -92,7 +102,12 @@ func (f *toolFrames) end(c batching.Chunk) []byte {
 	content, calls := answerCalls(f.format, f.plan, all)
 	f.out = f.out[:0]
 	reason := c.Finish.String()
-	if len(calls) > 0 {
+	switch {
+	case f.forced != nil && f.forced.calls > 0:
+		// The calls went out as they were written; the grammar closed
+		// them (a call cut short has arguments that do not parse).
+		reason = "tool_calls"
+	case len(calls) > 0:
 		// Content before the calls (ChatML) was sent as it came.
 		if f.sent < len(content) {
 			f.out = append(f.out, f.events.content(content[f.sent:])...)
@@ -102,7 +117,7 @@ func (f *toolFrames) end(c batching.Chunk) []byte {
 			f.out = f.callDelta(f.out, toolCallDelta{Index: i, Function: &toolFunctionDelta{Arguments: call.Arguments}})
 		}
 		reason = "tool_calls"
-	} else if f.sent < len(all) {
+	case f.sent < len(all):
 		f.out = append(f.out, f.events.content(all[f.sent:])...)
 	}
 	f.out = append(f.out, f.events.finish(reason)...)
@@ -147,3 +162,99 @@ func (f *toolFrames) callDelta(out []byte, d toolCallDelta) []byte {
 	out = append(out, ']')
 	return append(out, f.events.tail...)
 }
+
+// callScan follows a forced answer (CallSchema's JSON: a call object, or
+// Mistral's array of them) byte by byte as it streams, so that each
+// call's first delta goes out as soon as its name is known and its
+// arguments as they are written, compacted as ParseForced compacts them.
+type callScan struct {
+	pos       int // bytes of the answer scanned
+	depth     int // nesting outside strings
+	inStr     bool
+	esc       bool
+	strAt     int    // where the current string's text starts
+	callDepth int    // depth inside a call object
+	argsKey   string // the call object's arguments member
+	key       string // the last member name at callDepth
+	colon     bool   // a value at callDepth follows
+	name      string // the current call's name
+	inArgs    bool   // the scan is inside the current call's arguments
+	calls     int    // calls opened
+}
+
+func newCallScan(f models.ChatFormat) *callScan {
+	s := &callScan{callDepth: 1, argsKey: "arguments"}
+	if f.ParallelCalls() {
+		s.callDepth = 2
+	}
+	if f == models.FormatLlama3 {
+		s.argsKey = "parameters"
+	}
+	return s
+}
+
+// scan reads answer[s.pos:], appending the deltas it completes to out.
+func (s *callScan) scan(f *toolFrames, answer string, out []byte) []byte {
+	var args []byte
+	flush := func() {
+		if len(args) > 0 {
+			out = f.callDelta(out, toolCallDelta{Index: s.calls - 1, Function: &toolFunctionDelta{Arguments: string(args)}})
+			args = args[:0]
+		}
+	}
+	for ; s.pos < len(answer); s.pos++ {
+		c := answer[s.pos]
+		if s.inArgs && (s.inStr || !isJSONSpace(c)) && !(c == '}' && s.depth == s.callDepth) {
+			args = append(args, c)
+		}
+		switch {
+		case s.inStr:
+			switch {
+			case s.esc:
+				s.esc = false
+			case c == '\\':
+				s.esc = true
+			case c == '"':
+				s.inStr = false
+				if s.depth == s.callDepth && !s.inArgs {
+					if text := answer[s.strAt:s.pos]; s.colon && s.key == "name" {
+						s.name = text
+					} else if !s.colon {
+						s.key = text
+					}
+				}
+			}
+		case c == '"':
+			s.inStr, s.strAt = true, s.pos+1
+		case c == '{' || c == '[':
+			s.depth++
+			if s.depth == s.callDepth && c == '{' {
+				s.key, s.colon, s.name = "", false, ""
+			}
+		case c == '}' || c == ']':
+			if s.depth == s.callDepth && s.inArgs {
+				s.inArgs = false
+				flush()
+			}
+			s.depth--
+		case c == ':' && s.depth == s.callDepth && !s.inArgs:
+			s.colon = true
+			if s.key == s.argsKey && s.name != "" {
+				s.inArgs = true
+				s.calls++
+				out = f.callDelta(out, toolCallDelta{Index: s.calls - 1, ID: newCallID(), Type: "function", Function: &toolFunctionDelta{Name: s.name}})
+			}
+		case c == ',' && s.depth == s.callDepth:
+			if s.inArgs {
+				s.inArgs = false
+				args = args[:len(args)-1] // the comma after the arguments
+				flush()
+			}
+			s.colon = false
+		}
+	}
+	flush()
+	return out
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
