@@ -1,6 +1,7 @@
 package models_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,4 +210,42 @@ func TestCallSchema(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(got), `{"anyOf":[{"type":"object","properties":{"name":{"const":"get_weather"},"parameters":{`) {
 		t.Errorf("llama3: %s %v", got, err)
 	}
+}
+
+// FuzzToolCalls: parsing any answer, finding where calls start, and
+// rendering any arguments the request check accepts never panic; parsed
+// calls have JSON object arguments; a call schema is JSON.
+func FuzzToolCalls(f *testing.F) {
+	f.Add(uint8(0), ` {"name": "get_weather", "parameters": {"city": "Oslo"}}`)
+	f.Add(uint8(1), "Hi\n<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": \"{}\"}\n</tool_call><tool_call>")
+	f.Add(uint8(2), `[TOOL_CALLS] [{"name": "get_weather", "arguments": {"a": [1, {"$ref": "#/x"}]}}]`)
+	f.Add(uint8(2), `{"type":"object","properties":{"$ref":{"$ref":"#/$defs/a"}},"$defs":{"a":{"const":{"$ref":"#"}}}}`)
+	anyName := func(string) bool { return true }
+	f.Fuzz(func(t *testing.T, which uint8, text string) {
+		format := []models.ChatFormat{models.FormatLlama3, models.FormatChatML, models.FormatMistral}[int(which)%3]
+		if content, calls, ok := format.ParseToolCalls(text, anyName); ok {
+			if !strings.HasPrefix(text, content) || len(calls) == 0 {
+				t.Fatalf("content %q, %d calls of %q", content, len(calls), text)
+			}
+			for _, c := range calls {
+				if models.CheckArguments(c.Arguments) != nil {
+					t.Fatalf("call %+v of %q: arguments not a JSON object", c, text)
+				}
+			}
+		}
+		safe, at, _ := format.CallStart(text)
+		if safe < 0 || safe > len(text) || at >= 0 && (at < safe || at > len(text)) {
+			t.Fatalf("CallStart(%q) = %d, %d", text, safe, at)
+		}
+		if models.CheckArguments(text) == nil {
+			msgs := []models.Message{{Role: "user", Content: "u"}, {Role: "assistant", ToolCalls: []models.ToolCall{{ID: text, Name: "f", Arguments: text}}}, {Role: "tool", ToolCallID: text, Content: text}}
+			if _, err := format.RenderTools(msgs, []models.Tool{{Name: "f", Parameters: []byte(text)}}); err != nil {
+				t.Fatalf("arguments %q pass the check but do not render: %v", text, err)
+			}
+			schema, err := format.CallSchema([]models.Tool{{Name: "f", Parameters: []byte(text)}}, 2)
+			if err != nil || !json.Valid(schema) {
+				t.Fatalf("call schema of %q: %s %v", text, schema, err)
+			}
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/models"
@@ -137,4 +138,43 @@ func TestToolFramesMatchTheAnswer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzToolFrames: any answer, cut into pieces of any size, streams
+// without panicking and, unless forced (where the grammar writes the
+// answer), reads as the same message as the answer not streamed.
+func FuzzToolFrames(f *testing.F) {
+	f.Add(uint8(0), uint8(1), uint8(2), ` {"name": "get_weather", "parameters": {"city": "Oslo"}}`)
+	f.Add(uint8(1), uint8(1), uint8(3), "Hi\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>")
+	f.Add(uint8(2), uint8(2), uint8(1), `[{"name":"get_weather","arguments":{"a":"\"}"}},{"name":"x","arguments":[]}]`)
+	f.Add(uint8(0), uint8(2), uint8(5), `{"name":"get_weather","parameters":{}},"parameters":{`)
+	f.Fuzz(func(t *testing.T, which, mode, piece uint8, text string) {
+		format := []models.ChatFormat{models.FormatLlama3, models.FormatChatML, models.FormatMistral}[int(which)%3]
+		plan := &toolPlan{mode: []toolMode{toolsOff, toolsAuto, toolsForced}[int(mode)%3], known: map[string]bool{"get_weather": true}}
+		frames := newToolFrames(&sseFrames{events: newEventFormat(responseMeta{id: "x", model: "m", kind: chatEndpoint}, true)}, format, plan)
+		if !utf8.ValidString(text) {
+			return // the scheduler sends whole UTF-8 characters
+		}
+		var out strings.Builder
+		runes := []rune(text)
+		n := 1 + int(piece)%8
+		for len(runes) > 0 {
+			k := min(n, len(runes))
+			out.Write(frames.text(string(runes[:k])))
+			runes = runes[k:]
+		}
+		out.Write(frames.end(batching.Chunk{Done: true, Finish: batching.FinishStop}))
+		content, calls, finish := readEvents(t, out.String())
+		if plan.mode == toolsForced {
+			return
+		}
+		msg, wantFinish := toolAnswer(format, plan, batching.Chunk{Text: text, Finish: batching.FinishStop})
+		want := ""
+		if msg.Content != nil {
+			want = *msg.Content
+		}
+		if content != want || finish != wantFinish || len(calls) != len(msg.ToolCalls) {
+			t.Fatalf("streamed %q %s %v; answer %q %s %v", content, finish, calls, want, wantFinish, msg.ToolCalls)
+		}
+	})
 }
