@@ -72,9 +72,10 @@ type toolChoiceObject struct {
 }
 
 // toolPlan validates tools, tool_choice and parallel_tool_calls, and for a
-// forced call compiles the answer's grammar. Each tool's parameters
-// compile on their own first, so that a schema the compiler refuses is a
-// 400 naming it.
+// forced call compiles the answer's grammar. Each tool's parameters are
+// checked on their own first (the compiler's counting pass, linear in the
+// schema), so that a schema the compiler refuses is a 400 naming it; only
+// a forced call builds a grammar, one for the allowed tools together.
 func (r *chatRequest) toolPlan(m *Model) (toolPlan, error) {
 	tools, err := parseTools(r.Tools, m)
 	if err != nil {
@@ -162,7 +163,7 @@ func forcedSchema(m *Model, allowed []models.Tool, parallel bool) ([]byte, error
 
 // parseTools reads the tools field: at most maxTools functions with
 // unique valid names, each one's parameters a JSON schema the grammar
-// compiler accepts.
+// compiler accepts (CheckSchema).
 func parseTools(raw json.RawMessage, m *Model) ([]models.Tool, error) {
 	if isNull(raw) {
 		return nil, nil
@@ -221,7 +222,7 @@ func parseTools(raw json.RawMessage, m *Model) ([]models.Tool, error) {
 		if t.Parameters == nil {
 			continue
 		}
-		if _, err := m.Grammars.JSON(t.Parameters); err != nil {
+		if err := m.Grammars.CheckSchema(t.Parameters); err != nil {
 			pp := fmt.Sprintf("tools[%d].function.parameters", i)
 			code, msg := nextaction.SchemaError(err)
 			return nil, &requestError{param: pp, code: code, msg: fmt.Sprintf("'%s': %s", pp, msg)}
