@@ -2,8 +2,6 @@ package models_test
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -49,20 +47,7 @@ func TestRenderToolsGolden(t *testing.T) {
 					t.Errorf("content in a Special segment: %q", s.Text)
 				}
 			}
-			got := dump(segs)
-			path := filepath.Join("testdata", string(f)+"_tools.golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("read golden (run with -update to create): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("RenderTools mismatch (run with -update to accept)\ngot:\n%s\nwant:\n%s", got, want)
-			}
+			checkGolden(t, string(f)+"_tools.golden", dump(segs))
 		})
 	}
 }
