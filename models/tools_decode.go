@@ -50,7 +50,8 @@ func (f ChatFormat) CallPrefix() string {
 // call object {"name": const, "<arguments>": the tool's parameters}, any
 // of tools; for Mistral an array of 1 to maxCalls of them. Each tool's
 // $refs are rebased to where its schema sits. A tool without parameters
-// takes an empty object.
+// takes an empty object; a schema that leaves the type open gets type
+// object (ToolParametersError refuses one of another type).
 func (f ChatFormat) CallSchema(tools []Tool, maxCalls int) ([]byte, error) {
 	if len(tools) == 0 {
 		return nil, errors.New("no tools")
@@ -81,6 +82,12 @@ func (f ChatFormat) CallSchema(tools []Tool, maxCalls int) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		if untypedObject(rebased) {
+			// Arguments are an object: a schema that leaves the type
+			// open ({} included) gets it.
+			rebased = append([]byte(`{"type": "object", `), bytes.TrimPrefix(rebased, []byte("{"))...)
+			rebased = bytes.Replace(rebased, []byte(`"object", }`), []byte(`"object"}`), 1)
+		}
 		b = append(b, rebased...)
 		b = append(b, `},"required":["name","`+f.argsKey()+`"]}`...)
 	}
@@ -89,6 +96,35 @@ func (f ChatFormat) CallSchema(tools []Tool, maxCalls int) ([]byte, error) {
 		b = append(b, '}')
 	}
 	return b, nil
+}
+
+// untypedObject reports whether schema is an object without "type" or
+// anything that decides the type instead ($ref, anyOf, oneOf, allOf,
+// enum, const).
+func untypedObject(schema []byte) bool {
+	var root map[string]json.RawMessage
+	if json.Unmarshal(schema, &root) != nil {
+		return false
+	}
+	for _, k := range []string{"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const"} {
+		if _, ok := root[k]; ok {
+			return false
+		}
+	}
+	return true
+}
+
+// ToolParametersError explains why parameters cannot describe a call's
+// arguments, which are a JSON object: a "type" other than "object". ""
+// when they can.
+func ToolParametersError(schema []byte) string {
+	var root struct {
+		Type json.RawMessage `json:"type"`
+	}
+	if json.Unmarshal(schema, &root) != nil || root.Type == nil || string(bytes.TrimSpace(root.Type)) == `"object"` {
+		return ""
+	}
+	return `the arguments of a call are a JSON object: the schema's "type" must be "object"`
 }
 
 // ParseForced reads the calls of a forced answer: out is what the model

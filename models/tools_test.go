@@ -191,6 +191,13 @@ func TestCallSchema(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
+	got, err = models.FormatChatML.CallSchema([]models.Tool{{Name: "a", Parameters: []byte(`{}`)}, {Name: "b", Parameters: []byte(`{"properties":{"x":{}}}`)}}, 1)
+	if want := `{"anyOf":[{"type":"object","properties":{"name":{"const":"a"},"arguments":{"type": "object"}},"required":["name","arguments"]},{"type":"object","properties":{"name":{"const":"b"},"arguments":{"type": "object", "properties": {"x": {}}}},"required":["name","arguments"]}]}`; err != nil || string(got) != want {
+		t.Errorf("untyped parameters: got %s %v\nwant %s", got, err, want)
+	}
+	if models.ToolParametersError([]byte(`{"type":"string"}`)) == "" || models.ToolParametersError([]byte(`{"type": "object"}`)) != "" || models.ToolParametersError([]byte(`{}`)) != "" {
+		t.Error("ToolParametersError: want a refusal of type string only")
+	}
 	got, err = models.FormatLlama3.CallSchema(testTools[:1], 4)
 	if err != nil || !strings.HasPrefix(string(got), `{"anyOf":[{"type":"object","properties":{"name":{"const":"get_weather"},"parameters":{`) {
 		t.Errorf("llama3: %s %v", got, err)

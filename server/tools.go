@@ -211,6 +211,9 @@ func parseTools(raw json.RawMessage, m *Model) ([]models.Tool, error) {
 			if t := bytes.TrimSpace(f.Parameters); t[0] != '{' {
 				return nil, invalid(pp, "'%s' must be a JSON Schema object.", pp)
 			}
+			if why := models.ToolParametersError(f.Parameters); why != "" {
+				return nil, invalid(pp, "'%s': %s.", pp, why)
+			}
 			t.Parameters = f.Parameters
 		}
 		tools = append(tools, t)

@@ -304,6 +304,8 @@ func TestToolRequestErrors(t *testing.T) {
 		{"duplicate name", msg, `"tools":[` + ok + `,` + ok + `]`, "tools[1].function.name"},
 		{"too many tools", msg, `"tools":[` + strings.Join(many, ",") + `]`, "tools"},
 		{"schema not an object", msg, `"tools":[` + tool("f", `"x"`) + `]`, "tools[0].function.parameters"},
+		{"schema of a string", msg, `"tools":[` + tool("f", `{"type":"string"}`) + `]`, "tools[0].function.parameters"},
+		{"max_tokens too few for a call", msg, `"tools":[` + tool("f", `{"type":"object","properties":{"a":{"type":"string","minLength":20}},"required":["a"]}`) + `],"tool_choice":"required","max_tokens":3`, "max_tokens"},
 		{"schema unsupported", msg, `"tools":[` + ok + `,` + tool("g", `{"type":"object","if":{}}`) + `]`, "tools[1].function.parameters"},
 		{"schema too large", msg, `"tools":[` + tool("f", `{"type":"array","items":{"type":"array","items":{"type":"array","items":{"type":"string","maxLength":1000},"maxItems":1000},"maxItems":1000},"maxItems":1000}`) + `]`, "tools[0].function.parameters"},
 		{"bad choice", msg, `"tools":[` + ok + `],"tool_choice":"always"`, "tool_choice"},
@@ -322,7 +324,10 @@ func TestToolRequestErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			body := fmt.Sprintf(`{"model":%q,"messages":%s,"max_tokens":4`, ts.modelID(), c.messages)
+			body := fmt.Sprintf(`{"model":%q,"messages":%s`, ts.modelID(), c.messages)
+			if !strings.Contains(c.extra, "max_tokens") {
+				body += `,"max_tokens":4`
+			}
 			if c.extra != "" {
 				body += "," + c.extra
 			}
