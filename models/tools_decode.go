@@ -27,11 +27,21 @@ func (f ChatFormat) argsKey() string {
 	return "arguments"
 }
 
-// ParallelCalls reports whether a forced answer of the format may hold
-// more than one call: Mistral's [TOOL_CALLS] is an array; Llama 3.1's
-// template allows one call per turn, and nextact's ChatML grammar writes
-// one <tool_call> block.
+// ParallelCalls reports whether the format's calls are one JSON array
+// (Mistral's [TOOL_CALLS]), so that CallSchema holds several calls.
+// ChatML writes several calls as blocks (CallBlocks); Llama 3.1's
+// template allows one call per turn.
 func (f ChatFormat) ParallelCalls() bool { return f == FormatMistral }
+
+// CallBlocks is how the format writes several calls as blocks, each call
+// object between open and close (the first open is CallPrefix): ChatML's
+// <tool_call> blocks. ok is false for the other formats.
+func (f ChatFormat) CallBlocks() (close, open string, ok bool) {
+	if f == FormatChatML {
+		return "\n" + qwenCallClose, "\n" + qwenCallOpen + "\n", true
+	}
+	return "", "", false
+}
 
 // CallPrefix is what follows the generation prompt when the model must
 // call a tool: the format's opening marker, after which the model writes

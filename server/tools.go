@@ -50,6 +50,9 @@ type toolPlan struct {
 	known map[string]bool
 	// schema is the forced answer's JSON schema (CallSchema).
 	schema []byte
+	// blocks, above 1, is how many call blocks a forced answer may hold
+	// (models.ChatFormat.CallBlocks), each a value of schema.
+	blocks int
 }
 
 func (p *toolPlan) isKnown(name string) bool { return p.known[name] }
@@ -126,7 +129,7 @@ func (r *chatRequest) toolPlan(m *Model) (toolPlan, error) {
 	}
 	if plan.mode == toolsForced {
 		parallel := r.ParallelToolCalls == nil || *r.ParallelToolCalls
-		if plan.schema, err = forcedSchema(m, allowed, parallel); err != nil {
+		if plan.schema, plan.blocks, err = forcedSchema(m, allowed, parallel); err != nil {
 			return plan, err
 		}
 	}
@@ -135,30 +138,51 @@ func (r *chatRequest) toolPlan(m *Model) (toolPlan, error) {
 
 // forcedSchema is the schema of a forced answer, compiled once here so
 // that its errors name tools. Where the format allows several calls and
-// parallel calls are on, it allows up to maxParallelCalls, or one when
-// that many are over the grammar's size limit.
-func forcedSchema(m *Model, allowed []models.Tool, parallel bool) ([]byte, error) {
+// parallel calls are on, it allows up to maxParallelCalls (as an array,
+// or as that many blocks), or one when that many are over the grammar's
+// size limit.
+func forcedSchema(m *Model, allowed []models.Tool, parallel bool) (schema []byte, blocks int, err error) {
 	calls := 1
-	if parallel && m.Format.ParallelCalls() {
+	if parallel && (m.Format.ParallelCalls() || hasBlocks(m.Format)) {
 		calls = maxParallelCalls
 	}
 	for {
-		schema, err := m.Format.CallSchema(allowed, calls)
+		var err error
+		if m.Format.ParallelCalls() {
+			schema, err = m.Format.CallSchema(allowed, calls)
+		} else {
+			schema, err = m.Format.CallSchema(allowed, 1)
+		}
 		if err != nil {
-			return nil, invalid("tools", "The tools cannot be compiled into a call grammar: %v.", err)
+			return nil, 0, invalid("tools", "The tools cannot be compiled into a call grammar: %v.", err)
 		}
-		_, err = m.Grammars.JSON(schema)
+		if _, err = m.Grammars.JSON(schema); err == nil && calls > 1 && hasBlocks(m.Format) {
+			_, err = callBlocks(m, schema, calls)
+		}
 		var le *nextaction.LimitError
-		if err == nil {
-			return schema, nil
-		}
-		if calls > 1 && errors.As(err, &le) {
+		switch {
+		case err == nil && hasBlocks(m.Format):
+			return schema, calls, nil
+		case err == nil:
+			return schema, 1, nil
+		case calls > 1 && errors.As(err, &le):
 			calls = 1
 			continue
 		}
 		code, msg := nextaction.SchemaError(err)
-		return nil, &requestError{param: "tools", code: code, msg: "The tools together are too large for a forced call: " + msg}
+		return nil, 0, &requestError{param: "tools", code: code, msg: "The tools together are too large for a forced call: " + msg}
 	}
+}
+
+func hasBlocks(f models.ChatFormat) bool {
+	_, _, ok := f.CallBlocks()
+	return ok
+}
+
+// callBlocks is the constraint of up to n call blocks of schema.
+func callBlocks(m *Model, schema []byte, n int) (*nextaction.ByteConstraint, error) {
+	closeText, openText, _ := m.Format.CallBlocks()
+	return m.Grammars.JSONBlocks(schema, closeText, openText, n)
 }
 
 // parseTools reads the tools field: at most maxTools functions with
@@ -349,6 +373,13 @@ func (s *Server) generateTools(ctx context.Context, c *fiber.Ctx, m *Model, msgs
 	req, err := s.prepare(ctx, c, m, prompt, opts, "messages")
 	if err != nil {
 		return err
+	}
+	if plan.blocks > 1 {
+		// Several call blocks: the grammar of one call, repeated (the
+		// same first value, so the same budget check).
+		if req.Constraint, err = callBlocks(m, plan.schema, plan.blocks); err != nil {
+			return err
+		}
 	}
 	meta := s.newMeta(m, chatEndpoint)
 	if opts.stream {

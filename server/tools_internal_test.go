@@ -107,6 +107,7 @@ func TestToolFramesMatchTheAnswer(t *testing.T) {
 		{models.FormatMistral, auto, `[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}]`, 1, ""},
 		{models.FormatMistral, auto, `[TOOLS are fun]`, 0, `[TOOLS are fun]`},
 		{models.FormatChatML, forced, `{"name":"get_weather","arguments":{"city":"x"}}`, 1, ""},
+		{models.FormatChatML, forced, "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"x\"}}\n</tool_call>\n<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{}}\n</tool_call>", 2, ""},
 		{models.FormatMistral, forced, `[{"name":"get_weather","arguments":{}},{"name":"get_weather","arguments":{"city":"y, \\\"}{:z","n":[1, 2]}}]`, 2, ""},
 		{models.FormatLlama3, forced, `{"name":"get_weather","parameters":{"a":{"b":"}"}}}`, 1, ""},
 		{models.FormatLlama3, &toolPlan{mode: toolsOff}, `{"name": "get_weather", "parameters": {}}`, 0, `{"name": "get_weather", "parameters": {}}`},

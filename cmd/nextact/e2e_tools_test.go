@@ -215,7 +215,11 @@ func TestToolCallsForcedOnRealEngine(t *testing.T) {
 				)
 			}
 			jobs = append(jobs, job{"named checkout", `{"type":"function","function":{"name":"checkout"}}`, map[string]bool{"checkout": true}, 4, false})
-			var wg sync.WaitGroup
+			var (
+				wg         sync.WaitGroup
+				mu         sync.Mutex
+				callCounts = map[int]int{}
+			)
 			errs := make([]error, len(jobs))
 			for i, j := range jobs {
 				wg.Add(1)
@@ -227,12 +231,16 @@ func TestToolCallsForcedOnRealEngine(t *testing.T) {
 					if err == nil {
 						err = checkCalls(a, j.allowed, validators)
 					}
+					mu.Lock()
+					callCounts[len(a.calls)]++
+					mu.Unlock()
 					if err != nil {
 						errs[i] = fmt.Errorf("%s seed %d stream %v: %w", j.name, j.seed, j.stream, err)
 					}
 				}()
 			}
 			wg.Wait()
+			t.Logf("calls per forced answer: %v", callCounts)
 			for _, err := range errs {
 				if err != nil {
 					t.Error(err)
@@ -346,5 +354,44 @@ func TestToolRequestErrors(t *testing.T) {
 	// The server still serves.
 	if a, err := postTools(ts.URL, fmt.Sprintf(`{"model":%q,"messages":%s,"max_tokens":4}`, ts.modelID(), msg), false); err != nil || a.content == nil {
 		t.Fatalf("after the refusals: %+v %v", a, err)
+	}
+}
+
+// Forced answers in the formats that allow several calls (ChatML's
+// <tool_call> blocks, Mistral's array) hold several calls for some seeds
+// (ChatML; the generated model always closes Mistral's array after one)
+// and, with parallel_tool_calls false, exactly one; every call validates.
+func TestToolCallsParallelOnRealEngine(t *testing.T) {
+	validators := toolValidators(t)
+	all := map[string]bool{"get_weather": true, "add_to_cart": true, "checkout": true}
+	for _, format := range []string{"chatml", "mistral"} {
+		t.Run(format, func(t *testing.T) {
+			c := testConfig()
+			c.ChatFormat, c.Ctx = format, 4096
+			ts := startServer(t, c)
+			for _, parallel := range []bool{true, false} {
+				counts := map[int]int{}
+				for seed := 1; seed <= 30; seed++ {
+					body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"Buy."}],"tools":%s,"tool_choice":"required","parallel_tool_calls":%v,"temperature":1.5,"seed":%d,"max_tokens":300}`,
+						ts.modelID(), e2eToolsJSON(), parallel, seed)
+					a, err := postTools(ts.URL, body, false)
+					if err == nil {
+						err = checkCalls(a, all, validators)
+					}
+					if err != nil {
+						t.Fatalf("parallel %v seed %d: %v", parallel, seed, err)
+					}
+					counts[len(a.calls)]++
+				}
+				t.Logf("parallel_tool_calls %v: calls per answer %v", parallel, counts)
+				// The generated model never continues Mistral's array at
+				// these seeds (it closes it): there only the bound is
+				// checked.
+				several := len(counts) > 1 || counts[1] == 0
+				if several && !parallel || !several && parallel && format == "chatml" {
+					t.Errorf("parallel_tool_calls %v: calls per answer %v", parallel, counts)
+				}
+			}
+		})
 	}
 }
