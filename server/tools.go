@@ -142,26 +142,23 @@ func (r *chatRequest) toolPlan(m *Model) (toolPlan, error) {
 // or as that many blocks), or one when that many are over the grammar's
 // size limit.
 func forcedSchema(m *Model, allowed []models.Tool, parallel bool) (schema []byte, blocks int, err error) {
+	_, _, asBlocks := m.Format.CallBlocks()
 	calls := 1
-	if parallel && (m.Format.ParallelCalls() || hasBlocks(m.Format)) {
+	if parallel && (asBlocks || m.Format.ParallelCalls()) {
 		calls = maxParallelCalls
 	}
 	for {
-		var err error
-		if m.Format.ParallelCalls() {
-			schema, err = m.Format.CallSchema(allowed, calls)
-		} else {
-			schema, err = m.Format.CallSchema(allowed, 1)
-		}
-		if err != nil {
+		// CallSchema holds several calls only where they are an array.
+		if schema, err = m.Format.CallSchema(allowed, calls); err != nil {
 			return nil, 0, invalid("tools", "The tools cannot be compiled into a call grammar: %v.", err)
 		}
-		if _, err = m.Grammars.JSON(schema); err == nil && calls > 1 && hasBlocks(m.Format) {
+		_, err = m.Grammars.JSON(schema)
+		if err == nil && asBlocks && calls > 1 {
 			_, err = callBlocks(m, schema, calls)
 		}
 		var le *nextaction.LimitError
 		switch {
-		case err == nil && hasBlocks(m.Format):
+		case err == nil && asBlocks:
 			return schema, calls, nil
 		case err == nil:
 			return schema, 1, nil
@@ -172,11 +169,6 @@ func forcedSchema(m *Model, allowed []models.Tool, parallel bool) (schema []byte
 		code, msg := nextaction.SchemaError(err)
 		return nil, 0, &requestError{param: "tools", code: code, msg: "The tools together are too large for a forced call: " + msg}
 	}
-}
-
-func hasBlocks(f models.ChatFormat) bool {
-	_, _, ok := f.CallBlocks()
-	return ok
 }
 
 // callBlocks is the constraint of up to n call blocks of schema.

@@ -384,6 +384,18 @@ func TestToolCallsParallelOnRealEngine(t *testing.T) {
 					counts[len(a.calls)]++
 				}
 				t.Logf("parallel_tool_calls %v: calls per answer %v", parallel, counts)
+				// A tool whose 4 calls would be over the grammar's node
+				// limit (one is not) gets one call, not a 400.
+				big := `{"type":"object","properties":{"m":{"type":"array","maxItems":48,"items":{"type":"array","maxItems":48,"items":{"type":"number"}}}},"required":["m"]}`
+				body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"Buy."}],"tools":[{"type":"function","function":{"name":"grid","parameters":%s}}],"tool_choice":"required","parallel_tool_calls":%v,"seed":1,"max_tokens":60}`,
+					ts.modelID(), big, parallel)
+				a, err := postTools(ts.URL, body, false)
+				if err == nil {
+					err = checkCalls(a, map[string]bool{"grid": true}, map[string]func([]byte) error{"grid": nextactiontest.Validator(t, []byte(big))})
+				}
+				if err != nil || len(a.calls) != 1 {
+					t.Errorf("a tool too large for 4 calls: %d calls, %v", len(a.calls), err)
+				}
 				// The generated model never continues Mistral's array at
 				// these seeds (it closes it): there only the bound is
 				// checked.
