@@ -2,7 +2,8 @@
 // against nextact: forced calls (tool_choice required and named) streamed
 // and not, with arguments parsed and validated by Zod (zodFunction,
 // chat.completions.parse, the SDK's own stream accumulation); a
-// conversation holding an assistant's tool call and the tool's result;
+// tool_choice auto streamed; a conversation holding an assistant's tool
+// call and the tool's result;
 // LangChain's bindTools with tool_choice, invoke and stream.
 // NEXTACT_URL and NEXTACT_MODEL say where; it prints one line per check
 // and exits non-zero on a failure.
@@ -81,6 +82,20 @@ for (const choice of ["required", { type: "function", function: { name: "get_wea
   } catch (e) {
     check(name, false, String(e));
   }
+}
+
+// tool_choice auto, streamed: content deltas as they come.
+try {
+  const stream = await client.chat.completions.create({ model, messages, tools, temperature: 0, max_tokens: 16, stream: true });
+  let deltas = 0, content = "", calls = 0;
+  for await (const chunk of stream) {
+    const d = chunk.choices[0]?.delta;
+    if (d?.content) { deltas++; content += d.content; }
+    if (d?.tool_calls) calls++;
+  }
+  check("stream auto", deltas > 1 && content.length > 0 || calls > 0, `${deltas} content deltas, ${calls} call deltas: ${JSON.stringify(content).slice(0, 100)}`);
+} catch (e) {
+  check("stream auto", false, String(e));
 }
 
 // A conversation with the assistant's call and the tool's result.
