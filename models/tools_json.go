@@ -11,7 +11,7 @@ import (
 )
 
 // maxToolJSONDepth bounds the nesting the JSON re-encoder follows.
-const maxToolJSONDepth = 128
+const maxToolJSONDepth = 512 // as the schema parser's (nextaction maxJSONDepth)
 
 // pyJSONOptions say how pyJSON writes a value.
 type pyJSONOptions struct {

@@ -323,7 +323,7 @@ func TestToolRequestErrors(t *testing.T) {
 		{"parallel not bool", msg, `"tools":[` + ok + `],"parallel_tool_calls":"yes"`, "parallel_tool_calls"},
 		{"arguments not JSON", call(`"c1"`, "f", `"{bad"`), "", "messages[1].tool_calls[0].function.arguments"},
 		{"arguments not an object", call(`"c1"`, "f", `"[1]"`), "", "messages[1].tool_calls[0].function.arguments"},
-		{"arguments too deep", call(`"c1"`, "f", `"`+strings.Repeat(`{\"a\":`, 200)+`1`+strings.Repeat(`}`, 200)+`"`), "", "messages[1].tool_calls[0].function.arguments"},
+		{"arguments too deep", call(`"c1"`, "f", `"`+strings.Repeat(`{\"a\":`, 600)+`1`+strings.Repeat(`}`, 600)+`"`), "", "messages[1].tool_calls[0].function.arguments"},
 		{"call without id", call(`null`, "f", `"{}"`), "", "messages[1].tool_calls[0].id"},
 		{"call id too long", call(`"`+strings.Repeat("x", 200)+`"`, "f", `"{}"`), "", "messages[1].tool_calls[0].id"},
 		{"call name bad", call(`"c1"`, "f<|eot_id|>", `"{}"`), "", "messages[1].tool_calls[0].function.name"},
