@@ -58,7 +58,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		return err
 	}
 	if plan.mode != toolsOff || models.HasToolTurns(msgs) {
-		return s.generateTools(ctx, c, m, msgs, opts, &plan)
+		return s.generateTools(ctx, c, m, msgs, opts, &plan, req.N)
 	}
 	prompt, err := chatPrompt(ctx, m, msgs)
 	if err != nil {

@@ -351,8 +351,12 @@ func toolPrompt(ctx context.Context, m *Model, msgs []models.Message, plan *tool
 
 // generateTools answers a chat request whose tools are on (or whose
 // history holds tool turns): a forced call decodes under the plan's
-// grammar; an answer is parsed for calls at its end.
-func (s *Server) generateTools(ctx context.Context, c *fiber.Ctx, m *Model, msgs []models.Message, opts genOptions, plan *toolPlan) error {
+// grammar; an answer is parsed for calls at its end. n (the request's)
+// must be 1.
+func (s *Server) generateTools(ctx context.Context, c *fiber.Ctx, m *Model, msgs []models.Message, opts genOptions, plan *toolPlan, n *int) error {
+	if n != nil && *n != 1 {
+		return invalid("n", "'n' must be 1 with tools or tool messages: nextact answers them with one choice, got %d.", *n)
+	}
 	prompt, err := toolPrompt(ctx, m, msgs, plan)
 	if err != nil {
 		return err
@@ -383,10 +387,14 @@ func (s *Server) generateTools(ctx context.Context, c *fiber.Ctx, m *Model, msgs
 	if err != nil {
 		return err
 	}
-	base, _ := buildResponse(meta, res).(chatResponse)
 	msg, finish := toolAnswer(m.Format, plan, res)
+	u := res.Usage
 	return c.JSON(toolChatResponse{
-		ID: base.ID, Object: base.Object, Created: base.Created, Model: base.Model, Usage: base.Usage,
+		ID: meta.id, Object: "chat.completion", Created: meta.created, Model: meta.model,
+		Usage: usageBody{
+			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.PromptTokens + u.CompletionTokens,
+			PromptTokensDetails: promptTokensDetails{CachedTokens: u.CachedTokens},
+		},
 		Choices: []toolChatChoice{{Message: msg, FinishReason: finish}},
 	})
 }
