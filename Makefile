@@ -78,10 +78,10 @@ test: test-deps npm-deps
 ## package's testdata/fuzz/<target>/, where go test replays them.
 FUZZTIME ?= 1m
 FUZZ_SHORT ?= 2000x
-FUZZ_TARGETS := ./batching:FuzzStopStrings ./models:FuzzRender ./models:FuzzInspect \
+FUZZ_TARGETS := ./batching:FuzzStopStrings ./models:FuzzRender ./models:FuzzInspect ./models:FuzzToolCalls \
 	./nextaction:FuzzCompileSchema ./nextaction:FuzzParsePage \
 	./server:FuzzChatCompletions ./server:FuzzCompletions ./server:FuzzNextAction ./server:FuzzSessions ./server:FuzzTokenizer \
-	./server:FuzzDecodeErrorPath ./server:FuzzInflate ./server:FuzzOllamaChat ./server:FuzzOllamaGenerate
+	./server:FuzzDecodeErrorPath ./server:FuzzInflate ./server:FuzzOllamaChat ./server:FuzzOllamaGenerate ./server:FuzzToolFrames
 define run_fuzz
 	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:} for $(1)"; \

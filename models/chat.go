@@ -7,8 +7,12 @@ import (
 
 // Message is one chat turn.
 type Message struct {
-	Role    string // system (or developer), user or assistant
+	Role    string // system (or developer), user, assistant or tool
 	Content string
+	// ToolCalls are an assistant message's function calls, ToolCallID
+	// the call a tool message answers (RenderTools renders both).
+	ToolCalls  []ToolCall
+	ToolCallID string
 }
 
 // Segment is a piece of a rendered prompt. Special segments are the

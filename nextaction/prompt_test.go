@@ -147,7 +147,7 @@ func TestBuildPromptShape(t *testing.T) {
 			}
 			if tt.format == nextaction.FormatFinetuned {
 				for i := 3; i < len(msgs)-1; i += 4 {
-					if msgs[i] != nextaction.FinetunedActionTurn() {
+					if want := nextaction.FinetunedActionTurn(); msgs[i].Role != want.Role || msgs[i].Content != want.Content {
 						t.Errorf("message %d = %+v, want the end-of-rationale turn", i, msgs[i])
 					}
 				}

@@ -310,3 +310,41 @@ func BenchmarkDistances(b *testing.B) {
 		})
 	}
 }
+
+// CheckSchema refuses what compiling refuses, without building.
+func TestCheckSchemaAgreesWithCompile(t *testing.T) {
+	t.Parallel()
+	g, err := NewGrammars(testVocabForCheck(t), NewGrammarCache(0), SchemaLimits{MaxNodes: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		`{"type":"object","properties":{"a":{"type":"string","maxLength":10}}}`,
+		`{"type":"array","items":{"type":"string","maxLength":1000},"maxItems":1000}`,
+		`{"type":"object","if":{}}`,
+		`{"$ref":"#/$defs/missing"}`,
+		`[1`,
+	} {
+		_, compileErr := g.JSON([]byte(s))
+		checkErr := g.CheckSchema([]byte(s))
+		if (compileErr == nil) != (checkErr == nil) {
+			t.Errorf("%s: compile %v, check %v", s, compileErr, checkErr)
+		}
+	}
+}
+
+// testVocabForCheck is a byte vocabulary with one end-of-generation token.
+func testVocabForCheck(t *testing.T) *Vocab {
+	pieces := make([]string, 0, 257)
+	for b := range 256 {
+		pieces = append(pieces, string([]byte{byte(b)}))
+	}
+	pieces = append(pieces, "<eos>")
+	special := make([]bool, len(pieces))
+	special[256] = true
+	v, err := NewVocab(pieces, special, []int32{256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -19,6 +19,10 @@ type chatRequest struct {
 	Logprobs    bool            `json:"logprobs"`
 	TopLogprobs *int            `json:"top_logprobs"`
 	Tools       json.RawMessage `json:"tools"`
+	// ToolChoice shadows unhonouredParams.ToolChoice: chat honours it
+	// (tools.go).
+	ToolChoice        json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
 	genParams
 }
 
@@ -26,6 +30,9 @@ type chatMessage struct {
 	Role string `json:"role"`
 	// Content is a string, null, or an array of {"type":"text","text":…}.
 	Content json.RawMessage `json:"content"`
+	// ToolCalls (assistant) and ToolCallID (tool): see toolFields.
+	ToolCalls  json.RawMessage `json:"tool_calls"`
+	ToolCallID *string         `json:"tool_call_id"`
 }
 
 // completionRequest is the body of POST /v1/completions.
@@ -150,16 +157,19 @@ func (r *chatRequest) messages(max int) ([]models.Message, error) {
 	out := make([]models.Message, len(r.Messages))
 	for i, m := range r.Messages {
 		switch m.Role {
-		case "system", "developer", "user", "assistant":
+		case "system", "developer", "user", "assistant", "tool":
 		default:
 			return nil, invalid(fmt.Sprintf("messages[%d].role", i),
-				"Invalid role %q in messages[%d]: expected system, developer, user or assistant.", m.Role, i)
+				"Invalid role %q in messages[%d]: expected system, developer, user, assistant or tool.", m.Role, i)
 		}
 		text, err := messageText(m.Content, i)
 		if err != nil {
 			return nil, err
 		}
 		out[i] = models.Message{Role: m.Role, Content: text}
+		if err := toolFields(m, i, &out[i]); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -45,9 +45,6 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := req.checkUnsupported(); err != nil {
-		return err
-	}
 	opts, err := req.options(s.cfg.MaxStopBytes)
 	if err != nil {
 		return err
@@ -59,6 +56,13 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		return err
 	}
 	m.Defaults.apply(&req.genParams, &opts)
+	plan, err := req.toolPlan(m)
+	if err != nil {
+		return err
+	}
+	if plan.mode != toolsOff || models.HasToolTurns(msgs) {
+		return s.generateTools(ctx, c, m, msgs, opts, &plan, req.N)
+	}
 	prompt, err := chatPrompt(ctx, m, msgs)
 	if err != nil {
 		return err
@@ -105,13 +109,6 @@ func textPrompt(m *Model, text, param string) ([]int32, error) {
 		return nil, invalid(param, "'%s' must not be empty.", param)
 	}
 	return prompt, nil
-}
-
-func (r *chatRequest) checkUnsupported() error {
-	if !isEmptyArray(r.Tools) {
-		return invalid("tools", "tools are not supported.")
-	}
-	return nil
 }
 
 func (s *Server) completions(c *fiber.Ctx) error {
@@ -227,23 +224,30 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 			events: events, includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
 		}, holdLease(c))
 	}
-	h, err := m.Generator.Submit(ctx, req)
-	if err != nil {
-		return err
-	}
 	meta := s.newMeta(m, kind)
-	stop := s.watchClient(c, h.Cancel)
-	res, err := h.Wait(ctx)
-	if stop() {
-		return errClientGone
-	}
+	res, err := s.waitResult(ctx, c, m, req)
 	if err != nil {
-		return waitError(err)
-	}
-	if err := finishError(ctx, res); err != nil {
 		return err
 	}
 	return c.JSON(buildResponse(meta, []batching.Chunk{res}, res.Usage, choiceView{v: m.Vocab, lp: opts.lp, prompts: [][]int32{prompt}, n: 1}))
+}
+
+// waitResult submits req and waits for its end, cancelling it when the
+// client goes away; a generation that failed is an error.
+func (s *Server) waitResult(ctx context.Context, c *fiber.Ctx, m *Model, req batching.Request) (batching.Chunk, error) {
+	h, err := m.Generator.Submit(ctx, req)
+	if err != nil {
+		return batching.Chunk{}, err
+	}
+	stop := s.watchClient(c, h.Cancel)
+	res, err := h.Wait(ctx)
+	if stop() {
+		return res, errClientGone
+	}
+	if err != nil {
+		return res, waitError(err)
+	}
+	return res, finishError(ctx, res)
 }
 
 // prepare checks a tokenized prompt against the context (the model's, or

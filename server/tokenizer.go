@@ -81,7 +81,7 @@ func (s *Server) tokenize(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		segs, err := m.Format.Render(msgs)
+		segs, err := m.Format.RenderTools(msgs, nil) // tool turns as a chat request without tools renders them
 		if err != nil {
 			return invalid("messages", "The messages cannot be rendered for this model: %v.", err)
 		}

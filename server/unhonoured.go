@@ -26,8 +26,8 @@ type neutralField struct {
 // check refuses the first field set to anything but a neutral value.
 func (u *unhonouredParams) check() error {
 	return checkNeutral(
-		// Without tools (a non-empty tools is refused on its own), "none"
-		// and "auto" choose no tool call: neutral.
+		// /v1/completions has no tools, so "none" and "auto" choose no
+		// tool call: neutral (chat reads its own tool_choice, tools.go).
 		neutralField{"tool_choice", u.ToolChoice, []string{`"none"`, `"auto"`}},
 		neutralField{"functions", u.Functions, []string{"[]"}},
 		neutralField{"function_call", u.FunctionCall, []string{`"none"`, `"auto"`}},

@@ -118,3 +118,40 @@ func TestChoicesOnRealEngine(t *testing.T) {
 		}
 	}
 }
+
+// Logprobs with tools: a forced call's tokens come with their logprobs;
+// streamed with tools they are a 400 naming logprobs, and so is n above 1
+// (naming n), never ignored.
+func TestToolsWithLogprobsOnRealEngine(t *testing.T) {
+	ts := startServer(t, testConfig())
+	tool := map[string]any{"type": "function", "function": map[string]any{"name": "add_to_cart", "parameters": map[string]any{
+		"type": "object", "properties": map[string]any{"sku": map[string]any{"type": "string", "maxLength": 8}}, "required": []string{"sku"}}}}
+	body := func(extra map[string]any) map[string]any {
+		b := map[string]any{"model": ts.modelID(), "messages": []map[string]any{{"role": "user", "content": "Add the shirt."}},
+			"tools": []any{tool}, "tool_choice": "required", "max_tokens": 64, "logprobs": true, "top_logprobs": 2}
+		for k, v := range extra {
+			b[k] = v
+		}
+		return b
+	}
+	code, _, out := post(t, ts.URL+"/v1/chat/completions", body(nil))
+	if code != 200 {
+		t.Fatalf("%d %v", code, out)
+	}
+	ch := out["choices"].([]any)[0].(map[string]any)
+	lp, _ := ch["logprobs"].(map[string]any)
+	content, _ := lp["content"].([]any)
+	if ch["finish_reason"] != "tool_calls" || len(content) == 0 {
+		t.Fatalf("forced call with logprobs: %v", ch)
+	}
+	for _, c := range []struct {
+		extra map[string]any
+		param string
+	}{{map[string]any{"stream": true}, "logprobs"}, {map[string]any{"n": 2}, "n"}} {
+		code, _, out := post(t, ts.URL+"/v1/chat/completions", body(c.extra))
+		e, _ := out["error"].(map[string]any)
+		if code != 400 || e["param"] != c.param {
+			t.Fatalf("%v: %d %v", c.extra, code, out)
+		}
+	}
+}

@@ -17,7 +17,8 @@ import (
 // a list of prompts, a parameter out of range refused; models.retrieve,
 // n = 3, penalties and logit_bias; logprobs: chat's whole and streamed,
 // completions' echo with max_tokens 0) and LangChain JS
-// (withStructuredOutput, invoke and stream). Skipped when node or the
+// (withStructuredOutput, invoke and stream), and tool calls through both
+// (clients/tools.mjs). Skipped when node or the
 // packages are missing (make test installs them).
 func TestNodeClients(t *testing.T) {
 	dir, err := filepath.Abs("../../clients")
@@ -31,11 +32,13 @@ func TestNodeClients(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai", "package.json")); err != nil {
 		t.Skip("clients/node_modules is missing: run make npm-deps")
 	}
-	ts := startServer(t, testConfig())
+	c := testConfig()
+	c.Ctx = 4096 // tools.mjs: tool definitions make long prompts
+	ts := startServer(t, c)
 	for _, c := range []struct {
 		script string
 		checks int
-	}{{"structured.mjs", 9}, {"langchain.mjs", 4}, {"sampling.mjs", 6}, {"logprobs.mjs", 4}} {
+	}{{"structured.mjs", 9}, {"langchain.mjs", 4}, {"sampling.mjs", 6}, {"logprobs.mjs", 4}, {"tools.mjs", 10}} {
 		t.Run(c.script, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
