@@ -21,6 +21,7 @@ const Item = z.object({
   quantity: z.number().int().min(1).max(99),
   price: z.number().min(0),
   gift: z.boolean().optional(),
+  discount: z.number().min(0).max(50).nullable(),
 });
 const Order = z.object({
   id: z.string().uuid(),

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -241,7 +242,7 @@ var keywords = map[string]bool{
 	"minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true,
 	"items": true, "prefixItems": true, "additionalItems": true, "minItems": true, "maxItems": true, "uniqueItems": true,
 	"properties": true, "required": true, "additionalProperties": true, "unevaluatedProperties": true,
-	"minProperties": true, "maxProperties": true,
+	"minProperties": true, "maxProperties": true, "nullable": true,
 }
 
 func isAnnotation(k string) bool { return annotations[k] || strings.HasPrefix(k, "x-") }
@@ -466,6 +467,33 @@ var validTypes = map[string]bool{"string": true, "integer": true, "number": true
 // type its other keywords imply, or nil (any) for enum, const and empty
 // schemas.
 func schemaTypes(s *jv, path string) ([]string, error) {
+	types, err := declaredTypes(s, path)
+	if err != nil {
+		return nil, err
+	}
+	return nullable(s, types, path)
+}
+
+// nullable applies OpenAPI 3.0's "nullable": true (which the OpenAI SDKs'
+// Zod helpers write for a nullable primitive): null joins the schema's
+// types. Without types (any value) there is nothing to add; false changes
+// nothing.
+func nullable(s *jv, types []string, path string) ([]string, error) {
+	n := s.get("nullable")
+	switch {
+	case n == nil || n.isBool(false):
+		return types, nil
+	case !n.isBool(true):
+		return nil, &UnsupportedError{Feature: "nullable that is not a boolean", Path: path}
+	case len(types) == 0 || slices.Contains(types, "null"):
+		return types, nil
+	}
+	return append(slices.Clip(types), "null"), nil
+}
+
+// declaredTypes is the types s names, or infers from its keywords (nil:
+// any value).
+func declaredTypes(s *jv, path string) ([]string, error) {
 	t := s.get("type")
 	if t == nil {
 		for _, g := range []struct {

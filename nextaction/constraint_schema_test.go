@@ -250,3 +250,43 @@ func TestMaskAgreesWithAllowsOnSplitPieces(t *testing.T) {
 		})
 	}
 }
+
+// OpenAPI's "nullable": true (what the OpenAI SDKs' zodFunction and
+// zodResponseFormat write for a nullable primitive) admits null beside the
+// schema's types: random decodes validate against the same schema with
+// null in its type list, and both null and other values come out.
+func TestSchemaNullable(t *testing.T) {
+	t.Parallel()
+	v := testVocab(t)
+	for i, c := range []struct{ schema, same string }{
+		{`{"type":"boolean","nullable":true}`, `{"type":["boolean","null"]}`},
+		{`{"type":"string","maxLength":4,"nullable":true}`, `{"type":["string","null"],"maxLength":4}`},
+		{`{"type":["integer","null"],"nullable":true}`, `{"type":["integer","null"]}`},
+		{`{"properties":{"a":{"type":"integer"}},"required":["a"],"nullable":true}`, `{"type":["object","null"],"properties":{"a":{"type":"integer"}},"required":["a"]}`},
+		{`{"type":"integer","nullable":false}`, `{"type":"integer"}`},
+	} {
+		g, err := nextaction.SchemaGrammar([]byte(c.schema))
+		if err != nil {
+			t.Fatalf("%s: %v", c.schema, err)
+		}
+		validate := nextactiontest.Validator(t, []byte(c.same))
+		rng := rand.New(rand.NewPCG(uint64(i), 9))
+		nulls := 0
+		for range 60 {
+			bc := nextaction.NewByteConstraint(v, g)
+			decode(t, v, bc, rng, bc.MinTokens()+rng.IntN(20))
+			if err := validate(bc.Output()); err != nil {
+				t.Fatalf("%s: output %q does not validate as %s: %v", c.schema, bc.Output(), c.same, err)
+			}
+			if string(bc.Output()) == "null" {
+				nulls++
+			}
+		}
+		if wantNull := strings.Contains(c.same, "null"); (nulls > 0) != wantNull || nulls == 60 {
+			t.Fatalf("%s: %d of 60 outputs null", c.schema, nulls)
+		}
+	}
+	if _, err := nextaction.SchemaGrammar([]byte(`{"type":"integer","nullable":"yes"}`)); err == nil || !strings.Contains(err.Error(), "nullable") {
+		t.Fatalf("a non-boolean nullable: %v", err)
+	}
+}
