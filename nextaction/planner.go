@@ -173,6 +173,9 @@ func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error)
 	if err != nil {
 		return nil, err
 	}
+	if format == FormatTools {
+		pol.Policy = HistoryStrict // rendered whole (tools_format.go)
+	}
 	page, err := ParsePage(r.Page)
 	if err != nil {
 		return nil, &FieldError{Field: "page", Msg: err.Error()}
@@ -190,6 +193,7 @@ func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error)
 	if err != nil {
 		return nil, err
 	}
+
 	reserve := r.MaxTokens
 	if reserve == 0 {
 		reserve = p.cfg.DefaultMaxTokens
@@ -197,7 +201,12 @@ func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error)
 	// A reserve over the context leaves no room (budget refuses it);
 	// bounded, the window's arithmetic cannot wrap.
 	reserve = min(reserve, p.cfg.ContextLength)
-	fit, err := p.fit(ctx, format, in, msgs, pol, reserve)
+	var fit fitted
+	if format == FormatTools {
+		fit, err = p.planTools(ctx, msgs, pol, len(in.History))
+	} else {
+		fit, err = p.fit(ctx, format, in, msgs, pol, reserve)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +223,9 @@ func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error)
 
 // constraint is the decoder of one answer on page in format f.
 func (p *Planner) constraint(page *Page, f Format) (*ActionConstraint, error) {
+	if f == FormatTools {
+		return p.toolsConstraint(page)
+	}
 	g, err := p.cfg.Grammars.cache.Action(page, f, p.cfg.Limits)
 	if err != nil {
 		return nil, err

@@ -54,19 +54,7 @@ func testPlanner(t *testing.T, ctxLen int) *nextaction.Planner {
 // (cfg.Grammars is filled in).
 func newTestPlanner(t *testing.T, cfg nextaction.PlannerConfig) *nextaction.Planner {
 	t.Helper()
-	pieces := make([]string, 256+len(controls))
-	special := make([]bool, len(pieces))
-	for i := range pieces {
-		if i < 256 {
-			pieces[i] = string([]byte{byte(i)})
-		} else {
-			pieces[i], special[i] = controls[i-256], true
-		}
-	}
-	v, err := nextaction.NewVocab(pieces, special, []int32{256 + 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := plannerVocab(t)
 	g, err := nextaction.NewGrammars(v, nextaction.NewGrammarCache(0), nextaction.SchemaLimits{})
 	if err != nil {
 		t.Fatal(err)

@@ -27,14 +27,14 @@ const (
 	FormatFinetuned Format = "finetuned"
 )
 
-const validPromptFormats = "prompted, finetuned"
+const validPromptFormats = "prompted, finetuned, tools"
 
 // ParseFormat returns the format named s (case and surrounding space are
 // ignored). An empty or unknown name is an error listing the valid ones;
 // the caller substitutes the model's default for an empty name first.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
-	case FormatPrompted, FormatFinetuned:
+	case FormatPrompted, FormatFinetuned, FormatTools:
 		return f, nil
 	}
 	return "", fmt.Errorf("unknown format %s (valid: %s)", strconv.Quote(s), validPromptFormats)
@@ -134,7 +134,7 @@ const personaHeading = "\n\nThe shopper's persona:\n"
 // request field: format, page, or history[i].action.type/name/text (step
 // actions are checked for shape, not against their pages).
 func BuildPrompt(f Format, in PromptInput) ([]models.Message, error) {
-	if f != FormatPrompted && f != FormatFinetuned {
+	if f != FormatPrompted && f != FormatFinetuned && f != FormatTools {
 		return nil, &FieldError{"format", fmt.Sprintf("unknown format %s (valid: %s)", strconv.Quote(string(f)), validPromptFormats)}
 	}
 	if in.Page == "" {
@@ -147,15 +147,16 @@ func BuildPrompt(f Format, in PromptInput) ([]models.Message, error) {
 	}
 	msgs := make([]models.Message, 0, 2+stepMessages(f)*len(in.History))
 	msgs = append(msgs, models.Message{Role: roleSystem, Content: systemPrompt(f, in.Persona)})
-	for _, s := range in.History {
-		msgs = appendStep(msgs, f, s)
+	for i, s := range in.History {
+		msgs = appendStep(msgs, f, i, s)
 	}
 	return append(msgs, models.Message{Role: roleUser, Content: in.Page}), nil
 }
 
 // stepMessages is how many messages one history step renders to in f.
 func stepMessages(f Format) int {
-	if f == FormatFinetuned {
+	switch f {
+	case FormatFinetuned:
 		return 4
 	}
 	return 2
@@ -165,8 +166,11 @@ func stepMessages(f Format) int {
 // one.
 func systemPrompt(f Format, persona string) string {
 	system := promptedSystem
-	if f == FormatFinetuned {
+	switch f {
+	case FormatFinetuned:
 		system = finetunedSystem
+	case FormatTools:
+		system = toolsSystem
 	}
 	if p := strings.TrimSpace(persona); p != "" {
 		system += personaHeading + p
@@ -174,9 +178,9 @@ func systemPrompt(f Format, persona string) string {
 	return system
 }
 
-// appendStep appends the stepMessages(f) messages of one history step: its
+// appendStep appends the stepMessages(f) messages of history step i: its
 // page (PageOmitted when empty) and its answer.
-func appendStep(msgs []models.Message, f Format, s Step) []models.Message {
+func appendStep(msgs []models.Message, f Format, i int, s Step) []models.Message {
 	page := s.Page
 	if page == "" {
 		page = PageOmitted
@@ -186,8 +190,11 @@ func appendStep(msgs []models.Message, f Format, s Step) []models.Message {
 		rationale = RationaleOmitted
 	}
 	msgs = append(msgs, models.Message{Role: roleUser, Content: page})
-	if f == FormatPrompted {
+	switch f {
+	case FormatPrompted:
 		return append(msgs, models.Message{Role: roleAssistant, Content: PromptedOutput(rationale, s.Action)})
+	case FormatTools:
+		return append(msgs, models.Message{Role: roleAssistant, ToolCalls: []models.ToolCall{actionCall(i, rationale, s.Action)}})
 	}
 	return append(msgs,
 		models.Message{Role: roleAssistant, Content: rationale},

@@ -172,7 +172,7 @@ func TestBuildPromptErrors(t *testing.T) {
 		field  string
 		msg    string
 	}{
-		{"unknown format", "chatml", firstStep, "format", `unknown format "chatml" (valid: prompted, finetuned)`},
+		{"unknown format", "chatml", firstStep, "format", `unknown format "chatml" (valid: prompted, finetuned, tools)`},
 		{"empty format", "", firstStep, "format", "unknown format"},
 		{"no page", nextaction.FormatPrompted, nextaction.PromptInput{}, "page", "required"},
 		{"bad type", nextaction.FormatPrompted, nextaction.PromptInput{Page: "p", History: []nextaction.Step{ok, ok, ok, step(nextaction.Action{Type: "jump"})}},

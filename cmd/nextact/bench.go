@@ -49,7 +49,7 @@ func parseBench(args []string, stderr io.Writer) (bench.Config, error) {
 	fs.IntVar(&f.pageTokens, "page-tokens", 150, "approximate page size, in tokens (4 bytes each)")
 	fs.IntVar(&f.maxTokens, "max-tokens", 64, "max_tokens of each step")
 	fs.Uint64Var(&f.seed, "seed", 1, "workload seed: store, personas, first pages, fallback actions, sampling seeds")
-	fs.StringVar(&f.format, "format", "", "prompt format of the nextact modes: prompted or finetuned (default: the server's)")
+	fs.StringVar(&f.format, "format", "", "prompt format of the nextact modes: prompted, finetuned or tools (default: the server's)")
 	fs.Float64Var(&f.temperature, "temperature", 0, "sampling temperature (0: greedy)")
 	fs.BoolVar(&f.personas, "personas", true, "give each session a generated persona")
 	fs.StringVar(&f.arrival, "arrival", "burst", "session arrivals: burst, poisson:RATE (sessions/s) or ramp:SECONDS")

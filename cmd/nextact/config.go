@@ -146,7 +146,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "most shopper sessions open at once (503 too_many_sessions above)")
 	fs.StringVar(&c.SessionStore, "session-store", "", "where sessions are written through so they survive a restart: a bbolt file path, redis://host:port/db (shared by replicas), or memory (none); default: sessions.db under --cache-dir")
 	fs.DurationVar(&c.SessionLease, "session-lease", 30*time.Second, "with a redis:// session store: how long a step's lease on its session lasts unrenewed (a replica that dies mid-step blocks the session this long)")
-	fs.StringVar(&c.ActionFormat, "action-format", "prompted", "default prompt format of /v1/actions/next: prompted or finetuned")
+	fs.StringVar(&c.ActionFormat, "action-format", "prompted", "default prompt format of /v1/actions/next: prompted, finetuned or tools")
 	fs.IntVar(&c.ActionMaxTokens, "action-max-tokens", 512, "max_tokens of /v1/actions/next when a request gives none")
 	fs.IntVar(&c.MaxPageBytes, "max-page-bytes", 512<<10, "largest page a next-action request may carry (413 above)")
 	fs.IntVar(&c.MaxRationaleBytes, "max-rationale-bytes", 1000, "longest rationale of the prompted action format, in bytes")
