@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/runtime/llamacpp"
 )
 
 // recorder is a constraint that allows everything and records the tokens
@@ -26,6 +27,23 @@ func (r *recorder) Accept(tok int32) (bool, error) {
 }
 
 var _ batching.Constraint = (*recorder)(nil)
+
+// twoSlots is a scheduler of two slots on a fresh engine, closed when the
+// test ends, and text's tokens.
+func twoSlots(t *testing.T, text string) (*llamacpp.Engine, *batching.Scheduler, []int32) {
+	t.Helper()
+	e := open(t, 2, 512, 64)
+	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 8, StepTokens: 64, CtxPerSlot: 512}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	prompt, err := e.Tokenize(text, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, s, prompt
+}
 
 // sampled runs one request on s and returns the tokens it drew.
 func sampled(t *testing.T, s *batching.Scheduler, e interface{ IsEOG(int32) bool }, prompt []int32, n int, p batching.Sampling) []int32 {
@@ -57,16 +75,7 @@ func counts(toks []int32) (distinct, most int) {
 // frequency and presence penalties spread the output over more distinct
 // tokens; the repetition penalty keeps the prompt's tokens out.
 func TestPenaltiesOnRealEngine(t *testing.T) {
-	e := open(t, 2, 512, 64)
-	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 8, StepTokens: 64, CtxPerSlot: 512}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close(context.Background()) }()
-	prompt, err := e.Tokenize("the cart the cart the cart the cart", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, s, prompt := twoSlots(t, "the cart the cart the cart the cart")
 	const n = 48
 	base := sampled(t, s, e, prompt, n, batching.Sampling{})
 	if len(base) == 0 {
@@ -153,16 +162,7 @@ func TestPenaltiesOnRealEngine(t *testing.T) {
 // +100 forces reports the logprob the unbiased row gives it, and so does
 // a token drawn under penalties.
 func TestLogprobsIgnorePenalties(t *testing.T) {
-	e := open(t, 2, 512, 64)
-	s, err := batching.New(e, e, batching.Config{Slots: 2, QueueSize: 8, StepTokens: 64, CtxPerSlot: 512}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close(context.Background()) }()
-	prompt, err := e.Tokenize("the shopper clicks", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, s, prompt := twoSlots(t, "the shopper clicks")
 	first := func(p batching.Sampling, top int) batching.TokenLogprob {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
