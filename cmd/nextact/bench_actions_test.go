@@ -57,6 +57,11 @@ func benchActions(b *testing.B, model string, conc int) {
 	c.Threads = 0
 	c.Queue = 512
 	c.MaxRationaleBytes = 200
+	// Every half sends the same prompts: with the prefix cache, a half
+	// would find the prompts of the one before in the slots' KV and skip
+	// their prefill, which the first half cannot. Off, every half
+	// computes its prompts, and the ratios compare decoding alone.
+	c.NoPrefixCache = true
 	ts := startServer(b, c)
 	cl := client.New(ts.URL)
 	rng := rand.New(rand.NewPCG(9, 9))
