@@ -10,7 +10,9 @@ const (
 	// MaxPenalty bounds PresencePenalty and FrequencyPenalty in absolute
 	// value (OpenAI's range).
 	MaxPenalty = 2
-	// MaxRepetitionPenalty bounds RepetitionPenalty.
+	// MinRepetitionPenalty and MaxRepetitionPenalty bound RepetitionPenalty
+	// (0 is none, like 1).
+	MinRepetitionPenalty = 0.01
 	MaxRepetitionPenalty = 10
 	// MaxLogitBias bounds a bias in absolute value; -100 bans the token.
 	MaxLogitBias = 100
@@ -38,8 +40,8 @@ func (p *Sampling) checkPenalties(vocabSize int) error {
 		return &RequestError{Field: "presence_penalty", Msg: fmt.Sprintf("must be between -%d and %d, got %g", MaxPenalty, MaxPenalty, p.PresencePenalty)}
 	case !finite(p.FrequencyPenalty) || math.Abs(p.FrequencyPenalty) > MaxPenalty:
 		return &RequestError{Field: "frequency_penalty", Msg: fmt.Sprintf("must be between -%d and %d, got %g", MaxPenalty, MaxPenalty, p.FrequencyPenalty)}
-	case !finite(p.RepetitionPenalty) || p.RepetitionPenalty < 0 || p.RepetitionPenalty > MaxRepetitionPenalty:
-		return &RequestError{Field: "repetition_penalty", Msg: fmt.Sprintf("must be above 0 and at most %d (1 is none), got %g", MaxRepetitionPenalty, p.RepetitionPenalty)}
+	case !finite(p.RepetitionPenalty) || p.RepetitionPenalty != 0 && (p.RepetitionPenalty < MinRepetitionPenalty || p.RepetitionPenalty > MaxRepetitionPenalty):
+		return &RequestError{Field: "repetition_penalty", Msg: fmt.Sprintf("must be between %g and %d (1 is none), got %g", MinRepetitionPenalty, MaxRepetitionPenalty, p.RepetitionPenalty)}
 	case !finite(p.MinP) || p.MinP < 0 || p.MinP > 1:
 		return &RequestError{Field: "min_p", Msg: fmt.Sprintf("must be between 0 and 1, got %g", p.MinP)}
 	case len(p.LogitBias) > MaxLogitBiasEntries:
@@ -118,9 +120,9 @@ func (pen *penalties) apply(logits []float32) {
 		rep := func(t int32) {
 			keep(t)
 			if l := logits[t]; l > 0 {
-				logits[t] = l / r
+				logits[t] = finite32(l / r)
 			} else {
-				logits[t] = l * r
+				logits[t] = finite32(l * r)
 			}
 		}
 		for _, t := range pen.prompt {
@@ -135,7 +137,7 @@ func (pen *penalties) apply(logits []float32) {
 	if pres, freq := pen.p.PresencePenalty, pen.p.FrequencyPenalty; pres != 0 || freq != 0 {
 		for t, n := range pen.counts {
 			keep(t)
-			logits[t] -= float32(pres + freq*float64(n))
+			logits[t] = finite32(logits[t] - float32(pres+freq*float64(n)))
 		}
 	}
 	for t, b := range pen.p.LogitBias {
@@ -143,9 +145,22 @@ func (pen *penalties) apply(logits []float32) {
 		if b <= -MaxLogitBias {
 			logits[t] = float32(math.Inf(-1))
 		} else {
-			logits[t] += b
+			logits[t] = finite32(logits[t] + b)
 		}
 	}
+}
+
+// finite32 keeps a penalized logit finite: an overflow to ±Inf becomes the
+// largest finite value of its sign (so a row keeps a finite maximum, and
+// a penalty never bans a token outright); NaN stays NaN (never drawn).
+func finite32(l float32) float32 {
+	switch {
+	case l > math.MaxFloat32:
+		return math.MaxFloat32
+	case l < -math.MaxFloat32:
+		return -math.MaxFloat32
+	}
+	return l
 }
 
 // raw is token t's logit in row logits as the engine gave it, before

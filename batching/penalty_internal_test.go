@@ -38,6 +38,14 @@ func TestPenaltiesApply(t *testing.T) {
 	if newPenalties(Sampling{RepetitionPenalty: 1}, []int32{1}) != nil || newPenalties(Sampling{}, nil) != nil {
 		t.Fatal("neutral values build a penalty state")
 	}
+	// Overflow stays finite: a row keeps a finite maximum.
+	for _, r := range []float64{MinRepetitionPenalty, MaxRepetitionPenalty} {
+		big := []float32{math.MaxFloat32 / 2, -math.MaxFloat32 / 2}
+		newPenalties(Sampling{RepetitionPenalty: r}, []int32{0, 1}).apply(big)
+		if math.IsInf(float64(big[0]), 0) || math.IsInf(float64(big[1]), 0) {
+			t.Fatalf("repetition penalty %g overflowed the row: %v", r, big)
+		}
+	}
 	var none *penalties
 	none.seen(1)
 	r := row()
@@ -96,6 +104,7 @@ func TestCheckPenalties(t *testing.T) {
 		{Sampling{FrequencyPenalty: math.NaN()}, "frequency_penalty"},
 		{Sampling{RepetitionPenalty: -1}, "repetition_penalty"},
 		{Sampling{RepetitionPenalty: math.Inf(1)}, "repetition_penalty"},
+		{Sampling{RepetitionPenalty: 1e-300}, "repetition_penalty"},
 		{Sampling{MinP: 1.01}, "min_p"},
 		{Sampling{LogitBias: map[int32]float32{10: 1}}, "logit_bias"},
 		{Sampling{LogitBias: map[int32]float32{-1: 1}}, "logit_bias"},

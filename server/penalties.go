@@ -36,8 +36,8 @@ func (p *penaltyParams) apply(s *batching.Sampling) error {
 		s.FrequencyPenalty = *v
 	}
 	if v := p.RepetitionPenalty; v != nil {
-		if !(*v > 0 && *v <= batching.MaxRepetitionPenalty) {
-			return invalid("repetition_penalty", "'repetition_penalty' must be above 0 and at most %d (1 is none), got %g.", batching.MaxRepetitionPenalty, *v)
+		if !(*v >= batching.MinRepetitionPenalty && *v <= batching.MaxRepetitionPenalty) {
+			return invalid("repetition_penalty", "'repetition_penalty' must be between %g and %d (1 is none), got %g.", batching.MinRepetitionPenalty, batching.MaxRepetitionPenalty, *v)
 		}
 		s.RepetitionPenalty = *v
 	}
