@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"time"
 
@@ -30,7 +31,7 @@ func (s *Server) ollamaChat(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	l, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive})
+	l, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive, req.Logprobs, req.TopLogprobs})
 	if err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func (s *Server) ollamaGenerate(c *fiber.Ctx) error {
 	if err := checkOllamaGenerate(&req); err != nil {
 		return err
 	}
-	l, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive})
+	l, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive, req.Logprobs, req.TopLogprobs})
 	if err != nil {
 		return err
 	}
@@ -92,6 +93,9 @@ type ollamaCommon struct {
 	format    json.RawMessage
 	stream    *bool
 	keepAlive *api.Duration
+	// logprobs and topLogprobs are checked by ollamaFlags.
+	logprobs    bool
+	topLogprobs int
 }
 
 // ollamaStart validates the shared fields and acquires the model (the
@@ -107,6 +111,14 @@ func (s *Server) ollamaStart(c *fiber.Ctx, r *ollamaReply, req ollamaCommon) (*l
 		return nil, opts, err
 	}
 	r.model, r.loaded = l.m.ID, s.now()
+	if req.logprobs {
+		if err := checkLogprobsModel(l.m, logprobOptions{logprobs: true}); err != nil {
+			l.end()
+			return nil, opts, err
+		}
+		opts.lp = logprobOptions{logprobs: true, top: req.topLogprobs}
+		r.vocab = l.m.Vocab
+	}
 	return l, opts, nil
 }
 
@@ -160,24 +172,58 @@ type ollamaReply struct {
 	// start, loaded, submitted and first (the first text; zero before)
 	// are the request's moments.
 	start, loaded, submitted, first time.Time
+	// vocab is set when the request asks for logprobs: replies then
+	// carry their tokens' (ollamaLogprobs).
+	vocab Vocabulary
 }
 
-// chunk is a reply carrying text (done false) or the last one.
-func (r *ollamaReply) chunk(text string, done bool, reason string, m api.Metrics) any {
+// chunk is a reply carrying text (done false) or the last one, with the
+// logprobs of toks when the request asked for them.
+func (r *ollamaReply) chunk(text string, toks []batching.TokenLogprob, done bool, reason string, m api.Metrics) any {
 	at := r.now().UTC()
+	lps := r.logprobs(toks)
 	if r.kind == ollamaGenerateKind {
-		return api.GenerateResponse{Model: r.model, CreatedAt: at, Response: text, Done: done, DoneReason: reason, Metrics: m}
+		return api.GenerateResponse{Model: r.model, CreatedAt: at, Response: text, Done: done, DoneReason: reason, Metrics: m, Logprobs: lps}
 	}
 	return api.ChatResponse{Model: r.model, CreatedAt: at, Message: api.Message{Role: "assistant", Content: text},
-		Done: done, DoneReason: reason, Metrics: m}
+		Done: done, DoneReason: reason, Metrics: m, Logprobs: lps}
+}
+
+// logprobs are toks in Ollama's shape (nil unless the request asked):
+// the same values as /v1's (the model's log-softmax of the raw logits),
+// a token's text its piece, bytes its raw bytes.
+func (r *ollamaReply) logprobs(toks []batching.TokenLogprob) []api.Logprob {
+	if r.vocab == nil || len(toks) == 0 {
+		return nil
+	}
+	entry := func(id int32, lp float32) api.TokenLogprob {
+		piece := r.vocab.Piece(id)
+		b := make([]int, len(piece))
+		for i := range len(piece) {
+			b[i] = int(piece[i])
+		}
+		v := float64(lp)
+		if math.IsInf(v, -1) || math.IsNaN(v) {
+			v = minLogprob
+		}
+		return api.TokenLogprob{Token: strings.ToValidUTF8(piece, "\uFFFD"), Logprob: v, Bytes: b}
+	}
+	out := make([]api.Logprob, len(toks))
+	for i, t := range toks {
+		out[i].TokenLogprob = entry(t.ID, t.Logprob)
+		for _, top := range t.Top {
+			out[i].TopLogprobs = append(out[i].TopLogprobs, entry(top.ID, top.Logprob))
+		}
+	}
+	return out
 }
 
 // text is a streamed reply with text, noting when the first came.
-func (r *ollamaReply) text(s string) any {
+func (r *ollamaReply) text(s string, toks []batching.TokenLogprob) any {
 	if r.first.IsZero() && s != "" {
 		r.first = r.now()
 	}
-	return r.chunk(s, false, "", api.Metrics{})
+	return r.chunk(s, toks, false, "", api.Metrics{})
 }
 
 // final is the last reply: the rest of the text (all of it when not
@@ -188,7 +234,7 @@ func (r *ollamaReply) final(text string, c batching.Chunk) any {
 	if first.IsZero() {
 		first = end
 	}
-	return r.chunk(text, true, c.Finish.String(), api.Metrics{
+	return r.chunk(text, c.Tokens, true, c.Finish.String(), api.Metrics{
 		TotalDuration:      end.Sub(r.start),
 		LoadDuration:       r.loaded.Sub(r.start),
 		PromptEvalCount:    c.Usage.PromptTokens,
@@ -205,12 +251,13 @@ func (r *ollamaReply) loadReply(keepAlive *api.Duration) any {
 	if keepAlive != nil && keepAlive.Duration == 0 {
 		reason = "unload"
 	}
-	return r.chunk("", true, reason, api.Metrics{TotalDuration: r.now().Sub(r.start), LoadDuration: r.loaded.Sub(r.start)})
+	return r.chunk("", nil, true, reason, api.Metrics{TotalDuration: r.now().Sub(r.start), LoadDuration: r.loaded.Sub(r.start)})
 }
 
 // collect waits for the whole generation, noting when its first text came.
 func (r *ollamaReply) collect(ctx context.Context, h *batching.Handle) (string, batching.Chunk, error) {
 	var text strings.Builder
+	var toks []batching.TokenLogprob
 	for {
 		ch, err := h.Next(ctx)
 		if err != nil {
@@ -220,7 +267,9 @@ func (r *ollamaReply) collect(ctx context.Context, h *batching.Handle) (string, 
 			r.first = r.now()
 		}
 		text.WriteString(ch.Text)
+		toks = append(toks, ch.Tokens...)
 		if ch.Done {
+			ch.Tokens = toks // the final reply carries all of them
 			return text.String(), ch, finishError(ctx, ch)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/models"
 )
 
@@ -266,8 +267,10 @@ func (f ollamaFlags) check() error {
 	switch {
 	case thinks(f.think):
 		return invalid("think", "%q does not support thinking.", truncate(f.model, 64))
-	case f.logprobs || f.topLogprobs > 0:
-		return invalid("logprobs", "logprobs are not supported.")
+	case f.topLogprobs < 0 || f.topLogprobs > batching.MaxTopLogprobs:
+		return invalid("top_logprobs", "'top_logprobs' must be between 0 and %d, got %d.", batching.MaxTopLogprobs, f.topLogprobs)
+	case f.topLogprobs > 0 && !f.logprobs:
+		return invalid("top_logprobs", "'top_logprobs' needs \"logprobs\": true.")
 	case isTrue(f.truncate) || isTrue(f.shift):
 		return invalid("truncate", "truncate and shift are not supported: nextact never cuts a prompt; one over the context is refused.")
 	case f.debugRenderOnly:
