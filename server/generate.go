@@ -81,6 +81,9 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
+		if opts.stream {
+			return s.streamChoices(ctx, c, m, reqs, chatEndpoint, opts)
+		}
 		return s.generateChoices(ctx, c, m, [][]batching.Request{reqs}, chatEndpoint, choiceView{v: m.Vocab, lp: opts.lp, prompts: [][]int32{prompt}, n: n})
 	}
 	return s.generate(ctx, c, m, prompt, opts, chatEndpoint, "messages")
@@ -297,9 +300,8 @@ func (s *Server) startGeneration(ctx context.Context, c *fiber.Ctx, m *Model, re
 		}
 		return err
 	}
-	s.startStream(c, contentType, &stream{
-		log: s.log, h: h, ctx: sctx, cancel: scancel, keepAlive: s.keepAlive, frames: f, release: release,
-	})
+	st := &stream{log: s.log, h: h, ctx: sctx, cancel: scancel, keepAlive: s.keepAlive, frames: f, release: release}
+	s.startStream(c, contentType, func(done func()) { st.done = done }, st.run)
 	return nil
 }
 

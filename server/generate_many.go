@@ -23,8 +23,6 @@ func (p *genParams) choiceN(prompts int) (int, error) {
 	switch {
 	case n < 1 || n > maxChoices:
 		return 0, invalid("n", "'n' must be between 1 and %d, got %d.", maxChoices, n)
-	case n > 1 && p.Stream:
-		return 0, invalid("n", "'n' above 1 is not supported with 'stream': nextact streams one choice; send n requests, or leave stream off.")
 	case n*prompts > maxPrompts:
 		return 0, invalid("n", "%d prompts with 'n' %d make %d choices; at most %d are allowed in one request.", prompts, n, n*prompts, maxPrompts)
 	}
@@ -138,6 +136,49 @@ func forks(n int, build func() (batching.Request, error)) ([]batching.Request, e
 	return out, nil
 }
 
+// streamChoices answers one prompt's n choices (forks, n above 1) with
+// one stream: submitted as generateChoices submits them, under a context
+// of the request's deadline that outlives the handler, and written by a
+// choicesStream.
+func (s *Server) streamChoices(ctx context.Context, c *fiber.Ctx, m *Model, forks []batching.Request, kind endpoint, opts genOptions) error {
+	deadline, _ := ctx.Deadline()
+	sctx, scancel := context.WithDeadline(s.base, deadline)
+	hs := make([]*batching.Handle, 0, len(forks))
+	fail := func(err error) error {
+		for _, h := range hs {
+			h.Cancel()
+		}
+		scancel()
+		return err
+	}
+	for j, req := range forks {
+		if j == 1 {
+			select {
+			case <-hs[0].Prefilled():
+			case <-ctx.Done():
+				return fail(waitError(ctx.Err()))
+			}
+		}
+		h, err := m.Generator.Submit(sctx, req)
+		if err != nil {
+			return fail(err)
+		}
+		hs = append(hs, h)
+	}
+	meta := s.newMeta(m, kind)
+	cs := &choicesStream{log: s.log, hs: hs, ctx: sctx, cancel: scancel, includeUsage: opts.includeUsage,
+		errorEvent: s.errorEvent, keepAlive: s.keepAlive, release: holdLease(c)}
+	for j := range forks {
+		f := newEventFormatAt(meta, opts.includeUsage, j)
+		if opts.lp.logprobs {
+			f.lp = &streamLogprobs{v: m.Vocab, kind: kind, legacy: legacyLogprobs{v: m.Vocab}}
+		}
+		cs.formats = append(cs.formats, f)
+	}
+	s.startStream(c, "text/event-stream", func(done func()) { cs.done = done }, cs.run)
+	return nil
+}
+
 // completionChoices answers /v1/completions with several prompts or n
 // above 1: prompt p's requests are prepared as a single prompt's are.
 func (s *Server) completionChoices(ctx context.Context, c *fiber.Ctx, m *Model, prompts [][]int32, n int, opts genOptions) error {
@@ -153,6 +194,9 @@ func (s *Server) completionChoices(ctx context.Context, c *fiber.Ctx, m *Model, 
 		}); err != nil {
 			return err
 		}
+	}
+	if opts.stream { // one prompt: a list is refused with stream
+		return s.streamChoices(ctx, c, m, reqs[0], textEndpoint, opts)
 	}
 	return s.generateChoices(ctx, c, m, reqs, textEndpoint, choiceView{v: m.Vocab, lp: opts.lp, prompts: prompts, n: n})
 }

@@ -302,7 +302,6 @@ func TestBadRequests(t *testing.T) {
 		{"max_tokens zero", "POST", chat, chatBody("hi", `"max_tokens":0`), 400, "invalid_request_error", "max_tokens", "<null>", "at least 1"},
 		{"max_completion_tokens negative", "POST", chat, chatBody("hi", `"max_completion_tokens":-3`), 400, "invalid_request_error", "max_completion_tokens", "<null>", "at least 1"},
 		{"n too many", "POST", chat, chatBody("hi", `"n":17`), 400, "invalid_request_error", "n", "<null>", "between 1 and 16"},
-		{"n with stream", "POST", chat, chatBody("hi", `"n":2,"stream":true`), 400, "invalid_request_error", "n", "<null>", "stream"},
 		// Penalties, biases and min_p out of range, naming the field.
 		{"presence_penalty", "POST", chat, chatBody("hi", `"presence_penalty":2.5`), 400, "invalid_request_error", "presence_penalty", "<null>", "between -2 and 2"},
 		{"frequency_penalty", "POST", text, completionBody("hi", `"frequency_penalty":-3`), 400, "invalid_request_error", "frequency_penalty", "<null>", "frequency_penalty"},

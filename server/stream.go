@@ -27,16 +27,17 @@ var (
 	errClientGone  = errors.New("client went away")
 )
 
-// startStream answers with a stream written by st.run, which fasthttp
-// runs on its own goroutine after the handler returns; contentType is the
+// startStream answers with a stream written by run, which fasthttp runs
+// on its own goroutine after the handler returns; run must call the done
+// function it is given (setDone) once it ends. contentType is the
 // stream's media type (text/event-stream for /v1, NDJSON for /api).
-func (s *Server) startStream(c *fiber.Ctx, contentType string, st *stream) {
+func (s *Server) startStream(c *fiber.Ctx, contentType string, setDone func(func()), run func(*bufio.Writer)) {
 	c.Set(fiber.HeaderContentType, contentType)
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
 	s.inflight.add()
-	st.done = s.inflight.done
-	c.Context().SetBodyStreamWriter(st.run)
+	setDone(s.inflight.done)
+	c.Context().SetBodyStreamWriter(run)
 }
 
 // frames renders one stream's wire format: SSE events for /v1
@@ -213,6 +214,11 @@ type eventFormat struct {
 }
 
 func newEventFormat(m responseMeta, includeUsage bool) *eventFormat {
+	return newEventFormatAt(m, includeUsage, 0)
+}
+
+// newEventFormatAt renders the events of choice index.
+func newEventFormatAt(m responseMeta, includeUsage bool, index int) *eventFormat {
 	object, textKey, textEnd, emptyText := "chat.completion.chunk", `"delta":{"content":`, `}`, `"delta":{}`
 	if m.kind == textEndpoint {
 		object, textKey, textEnd, emptyText = "text_completion", `"text":`, ``, `"text":""`
@@ -228,7 +234,7 @@ func newEventFormat(m responseMeta, includeUsage bool) *eventFormat {
 	head = strconv.AppendInt(head, m.created, 10)
 	head = append(head, `,"model":`...)
 	head = jsonstr.Append(head, m.model)
-	choice := string(head) + `,"choices":[{"index":0,`
+	choice := string(head) + `,"choices":[{"index":` + strconv.Itoa(index) + `,`
 	f := &eventFormat{
 		head:     head,
 		open:     []byte(choice + textKey),

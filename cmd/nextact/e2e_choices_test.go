@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -75,6 +78,72 @@ func TestChoicesOnRealEngine(t *testing.T) {
 	if len(texts) != 4 || texts[0] != texts[1] || texts[2] != texts[3] {
 		t.Fatalf("greedy choices of two prompts, n 2: %q", texts)
 	}
+	// Streamed, each choice's events carry its index and add up to the
+	// choice the whole answer gives; each ends with its finish reason, and
+	// the usage event counts the prompt once.
+	for _, kind := range []string{"chat", "text"} {
+		url, body := ts.URL+"/v1/chat/completions", map[string]any{"model": ts.modelID(), "messages": msgs, "max_tokens": 10, "temperature": 1.0, "seed": 5, "n": 3, "logprobs": true}
+		if kind == "text" {
+			url, body = ts.URL+"/v1/completions", map[string]any{"model": ts.modelID(), "prompt": "A shopper opens the store page, looks at three shirts and two pairs of shoes, and then", "max_tokens": 10, "temperature": 1.0, "seed": 5, "n": 3, "logprobs": 1}
+		}
+		code, _, whole := post(t, url, body)
+		if code != 200 {
+			t.Fatalf("%s: %d %v", kind, code, whole)
+		}
+		body["stream"], body["stream_options"] = true, map[string]any{"include_usage": true}
+		raw, _ := json.Marshal(body)
+		resp, err := http.Post(url, "application/json", bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		events, done := sseEvents(t, resp.Body)
+		resp.Body.Close()
+		texts, finished, tokens := make([]string, 3), make([]string, 3), make([]int, 3)
+		var streamUsage map[string]any
+		for _, ev := range events {
+			if u, ok := ev["usage"].(map[string]any); ok {
+				streamUsage = u
+			}
+			for _, c := range ev["choices"].([]any) {
+				ch := c.(map[string]any)
+				j := int(ch["index"].(float64))
+				if kind == "chat" {
+					d := ch["delta"].(map[string]any)
+					texts[j] += fmt.Sprint(d["content"])
+					if d["content"] == nil {
+						texts[j] = strings.TrimSuffix(texts[j], "<nil>")
+					}
+				} else {
+					texts[j] += ch["text"].(string)
+				}
+				if r, ok := ch["finish_reason"].(string); ok {
+					finished[j] = r
+				}
+				if lp, ok := ch["logprobs"].(map[string]any); ok {
+					if content, ok := lp["content"].([]any); ok {
+						tokens[j] += len(content)
+					} else if toks, ok := lp["tokens"].([]any); ok {
+						tokens[j] += len(toks)
+					}
+				}
+			}
+		}
+		for j, c := range whole["choices"].([]any) {
+			ch := c.(map[string]any)
+			want, _ := ch["text"].(string)
+			if kind == "chat" {
+				want = ch["message"].(map[string]any)["content"].(string)
+			}
+			if texts[j] != want || finished[j] != ch["finish_reason"] || tokens[j] == 0 {
+				t.Fatalf("%s stream choice %d: %q (%s, %d tokens), whole %q (%v)", kind, j, texts[j], finished[j], tokens[j], want, ch["finish_reason"])
+			}
+		}
+		wu := whole["usage"].(map[string]any)
+		if !done || streamUsage == nil || streamUsage["prompt_tokens"] != wu["prompt_tokens"] || streamUsage["completion_tokens"] != wu["completion_tokens"] {
+			t.Fatalf("%s stream: done %v, usage %v, whole %v", kind, done, streamUsage, wu)
+		}
+	}
+
 	// Logprobs and echo reach every choice.
 	code, _, out = post(t, ts.URL+"/v1/completions", map[string]any{"model": ts.modelID(), "prompt": []string{"Once upon a time", "The cart"}, "n": 2, "max_tokens": 3, "temperature": 0, "echo": true, "logprobs": 1})
 	if code != 200 {
@@ -105,7 +174,6 @@ func TestChoicesOnRealEngine(t *testing.T) {
 	}{
 		{map[string]any{"n": 0}, "between 1 and 16"},
 		{map[string]any{"n": 17}, "between 1 and 16"},
-		{map[string]any{"n": 2, "stream": true}, "stream"},
 	} {
 		body := map[string]any{"model": ts.modelID(), "messages": msgs, "max_tokens": 2}
 		for k, v := range c.body {
