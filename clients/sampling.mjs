@@ -1,5 +1,6 @@
 // Runs the official OpenAI Node SDK against nextact: models.list and
-// models.retrieve, n = 3 choices (seeded, distinct, indexed), penalties
+// models.retrieve, n = 3 choices (seeded, distinct, indexed) and n = 2
+// streamed, penalties
 // and min_p accepted, logit_bias banning a token, and a list of prompts
 // with n. NEXTACT_URL and NEXTACT_MODEL say where; it prints one line per
 // check and exits non-zero on a failure.
@@ -47,6 +48,21 @@ await attempt("n = 3", async () => {
   // Choice 1 is what a single request with seed 12 answers.
   const alone = await client.chat.completions.create({ model, messages, temperature: 1.0, seed: 12, max_tokens: 12 });
   check("n = 3", res.choices.length === 3 && indexed && texts[1] === alone.choices[0].message.content, JSON.stringify(texts));
+});
+
+await attempt("n = 2 streamed", async () => {
+  const whole = await client.chat.completions.create({ model, messages, n: 2, temperature: 1.0, seed: 21, max_tokens: 10 });
+  const stream = await client.chat.completions.create({ model, messages, n: 2, temperature: 1.0, seed: 21, max_tokens: 10, stream: true });
+  const texts = ["", ""];
+  const finish = [null, null];
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      texts[c.index] += c.delta?.content ?? "";
+      if (c.finish_reason) finish[c.index] = c.finish_reason;
+    }
+  }
+  const same = whole.choices.every((c, i) => c.message.content === texts[i] && c.finish_reason === finish[i]);
+  check("n = 2 streamed", same, JSON.stringify(texts));
 });
 
 await attempt("penalties", async () => {

@@ -38,7 +38,7 @@ func TestNodeClients(t *testing.T) {
 	for _, c := range []struct {
 		script string
 		checks int
-	}{{"structured.mjs", 9}, {"langchain.mjs", 4}, {"sampling.mjs", 6}, {"logprobs.mjs", 4}, {"tools.mjs", 10}} {
+	}{{"structured.mjs", 9}, {"langchain.mjs", 4}, {"sampling.mjs", 7}, {"logprobs.mjs", 4}, {"tools.mjs", 10}} {
 		t.Run(c.script, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
