@@ -64,23 +64,32 @@ func (p *Sampling) checkPenalties(vocabSize int) error {
 // in the vocabulary. Written by the loop (seen) between steps, read by
 // the sequence's sampling worker (apply) during one: never both at once.
 type penalties struct {
-	p      Sampling
-	counts map[int32]int // generated tokens
+	p Sampling
+	// counts are the generated tokens' (nil: no penalty reads them).
+	counts map[int32]int
 	// prompt lists the prompt's distinct tokens, inPrompt indexes them.
 	prompt   []int32
 	inPrompt map[int32]struct{}
 	// orig holds the raw logits apply overwrote in the current row, for
-	// the logprob of the token drawn (raw).
+	// the logprob of the token drawn (raw); nil when the request has no
+	// logprobs, and apply keeps nothing.
 	orig map[int32]float32
 }
 
 // newPenalties returns the state for p, or nil when p penalizes nothing.
-// The prompt is indexed only when a repetition penalty applies.
-func newPenalties(p Sampling, prompt []int32) *penalties {
+// The prompt is indexed only when a repetition penalty applies; the
+// overwritten logits are kept only for a request with logprobs.
+func newPenalties(p Sampling, prompt []int32, logprobs bool) *penalties {
 	if !p.penalizes() {
 		return nil
 	}
-	pen := &penalties{p: p, counts: make(map[int32]int), orig: make(map[int32]float32)}
+	pen := &penalties{p: p}
+	if p.PresencePenalty != 0 || p.FrequencyPenalty != 0 || p.repetition() {
+		pen.counts = make(map[int32]int)
+	}
+	if logprobs {
+		pen.orig = make(map[int32]float32)
+	}
 	if p.repetition() {
 		pen.inPrompt = make(map[int32]struct{}, min(len(prompt), 4096))
 		for _, t := range prompt {
@@ -95,7 +104,7 @@ func newPenalties(p Sampling, prompt []int32) *penalties {
 
 // seen counts a generated token.
 func (pen *penalties) seen(tok int32) {
-	if pen != nil {
+	if pen != nil && pen.counts != nil {
 		pen.counts[tok]++
 	}
 }
@@ -112,7 +121,7 @@ func (pen *penalties) apply(logits []float32) {
 	}
 	clear(pen.orig)
 	keep := func(t int32) {
-		if _, ok := pen.orig[t]; !ok {
+		if _, ok := pen.orig[t]; !ok && pen.orig != nil {
 			pen.orig[t] = logits[t]
 		}
 	}

@@ -16,7 +16,7 @@ func TestPenaltiesApply(t *testing.T) {
 		PresencePenalty:   0.5,
 		FrequencyPenalty:  0.25,
 		LogitBias:         map[int32]float32{3: 1, 5: -100},
-	}, []int32{0, 1, 0})
+	}, []int32{0, 1, 0}, true)
 	pen.seen(2)
 	pen.seen(2)
 	pen.seen(1)
@@ -35,13 +35,25 @@ func TestPenaltiesApply(t *testing.T) {
 			t.Fatalf("token %d: %v, want %v (row %v)", i, got[i], want[i], got)
 		}
 	}
-	if newPenalties(Sampling{RepetitionPenalty: 1}, []int32{1}) != nil || newPenalties(Sampling{}, nil) != nil {
+	for i, l := range row() { // raw: the engine's logits, whatever apply changed
+		if r := pen.raw(int32(i), got); r != l {
+			t.Fatalf("raw logit of token %d: %v, want %v", i, r, l)
+		}
+	}
+	biasOnly := newPenalties(Sampling{LogitBias: map[int32]float32{0: 1}}, nil, false)
+	biasOnly.seen(0) // counts nothing: no penalty reads them
+	biased := row()
+	biasOnly.apply(biased)
+	if biased[0] != 3 || biasOnly.raw(0, biased) != 3 {
+		t.Fatalf("bias only, without logprobs: row %v", biased)
+	}
+	if newPenalties(Sampling{RepetitionPenalty: 1}, []int32{1}, true) != nil || newPenalties(Sampling{}, nil, true) != nil {
 		t.Fatal("neutral values build a penalty state")
 	}
 	// Overflow stays finite: a row keeps a finite maximum.
 	for _, r := range []float64{MinRepetitionPenalty, MaxRepetitionPenalty} {
 		big := []float32{math.MaxFloat32 / 2, -math.MaxFloat32 / 2}
-		newPenalties(Sampling{RepetitionPenalty: r}, []int32{0, 1}).apply(big)
+		newPenalties(Sampling{RepetitionPenalty: r}, []int32{0, 1}, false).apply(big)
 		if math.IsInf(float64(big[0]), 0) || math.IsInf(float64(big[1]), 0) {
 			t.Fatalf("repetition penalty %g overflowed the row: %v", r, big)
 		}

@@ -251,7 +251,7 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 		req:       req,
 		h:         newHandle(ctx),
 		sampler:   newSampler(req.Sampling, seed),
-		pen:       newPenalties(req.Sampling, req.Prompt),
+		pen:       newPenalties(req.Sampling, req.Prompt, req.Logprobs),
 		text:      textState{stops: stops},
 		slot:      -1,
 		tokens:    req.Prompt,
