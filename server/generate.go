@@ -219,12 +219,8 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 		return err
 	}
 	if opts.stream {
-		events := newEventFormat(s.newMeta(m, kind), opts.includeUsage)
-		if opts.lp.logprobs {
-			events.lp = &streamLogprobs{v: m.Vocab, kind: kind, legacy: legacyLogprobs{v: m.Vocab}}
-		}
 		return s.startGeneration(ctx, c, m, req, "text/event-stream", &sseFrames{
-			events: events, includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
+			events: streamEvents(s.newMeta(m, kind), m, opts, 0), includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
 		}, holdLease(c))
 	}
 	meta := s.newMeta(m, kind)

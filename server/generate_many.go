@@ -50,43 +50,11 @@ func forkSeed(s batching.Sampling, j int) batching.Sampling {
 // the completions. A choice that cannot be submitted cancels the others,
 // and the request fails.
 func (s *Server) generateChoices(ctx context.Context, c *fiber.Ctx, m *Model, reqs [][]batching.Request, kind endpoint, cv choiceView) error {
-	handles := make([][]*batching.Handle, len(reqs))
-	cancelAll := func() {
-		for _, hs := range handles {
-			for _, h := range hs {
-				h.Cancel()
-			}
-		}
+	handles, err := submitChoices(ctx, ctx, m, reqs)
+	if err != nil {
+		return err
 	}
-	submit := func(p int, req batching.Request) error {
-		h, err := m.Generator.Submit(ctx, req)
-		if err != nil {
-			cancelAll()
-			return err
-		}
-		handles[p] = append(handles[p], h)
-		return nil
-	}
-	for p, forks := range reqs {
-		if err := submit(p, forks[0]); err != nil {
-			return err
-		}
-	}
-	for p, forks := range reqs {
-		if len(forks) > 1 {
-			select {
-			case <-handles[p][0].Prefilled():
-			case <-ctx.Done():
-				cancelAll()
-				return waitError(ctx.Err())
-			}
-		}
-		for _, req := range forks[1:] {
-			if err := submit(p, req); err != nil {
-				return err
-			}
-		}
-	}
+	cancelAll := func() { cancelHandles(handles...) }
 	meta := s.newMeta(m, kind)
 	stop := s.watchClient(c, cancelAll)
 	var results []batching.Chunk
@@ -121,6 +89,51 @@ func (s *Server) generateChoices(ctx context.Context, c *fiber.Ctx, m *Model, re
 	return c.JSON(buildResponse(meta, results, usage, cv))
 }
 
+// submitChoices submits reqs as generateChoices describes (every prompt's
+// first choice at once, its other choices once its prompt is in the KV),
+// under submitCtx, waiting no longer than ctx. handles[p][j] is choice j
+// of prompt p. A choice that cannot be submitted cancels the others.
+func submitChoices(ctx, submitCtx context.Context, m *Model, reqs [][]batching.Request) ([][]*batching.Handle, error) {
+	handles := make([][]*batching.Handle, len(reqs))
+	fail := func(err error) ([][]*batching.Handle, error) {
+		cancelHandles(handles...)
+		return nil, err
+	}
+	for p, forks := range reqs {
+		h, err := m.Generator.Submit(submitCtx, forks[0])
+		if err != nil {
+			return fail(err)
+		}
+		handles[p] = append(handles[p], h)
+	}
+	for p, forks := range reqs {
+		if len(forks) > 1 {
+			select {
+			case <-handles[p][0].Prefilled():
+			case <-ctx.Done():
+				return fail(waitError(ctx.Err()))
+			}
+		}
+		for _, req := range forks[1:] {
+			h, err := m.Generator.Submit(submitCtx, req)
+			if err != nil {
+				return fail(err)
+			}
+			handles[p] = append(handles[p], h)
+		}
+	}
+	return handles, nil
+}
+
+// cancelHandles cancels every handle of every prompt.
+func cancelHandles(handles ...[]*batching.Handle) {
+	for _, hs := range handles {
+		for _, h := range hs {
+			h.Cancel()
+		}
+	}
+}
+
 // forks builds the n requests of one prompt, each with its own constraint
 // (constraints hold state) and seed.
 func forks(n int, build func() (batching.Request, error)) ([]batching.Request, error) {
@@ -143,37 +156,17 @@ func forks(n int, build func() (batching.Request, error)) ([]batching.Request, e
 func (s *Server) streamChoices(ctx context.Context, c *fiber.Ctx, m *Model, forks []batching.Request, kind endpoint, opts genOptions) error {
 	deadline, _ := ctx.Deadline()
 	sctx, scancel := context.WithDeadline(s.base, deadline)
-	hs := make([]*batching.Handle, 0, len(forks))
-	fail := func(err error) error {
-		for _, h := range hs {
-			h.Cancel()
-		}
+	handles, err := submitChoices(ctx, sctx, m, [][]batching.Request{forks})
+	if err != nil {
 		scancel()
 		return err
 	}
-	for j, req := range forks {
-		if j == 1 {
-			select {
-			case <-hs[0].Prefilled():
-			case <-ctx.Done():
-				return fail(waitError(ctx.Err()))
-			}
-		}
-		h, err := m.Generator.Submit(sctx, req)
-		if err != nil {
-			return fail(err)
-		}
-		hs = append(hs, h)
-	}
+	hs := handles[0]
 	meta := s.newMeta(m, kind)
 	cs := &choicesStream{log: s.log, hs: hs, ctx: sctx, cancel: scancel, includeUsage: opts.includeUsage,
 		errorEvent: s.errorEvent, keepAlive: s.keepAlive, release: holdLease(c)}
 	for j := range forks {
-		f := newEventFormatAt(meta, opts.includeUsage, j)
-		if opts.lp.logprobs {
-			f.lp = &streamLogprobs{v: m.Vocab, kind: kind, legacy: legacyLogprobs{v: m.Vocab}}
-		}
-		cs.formats = append(cs.formats, f)
+		cs.formats = append(cs.formats, streamEvents(meta, m, opts, j))
 	}
 	s.startStream(c, "text/event-stream", func(done func()) { cs.done = done }, cs.run)
 	return nil

@@ -284,6 +284,16 @@ func checkLogprobsModel(m *Model, o logprobOptions) error {
 	return nil
 }
 
+// streamEvents is the event format of choice index of a stream, with
+// logprobs when opts asks for them.
+func streamEvents(meta responseMeta, m *Model, opts genOptions, index int) *eventFormat {
+	f := newEventFormatAt(meta, opts.includeUsage, index)
+	if opts.lp.logprobs {
+		f.lp = &streamLogprobs{v: m.Vocab, kind: meta.kind, legacy: legacyLogprobs{v: m.Vocab}}
+	}
+	return f
+}
+
 // streamLogprobs renders the logprobs of each stream chunk.
 type streamLogprobs struct {
 	v      Vocabulary

@@ -129,8 +129,6 @@ func (cs *choicesStream) read(j int, h *batching.Handle, events chan<- choiceEve
 }
 
 func (cs *choicesStream) cancelAll() {
-	for _, h := range cs.hs {
-		h.Cancel()
-	}
+	cancelHandles(cs.hs)
 	cs.cancel()
 }
