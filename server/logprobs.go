@@ -131,12 +131,18 @@ func (o logprobOptions) checkEchoSize(prompts [][]int32) error {
 	return nil
 }
 
-// appendLogprob appends a logprob as a JSON number (-Inf as minLogprob).
-func appendLogprob(b []byte, lp float32) []byte {
+// shownLogprob is lp as a response shows it: a number, -Inf (and NaN) as
+// minLogprob.
+func shownLogprob(lp float32) float32 {
 	if math.IsInf(float64(lp), -1) || math.IsNaN(float64(lp)) {
-		lp = minLogprob
+		return minLogprob
 	}
-	return strconv.AppendFloat(b, float64(lp), 'g', -1, 32)
+	return lp
+}
+
+// appendLogprob appends a logprob as a JSON number (shownLogprob).
+func appendLogprob(b []byte, lp float32) []byte {
+	return strconv.AppendFloat(b, float64(shownLogprob(lp)), 'g', -1, 32)
 }
 
 // appendBytes appends a piece's raw bytes as a JSON array of numbers.

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"math"
 	"strings"
 	"time"
 
@@ -202,11 +201,7 @@ func (r *ollamaReply) logprobs(toks []batching.TokenLogprob) []api.Logprob {
 		for i := range len(piece) {
 			b[i] = int(piece[i])
 		}
-		v := float64(lp)
-		if math.IsInf(v, -1) || math.IsNaN(v) {
-			v = minLogprob
-		}
-		return api.TokenLogprob{Token: strings.ToValidUTF8(piece, "\uFFFD"), Logprob: v, Bytes: b}
+		return api.TokenLogprob{Token: strings.ToValidUTF8(piece, "\uFFFD"), Logprob: float64(shownLogprob(lp)), Bytes: b}
 	}
 	out := make([]api.Logprob, len(toks))
 	for i, t := range toks {
