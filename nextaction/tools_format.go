@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/nextact/nextact/models"
 )
@@ -29,7 +28,8 @@ import (
 // sit inside another message. A prompt over the context is a 400.
 const FormatTools Format = "tools"
 
-// Tool names are the action types.
+// toolArgRationale is the argument every action tool takes first (the
+// tools are named after the action types).
 const toolArgRationale = "rationale"
 
 // toolsSystem is the system prompt of FormatTools.
@@ -51,9 +51,6 @@ var actionTools = []models.Tool{
 	{Name: TypeTerminate, Description: "End the shopping session.", Parameters: []byte(
 		`{"type":"object","properties":{"rationale":{"type":"string","description":"why the shopper does this, in the first person"}},"required":["rationale"]}`)},
 }
-
-// ActionTools returns the tool definitions FormatTools shows the model.
-func ActionTools() []models.Tool { return slices.Clone(actionTools) }
 
 // toolArgs are a call's arguments in FormatTools.
 type toolArgs struct {
