@@ -337,24 +337,3 @@ func (m *Model) echoedPrompt(p completionPrompt, toks []int32) echoedPrompt {
 	}
 	return echoedPrompt{text: string(b)}
 }
-
-// tokenFrames is a frames that also carries the logprobs of the tokens
-// that came with the text (/v1's SSE).
-type tokenFrames interface {
-	textWith(s string, toks []batching.TokenLogprob) []byte
-}
-
-var _ tokenFrames = (*sseFrames)(nil)
-
-func (f *sseFrames) textWith(s string, toks []batching.TokenLogprob) []byte {
-	return f.events.content(s, toks)
-}
-
-// textFrame is the frame of a chunk's text, with its tokens' logprobs
-// where the format carries them.
-func (st *stream) textFrame(c batching.Chunk) []byte {
-	if f, ok := st.frames.(tokenFrames); ok {
-		return f.textWith(c.Text, c.Tokens)
-	}
-	return st.frames.text(c.Text)
-}

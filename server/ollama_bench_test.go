@@ -19,7 +19,7 @@ func BenchmarkStreamFrame(b *testing.B) {
 		f := &sseFrames{events: newEventFormat(responseMeta{id: "chatcmpl-x", created: 1, model: "nextact-tiny", kind: chatEndpoint}, false)}
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = f.text(text)
+			_ = f.text(text, nil)
 		}
 	})
 	for name, kind := range map[string]ollamaKind{"ndjson-chat": ollamaChatKind, "ndjson-generate": ollamaGenerateKind} {
@@ -28,7 +28,7 @@ func BenchmarkStreamFrame(b *testing.B) {
 			f := &ollamaFrames{reply: &ollamaReply{kind: kind, model: "nextact-tiny", now: time.Now, start: now, loaded: now, submitted: now}}
 			b.ReportAllocs()
 			for b.Loop() {
-				_ = f.text(text)
+				_ = f.text(text, nil)
 			}
 			_ = f.end(batching.Chunk{Done: true})
 		})

@@ -107,7 +107,10 @@ type countingFrames struct {
 	lines *atomic.Int32
 }
 
-func (f *countingFrames) text(s string) []byte        { f.lines.Add(1); return f.ollamaFrames.text(s) }
+func (f *countingFrames) text(s string, toks []batching.TokenLogprob) []byte {
+	f.lines.Add(1)
+	return f.ollamaFrames.text(s, toks)
+}
 func (f *countingFrames) end(c batching.Chunk) []byte { f.lines.Add(1); return f.ollamaFrames.end(c) }
 
 func httptestRequest(path string) *http.Request {

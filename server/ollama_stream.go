@@ -19,19 +19,15 @@ type ollamaFrames struct {
 	buf          []byte
 }
 
-var (
-	_ frames      = (*ollamaFrames)(nil)
-	_ tokenFrames = (*ollamaFrames)(nil)
-)
+var _ frames = (*ollamaFrames)(nil)
 
-func (f *ollamaFrames) start() []byte        { return nil }
-func (f *ollamaFrames) text(s string) []byte { return f.line(f.reply.text(s, nil)) }
-func (f *ollamaFrames) textWith(s string, toks []batching.TokenLogprob) []byte {
+func (f *ollamaFrames) start() []byte { return nil }
+func (f *ollamaFrames) text(s string, toks []batching.TokenLogprob) []byte {
 	return f.line(f.reply.text(s, toks))
 }
 func (f *ollamaFrames) keepAlive() []byte { return f.line(f.reply.text("", nil)) }
 func (f *ollamaFrames) end(c batching.Chunk) []byte {
-	c.Tokens = nil // sent with the chunk's text (textWith)
+	c.Tokens = nil // sent with the chunk's text
 	return f.line(f.reply.final("", c))
 }
 func (f *ollamaFrames) fail(err error) []byte {

@@ -47,8 +47,10 @@ func (s *Server) startStream(c *fiber.Ctx, contentType string, setDone func(func
 type frames interface {
 	// start is written first; nil for none.
 	start() []byte
-	// text carries generated text.
-	text(s string) []byte
+	// text carries generated text and the logprobs of toks, the tokens
+	// that came with it (none when the request asked for none; a format
+	// without logprobs ignores them).
+	text(s string, toks []batching.TokenLogprob) []byte
 	// keepAlive is written while no text has come yet, so that a client
 	// that went away is noticed.
 	keepAlive() []byte
@@ -103,7 +105,7 @@ func (st *stream) run(w *bufio.Writer) {
 		}
 		if c.Text != "" || len(c.Tokens) > 0 {
 			st.gotText = true
-			if !st.write(w, st.textFrame(c)) {
+			if !st.write(w, st.frames.text(c.Text, c.Tokens)) {
 				return
 			}
 		}
@@ -166,8 +168,10 @@ type sseFrames struct {
 
 var _ frames = (*sseFrames)(nil)
 
-func (f *sseFrames) start() []byte         { return f.events.role() }
-func (f *sseFrames) text(s string) []byte  { return f.events.content(s, nil) }
+func (f *sseFrames) start() []byte { return f.events.role() }
+func (f *sseFrames) text(s string, toks []batching.TokenLogprob) []byte {
+	return f.events.content(s, toks)
+}
 func (f *sseFrames) keepAlive() []byte     { return keepAliveEvent }
 func (f *sseFrames) fail(err error) []byte { return append(f.errorEvent(err), doneEvent...) }
 

@@ -20,7 +20,7 @@ func streamed(t *testing.T, rng *rand.Rand, f models.ChatFormat, plan *toolPlan,
 	var out strings.Builder
 	for rest := text; rest != ""; {
 		n := min(len(rest), 1+rng.IntN(4))
-		out.Write(frames.text(rest[:n]))
+		out.Write(frames.text(rest[:n], nil))
 		rest = rest[n:]
 	}
 	before := out.String()
@@ -161,7 +161,7 @@ func FuzzToolFrames(f *testing.F) {
 		n := 1 + int(piece)%8
 		for len(runes) > 0 {
 			k := min(n, len(runes))
-			out.Write(frames.text(string(runes[:k])))
+			out.Write(frames.text(string(runes[:k]), nil))
 			runes = runes[k:]
 		}
 		out.Write(frames.end(batching.Chunk{Done: true, Finish: batching.FinishStop}))

@@ -35,10 +35,7 @@ type toolFrames struct {
 	out    []byte
 }
 
-var (
-	_ frames      = (*toolFrames)(nil)
-	_ tokenFrames = (*toolFrames)(nil)
-)
+var _ frames = (*toolFrames)(nil)
 
 func newToolFrames(sse *sseFrames, f models.ChatFormat, plan *toolPlan) *toolFrames {
 	tf := &toolFrames{sseFrames: sse, format: f, plan: plan, at: -1, final: plan.mode == toolsOff}
@@ -48,12 +45,9 @@ func newToolFrames(sse *sseFrames, f models.ChatFormat, plan *toolPlan) *toolFra
 	return tf
 }
 
-// textWith is text: a tool stream carries no logprobs (refused with
-// tools when streaming), and must not fall through to the embedded
-// sseFrames' textWith, which would send call text as content.
-func (f *toolFrames) textWith(s string, _ []batching.TokenLogprob) []byte { return f.text(s) }
-
-func (f *toolFrames) text(s string) []byte {
+// text: a tool stream carries no logprobs (refused with tools when
+// streaming).
+func (f *toolFrames) text(s string, _ []batching.TokenLogprob) []byte {
 	f.answer.WriteString(s)
 	if f.forced != nil {
 		f.out = f.forced.scan(f, f.answer.String(), f.out[:0])
