@@ -134,17 +134,22 @@ func (s *Scheduler) drawLogged(q *sequence, logits []float32, sc *sampleScratch)
 	if !ok {
 		return 0, ErrNoFiniteLogit
 	}
-	tok := int32(0)
+	var tok int32
+	var raw float32
 	if len(q.lp.forced) > 0 {
+		// Not drawn: the row is as the engine left it (penalties change
+		// only a row they are applied to, and none is here).
 		tok = q.lp.forced[0]
+		raw = logits[tok]
 	} else {
 		var err error
 		if tok, err = s.drawToken(q, logits, sc); err != nil {
 			return 0, err
 		}
+		raw = q.pen.raw(tok, logits)
 	}
 	if !s.vocab.IsEOG(tok) { // the end of generation is no output token
-		q.lp.tok = st.token(tok, q.pen.raw(tok, logits))
+		q.lp.tok = st.token(tok, raw)
 	}
 	return tok, nil
 }

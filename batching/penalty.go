@@ -173,7 +173,7 @@ func finite32(l float32) float32 {
 }
 
 // raw is token t's logit in row logits as the engine gave it, before
-// apply changed it.
+// apply changed it: valid for the row apply was last called on.
 func (pen *penalties) raw(t int32, logits []float32) float32 {
 	if pen != nil {
 		if l, ok := pen.orig[t]; ok {

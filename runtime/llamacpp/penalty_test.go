@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nextact/nextact/batching"
+	"github.com/nextact/nextact/nextaction"
 	"github.com/nextact/nextact/runtime/llamacpp"
 )
 
@@ -191,6 +192,58 @@ func TestLogprobsIgnorePenalties(t *testing.T) {
 		got := first(p, 0)
 		if got.ID != pick.ID || got.Logprob != pick.Logprob {
 			t.Fatalf("%+v: token %d logprob %v, want token %d at its raw logprob %v", p, got.ID, got.Logprob, pick.ID, pick.Logprob)
+		}
+	}
+}
+
+// Under a constraint that forces tokens, with logprobs fed one by one, a
+// forced token's logprob is the model's too: the same with a repetition
+// penalty as without, including tokens of the prompt that the penalty
+// changed in an earlier step's row.
+func TestForcedLogprobsIgnorePenalties(t *testing.T) {
+	e, s, prompt := twoSlots(t, `{"a":"xyz","b":1} {"a":"xyz","b":2}`)
+	vocab, err := nextaction.NewVocab(e.Pieces(), e.Special(), e.EOGTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := nextaction.SchemaGrammar([]byte(`{"type":"object","properties":{"a":{"const":"xyz"},"b":{"type":"integer","minimum":0,"maximum":9}},"required":["a","b"],"additionalProperties":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(p batching.Sampling) []batching.TokenLogprob {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		h, err := s.Submit(ctx, batching.Request{Prompt: prompt, MaxTokens: 40, Sampling: p, Logprobs: true,
+			Constraint: nextaction.NewByteConstraint(vocab, schema)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := h.Wait(ctx)
+		if err != nil || c.Err != nil {
+			t.Fatalf("wait: %v %v", err, c.Err)
+		}
+		return c.Tokens
+	}
+	plain := run(batching.Sampling{})
+	// Bias the digit the plain run drew, so both runs draw it: every other
+	// token is forced, and their logprobs must not change.
+	var digit int32 = -1
+	for _, tok := range plain {
+		if p := e.Piece(tok.ID); len(p) == 1 && p[0] >= '0' && p[0] <= '9' {
+			digit = tok.ID
+		}
+	}
+	if digit < 0 {
+		t.Fatalf("no digit drawn: %+v", plain)
+	}
+	penalized := run(batching.Sampling{RepetitionPenalty: 3, LogitBias: map[int32]float32{digit: 100}})
+	if len(penalized) != len(plain) {
+		t.Fatalf("%d tokens with the penalty, %d without", len(penalized), len(plain))
+	}
+	for i := range plain {
+		if penalized[i].ID != plain[i].ID || penalized[i].Logprob != plain[i].Logprob {
+			t.Fatalf("token %d (%q): %+v with the penalty, %+v without", i, e.Piece(plain[i].ID), penalized[i], plain[i])
 		}
 	}
 }
