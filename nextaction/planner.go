@@ -173,9 +173,6 @@ func (p *Planner) Plan(ctx context.Context, r *NextActionRequest) (*Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	if format == FormatTools {
-		pol.Policy = HistoryStrict // rendered whole (tools_format.go)
-	}
 	page, err := ParsePage(r.Page)
 	if err != nil {
 		return nil, &FieldError{Field: "page", Msg: err.Error()}

@@ -155,8 +155,7 @@ func BuildPrompt(f Format, in PromptInput) ([]models.Message, error) {
 
 // stepMessages is how many messages one history step renders to in f.
 func stepMessages(f Format) int {
-	switch f {
-	case FormatFinetuned:
+	if f == FormatFinetuned {
 		return 4
 	}
 	return 2

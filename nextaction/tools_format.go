@@ -3,7 +3,6 @@ package nextaction
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/nextact/nextact/models"
@@ -71,15 +70,7 @@ func actionCall(i int, rationale string, a Action) models.ToolCall {
 // stay within l (a string's length counts UTF-16 units, at most 3 bytes
 // of UTF-8 each).
 func pageToolSchema(f models.ChatFormat, p *Page, l Limits) ([]byte, error) {
-	var clickables, inputs []string
-	for _, e := range p.Elements {
-		switch e.Kind {
-		case Clickable:
-			clickables = append(clickables, e.Name)
-		case Input:
-			inputs = append(inputs, e.Name)
-		}
-	}
+	clickables, inputs := p.Clickables(), p.Inputs()
 	str := func(maxLen int) string {
 		return fmt.Sprintf(`{"type":"string","minLength":%d,"maxLength":%d}`, min(1, maxLen), maxLen)
 	}
@@ -135,32 +126,33 @@ func (p *Planner) planTools(ctx context.Context, msgs []models.Message, pol Hist
 	if p.cfg.ChatFormat == models.FormatMistral {
 		msgs = mistralSteps(msgs)
 	}
-	segs, err := p.cfg.ChatFormat.RenderTools(msgs, actionTools)
-	if err != nil {
-		return fitted{}, fmt.Errorf("render tools prompt: %w", err)
-	}
-	if prefix := p.cfg.ChatFormat.CallPrefix(); prefix != "" {
-		segs = append(segs, models.Segment{Text: prefix, Special: true})
-	}
 	memo := &tokenMemo{tok: p.cfg.Tokenizer, m: map[models.Segment][]int32{}}
+	tokens := func(msgs []models.Message) ([]int32, error) {
+		segs, err := p.cfg.ChatFormat.RenderTools(msgs, actionTools)
+		if err != nil {
+			return nil, fmt.Errorf("render tools prompt: %w", err)
+		}
+		if prefix := p.cfg.ChatFormat.CallPrefix(); prefix != "" {
+			segs = append(segs, models.Segment{Text: prefix, Special: true})
+		}
+		return memo.join(ctx, segs)
+	}
+	prompt, err := tokens(msgs)
+	if err != nil {
+		return fitted{}, err
+	}
 	if pol.MaxTokens > 0 && steps > 0 {
 		// The history's tokens: the prompt's less the prompt without it.
-		bare, err := p.cfg.ChatFormat.RenderTools([]models.Message{msgs[0], msgs[len(msgs)-1]}, actionTools)
+		bare, err := tokens([]models.Message{msgs[0], msgs[len(msgs)-1]})
 		if err != nil {
-			return fitted{}, fmt.Errorf("render tools prompt: %w", err)
-		}
-		all, err1 := memo.join(ctx, segs)
-		none, err2 := memo.join(ctx, bare)
-		if err := errors.Join(err1, err2); err != nil {
 			return fitted{}, err
 		}
-		if hist := len(all) - len(none); hist > pol.MaxTokens {
+		if hist := len(prompt) - len(bare); hist > pol.MaxTokens {
 			return fitted{}, &RequestError{Field: "history", Code: "context_length_exceeded", Msg: fmt.Sprintf(
 				"The history takes %d tokens, over its max_tokens of %d under the strict history policy. Shorten the history.", hist, pol.MaxTokens)}
 		}
 	}
-	prompt, err := memo.join(ctx, segs)
-	return fitted{prompt: prompt, usage: HistoryUsage{Policy: HistoryStrict, Steps: steps}}, err
+	return fitted{prompt: prompt, usage: HistoryUsage{Policy: HistoryStrict, Steps: steps}}, nil
 }
 
 // The turns that close a history step's call in Mistral's format.
@@ -191,11 +183,10 @@ func (p *Planner) toolsConstraint(page *Page) (*ActionConstraint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tools schema: %w", err)
 	}
-	g, err := p.cfg.Grammars.cache.Schema(schema, p.cfg.Grammars.schemaLimits)
+	bc, err := p.cfg.Grammars.JSON(schema)
 	if err != nil {
 		return nil, &FieldError{Field: "page", Msg: "the page's action tools cannot be compiled: " + err.Error()}
 	}
-	bc := NewByteConstraint(p.cfg.Grammars.vocab, g)
 	f := p.cfg.ChatFormat
 	return &ActionConstraint{actionDecoder: bc, page: page, maxText: p.cfg.Limits.MaxTextBytes,
 		result: func() (string, Action, error) { return parseToolAnswer(f, bc.Output()) }}, nil

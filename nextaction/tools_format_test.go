@@ -38,13 +38,26 @@ func TestPlannerToolsFormat(t *testing.T) {
 			for _, tok := range pl.Prompt {
 				prompt.WriteString(piece(tok))
 			}
-			for _, want := range []string{"type_and_submit", `"name": "home"`, "I start", page, f.CallPrefix()} {
+			if !strings.HasSuffix(prompt.String(), f.CallPrefix()) {
+				t.Fatalf("prompt does not end with the call prefix %q:\n%s", f.CallPrefix(), prompt.String())
+			}
+			for _, want := range []string{"type_and_submit", `"name": "home"`, "I start", page} {
 				if !strings.Contains(prompt.String(), want) {
 					t.Fatalf("prompt lacks %q:\n%s", want, prompt.String())
 				}
 			}
 			if h := pl.History; h.Policy != nextaction.HistoryStrict || h.Steps != 1 {
 				t.Fatalf("history usage %+v", h)
+			}
+			// A history bound under the history's tokens is a 400; one above
+			// them is not (the tools format renders the history whole).
+			tight := *req
+			tight.HistoryPolicy = &nextaction.HistoryPolicy{MaxTokens: 5}
+			_, err = p.Plan(context.Background(), &tight)
+			wantPlanErr(t, err, "history", "context_length_exceeded", false)
+			tight.HistoryPolicy = &nextaction.HistoryPolicy{MaxTokens: 5000}
+			if _, err := p.Plan(context.Background(), &tight); err != nil {
+				t.Fatalf("a history under its bound: %v", err)
 			}
 			rng := rand.New(rand.NewPCG(1, 2))
 			seen := map[string]bool{}
