@@ -126,8 +126,9 @@ const (
 // acquire resolves the model a request names and leases it until release
 // is called (handlers defer it; a stream that outlives its handler holds
 // the lease with holdLease). Waiting for a load is bounded by
-// Config.ModelLoadWait and the request's context (c.UserContext(), which
-// handlers set to the request's deadline), and is counted as queue time
+// Config.ModelLoadWait, Config.RequestTimeout and the request's context
+// (c.UserContext(), which requestContext sets to the request's deadline),
+// and is counted as queue time
 // of the generation that follows (modelWait). An unknown model is a 404
 // model_not_found, one that does not fit a 503 insufficient_memory.
 func (s *Server) acquire(c *fiber.Ctx, id string) (*Model, func(), error) {
@@ -135,7 +136,9 @@ func (s *Server) acquire(c *fiber.Ctx, id string) (*Model, func(), error) {
 		return nil, nil, invalid("model", "'model' is required.")
 	}
 	start := s.now()
-	ctx, cancel := context.WithCancel(s.base)
+	// Bounded by the request's deadline (the handler's context), and by
+	// --request-timeout even where a handler has none.
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
 	defer cancel()
 	stop := context.AfterFunc(c.UserContext(), cancel)
 	defer stop()

@@ -221,3 +221,25 @@ func TestStreamHoldsLease(t *testing.T) {
 		t.Errorf("%d leases, want 1", n)
 	}
 }
+
+// A model load is bounded by the request timeout on every endpoint that
+// takes a model, including those whose handlers start no request context
+// of their own (/detokenize, /api/show), even with no --model-load-wait:
+// the request is answered, never left waiting on the load.
+func TestModelLoadBoundedByRequestTimeout(t *testing.T) {
+	e, src := sourceEnv(t, envOptions{ctxLen: sessionCtx, cfg: server.Config{RequestTimeout: 100 * time.Millisecond}, actions: fakeActions(t)})
+	src.slow["loading"] = true
+	for _, c := range []struct{ path, body string }{
+		{"/detokenize", `{"model":"loading","tokens":[1]}`},
+		{"/tokenize", `{"model":"loading","content":"hi"}`},
+		{"/api/show", `{"model":"loading"}`},
+		{"/api/chat", `{"model":"loading","messages":[{"role":"user","content":"hi"}],"stream":false}`},
+		{"/v1/chat/completions", strings.Replace(chatBody("hi", ""), testModel, "loading", 1)},
+	} {
+		start := time.Now()
+		resp, b := e.do(t, http.MethodPost, c.path, c.body)
+		if took := time.Since(start); resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusGatewayTimeout || took > 10*time.Second {
+			t.Errorf("%s: %d after %v: %s", c.path, resp.StatusCode, took, b)
+		}
+	}
+}

@@ -16,9 +16,8 @@ import (
 // between the request and the scheduler's input, and the answer.
 func (s *Server) nextAction(c *fiber.Ctx) error {
 	start := s.now()
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(c)
 	defer cancel()
-	c.SetUserContext(ctx)
 	var req nextaction.NextActionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err

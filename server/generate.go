@@ -23,15 +23,16 @@ const (
 
 // requestContext is a request's server-side deadline, started when its
 // handler starts: tokenizing, rendering and compiling a grammar count
-// against --request-timeout as generation does.
-func (s *Server) requestContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.base, s.cfg.RequestTimeout)
+// against --request-timeout as generation does. It is also c's user
+// context, which bounds the wait for the model's load (acquire).
+func (s *Server) requestContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
+	return ctx, cancel
 }
 
 func (s *Server) chatCompletions(c *fiber.Ctx) error {
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(c)
 	defer cancel()
-	c.SetUserContext(ctx)
 	var req chatRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
@@ -115,9 +116,8 @@ func textPrompt(m *Model, text, param string) ([]int32, error) {
 }
 
 func (s *Server) completions(c *fiber.Ctx) error {
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(c)
 	defer cancel()
-	c.SetUserContext(ctx)
 	var req completionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err

@@ -17,7 +17,7 @@ import (
 // model's chat format, streamed as NDJSON unless "stream":false.
 func (s *Server) ollamaChat(c *fiber.Ctx) error {
 	r := &ollamaReply{kind: ollamaChatKind, start: s.now(), now: s.now}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(c)
 	defer cancel()
 	var req api.ChatRequest
 	if err := decodeOllama(c.Body(), &req); err != nil {
@@ -51,7 +51,7 @@ func (s *Server) ollamaChat(c *fiber.Ctx) error {
 // raw; streamed as NDJSON unless "stream":false.
 func (s *Server) ollamaGenerate(c *fiber.Ctx) error {
 	r := &ollamaReply{kind: ollamaGenerateKind, start: s.now(), now: s.now}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(c)
 	defer cancel()
 	var req api.GenerateRequest
 	if err := decodeOllama(c.Body(), &req); err != nil {

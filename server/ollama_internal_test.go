@@ -62,7 +62,7 @@ func TestStreamReleasesItsLease(t *testing.T) {
 	var released, linesAtRelease atomic.Int32
 	var lines atomic.Int32
 	s.app.Post("/lease/:model", func(c *fiber.Ctx) error {
-		ctx, cancel := s.requestContext()
+		ctx, cancel := s.requestContext(c)
 		defer cancel()
 		model, release, err := s.acquire(c, c.Params("model"))
 		if err != nil {

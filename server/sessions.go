@@ -422,9 +422,8 @@ type stepRequest struct {
 
 // createSession answers POST /v1/sessions.
 func (s *Server) createSession(c *fiber.Ctx) error {
-	ctx, cancel := s.requestContext()
+	_, cancel := s.requestContext(c) // bounds the wait for the model's load
 	defer cancel()
-	c.SetUserContext(ctx) // bounds the wait for the model's load
 	var req createSessionRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err
@@ -462,9 +461,8 @@ func (s *Server) createSession(c *fiber.Ctx) error {
 // the shape of POST /v1/actions/next, and records the step.
 func (s *Server) sessionStep(c *fiber.Ctx) error {
 	start := s.now()
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(c)
 	defer cancel()
-	c.SetUserContext(ctx)
 	var req stepRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
 		return err

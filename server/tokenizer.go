@@ -56,7 +56,7 @@ func (s *Server) tokenModel(c *fiber.Ctx, id string) (*Model, func(), error) {
 }
 
 func (s *Server) tokenize(c *fiber.Ctx) error {
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(c)
 	defer cancel()
 	var req tokenizeRequest
 	if err := decodeJSON(c.Body(), &req); err != nil {
