@@ -125,13 +125,10 @@ func (h *Handle) Wait(ctx context.Context) (Chunk, error) {
 	}
 }
 
-// emit appends text; called only by the goroutine that owns the
-// sequence in this step (the loop, or the sampling worker it handed the
-// sequence to), never by the caller.
-func (h *Handle) emit(text string) { h.emitWith(text, nil) }
-
 // emitWith appends text and, when lp is not nil, a token's logprobs, both
-// visible at once; called as emit is.
+// visible at once; called only by the goroutine that owns the sequence in
+// this step (the loop, or the sampling worker it handed the sequence to),
+// never by the caller.
 func (h *Handle) emitWith(text string, lp *TokenLogprob) {
 	if text == "" && lp == nil {
 		return

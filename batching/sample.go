@@ -201,17 +201,12 @@ func (s *Scheduler) acceptConstrained(q *sequence, tok int32) (FinishReason, err
 	// Through the text state, which holds back a character split across
 	// tokens (a constrained request has no stop strings there).
 	out, _ := q.text.push(text + q.held)
-	q.h.emitWith(out, q.lp.take())
 	q.held = ""
-	switch {
-	case done:
-		return FinishStop, nil
-	case q.generated >= q.req.MaxTokens:
-		return FinishLength, nil
+	end := emitToken(q, tok, out, done)
+	if end == NotFinished {
+		q.extend(forced...)
 	}
-	q.extend(tok)
-	q.extend(forced...)
-	return NotFinished, nil
+	return end, nil
 }
 
 // takeForced counts the tokens a Forcer constraint requires next and adds
