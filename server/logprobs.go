@@ -76,9 +76,15 @@ func (o logprobOptions) apply(r *batching.Request) {
 // logprobOptions reads chat's logprobs (a boolean) and top_logprobs (0 to
 // batching.MaxTopLogprobs, only with logprobs true).
 func (r *chatRequest) logprobOptions() (logprobOptions, error) {
-	o := logprobOptions{logprobs: r.Logprobs}
-	if v := r.TopLogprobs; v != nil {
-		if !r.Logprobs {
+	return chatLogprobs(r.Logprobs, r.TopLogprobs)
+}
+
+// chatLogprobs validates logprobs and top_logprobs as chat has them (the
+// Ollama API's too).
+func chatLogprobs(logprobs bool, top *int) (logprobOptions, error) {
+	o := logprobOptions{logprobs: logprobs}
+	if v := top; v != nil {
+		if !logprobs {
 			return o, invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true.")
 		}
 		if *v < 0 || *v > batching.MaxTopLogprobs {

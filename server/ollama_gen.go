@@ -87,12 +87,11 @@ func (s *Server) ollamaGenerate(c *fiber.Ctx) error {
 
 // ollamaCommon are the fields chat and generate share.
 type ollamaCommon struct {
-	model     string
-	options   map[string]any
-	format    json.RawMessage
-	stream    *bool
-	keepAlive *api.Duration
-	// logprobs and topLogprobs are checked by ollamaFlags.
+	model       string
+	options     map[string]any
+	format      json.RawMessage
+	stream      *bool
+	keepAlive   *api.Duration
 	logprobs    bool
 	topLogprobs int
 }
@@ -104,18 +103,24 @@ func (s *Server) ollamaStart(c *fiber.Ctx, r *ollamaReply, req ollamaCommon) (*l
 	if err != nil {
 		return nil, opts, err
 	}
+	var top *int
+	if req.topLogprobs != 0 {
+		top = &req.topLogprobs
+	}
+	if opts.lp, err = chatLogprobs(req.logprobs, top); err != nil {
+		return nil, opts, err
+	}
 	setKeepAlive(c, req.keepAlive)
 	l, err := s.ollamaLease(c, req.model)
 	if err != nil {
 		return nil, opts, err
 	}
 	r.model, r.loaded = l.m.ID, s.now()
-	if req.logprobs {
-		if err := checkLogprobsModel(l.m, logprobOptions{logprobs: true}); err != nil {
-			l.end()
-			return nil, opts, err
-		}
-		opts.lp = logprobOptions{logprobs: true, top: req.topLogprobs}
+	if err := checkLogprobsModel(l.m, opts.lp); err != nil {
+		l.end()
+		return nil, opts, err
+	}
+	if opts.lp.logprobs {
 		r.vocab = l.m.Vocab
 	}
 	return l, opts, nil

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ollama/ollama/api"
 
-	"github.com/nextact/nextact/batching"
 	"github.com/nextact/nextact/models"
 )
 
@@ -257,8 +256,6 @@ func isTrue(b *bool) bool { return b != nil && *b }
 type ollamaFlags struct {
 	model           string
 	think           *api.ThinkValue
-	logprobs        bool
-	topLogprobs     int
 	truncate, shift *bool
 	debugRenderOnly bool
 }
@@ -267,10 +264,6 @@ func (f ollamaFlags) check() error {
 	switch {
 	case thinks(f.think):
 		return invalid("think", "%q does not support thinking.", truncate(f.model, 64))
-	case f.topLogprobs < 0 || f.topLogprobs > batching.MaxTopLogprobs:
-		return invalid("top_logprobs", "'top_logprobs' must be between 0 and %d, got %d.", batching.MaxTopLogprobs, f.topLogprobs)
-	case f.topLogprobs > 0 && !f.logprobs:
-		return invalid("top_logprobs", "'top_logprobs' needs \"logprobs\": true.")
 	case isTrue(f.truncate) || isTrue(f.shift):
 		return invalid("truncate", "truncate and shift are not supported: nextact never cuts a prompt; one over the context is refused.")
 	case f.debugRenderOnly:
@@ -284,7 +277,7 @@ func checkOllamaChat(r *api.ChatRequest) error {
 	if len(r.Tools) > 0 {
 		return invalid("tools", "%q does not support tools: nextact has no tool calling.", truncate(r.Model, 64))
 	}
-	return ollamaFlags{r.Model, r.Think, r.Logprobs, r.TopLogprobs, r.Truncate, r.Shift, r.DebugRenderOnly}.check()
+	return ollamaFlags{r.Model, r.Think, r.Truncate, r.Shift, r.DebugRenderOnly}.check()
 }
 
 // checkOllamaGenerate refuses the generate fields nextact does not serve.
@@ -303,5 +296,5 @@ func checkOllamaGenerate(r *api.GenerateRequest) error {
 	case r.Width != 0 || r.Height != 0 || r.Steps != 0:
 		return invalid("width", "image generation is not supported: nextact serves text models only.")
 	}
-	return ollamaFlags{r.Model, r.Think, r.Logprobs, r.TopLogprobs, r.Truncate, r.Shift, r.DebugRenderOnly}.check()
+	return ollamaFlags{r.Model, r.Think, r.Truncate, r.Shift, r.DebugRenderOnly}.check()
 }

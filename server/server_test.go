@@ -317,6 +317,7 @@ func TestBadRequests(t *testing.T) {
 		// Parameters not honoured yet: any value but the neutral one is
 		// refused, naming the field (they were silently ignored before).
 		{"tool_choice required", "POST", chat, chatBody("hi", `"tool_choice":"required"`), 400, "invalid_request_error", "tool_choice", "<null>", "tool_choice"},
+		{"tool_choice on completions", "POST", text, completionBody("hi", `"tool_choice":"required"`), 400, "invalid_request_error", "tool_choice", "<null>", "neutral value"},
 		{"functions", "POST", chat, chatBody("hi", `"functions":[{"name":"f"}]`), 400, "invalid_request_error", "functions", "<null>", "functions"},
 		{"suffix", "POST", text, completionBody("hi", `"suffix":"end"`), 400, "invalid_request_error", "suffix", "<null>", "suffix"},
 		{"best_of", "POST", text, completionBody("hi", `"best_of":3`), 400, "invalid_request_error", "best_of", "<null>", "best_of"},
