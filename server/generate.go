@@ -311,15 +311,20 @@ type choiceView struct {
 	n       int
 }
 
-// buildResponse is the JSON answer of results, choice i from results[i],
-// with usage u.
-func buildResponse(meta responseMeta, results []batching.Chunk, u batching.Usage, cv choiceView) any {
-	usage := usageBody{
+// newUsageBody is a response's usage of u.
+func newUsageBody(u batching.Usage) usageBody {
+	return usageBody{
 		PromptTokens:        u.PromptTokens,
 		CompletionTokens:    u.CompletionTokens,
 		TotalTokens:         u.PromptTokens + u.CompletionTokens,
 		PromptTokensDetails: promptTokensDetails{CachedTokens: u.CachedTokens},
 	}
+}
+
+// buildResponse is the JSON answer of results, choice i from results[i],
+// with usage u.
+func buildResponse(meta responseMeta, results []batching.Chunk, u batching.Usage, cv choiceView) any {
+	usage := newUsageBody(u)
 	if meta.kind == textEndpoint {
 		resp := completionResponse{ID: meta.id, Object: "text_completion", Created: meta.created, Model: meta.model, Usage: usage}
 		for i, res := range results {

@@ -391,13 +391,9 @@ func (s *Server) generateTools(ctx context.Context, c *fiber.Ctx, m *Model, msgs
 		return err
 	}
 	msg, finish := toolAnswer(m.Format, plan, res)
-	u := res.Usage
 	return c.JSON(toolChatResponse{
 		ID: meta.id, Object: "chat.completion", Created: meta.created, Model: meta.model,
-		Usage: usageBody{
-			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.PromptTokens + u.CompletionTokens,
-			PromptTokensDetails: promptTokensDetails{CachedTokens: u.CachedTokens},
-		},
+		Usage: newUsageBody(res.Usage),
 		Choices: []toolChatChoice{{Message: msg, Logprobs: opts.lp.chatLogprobs(m.Vocab, res), FinishReason: finish}},
 	})
 }

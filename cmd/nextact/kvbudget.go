@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/nextact/nextact/models/registry"
 )
 
 // byteSize is a flag of a size in bytes: a plain number or one with a unit
@@ -25,7 +27,7 @@ func (b *byteSize) String() string {
 	if b == nil || *b == 0 {
 		return "0"
 	}
-	return formatBytes(int64(*b))
+	return registry.FormatBytes(int64(*b))
 }
 
 func (b *byteSize) Set(v string) error {
@@ -45,20 +47,6 @@ func (b *byteSize) Set(v string) error {
 	return nil
 }
 
-// formatBytes writes n in the largest binary unit that keeps it at least 1.
-func formatBytes(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	f, i := float64(n), 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", n)
-	}
-	return fmt.Sprintf("%.1f %s", f, units[i])
-}
-
 // checkKVBudget refuses a configuration whose KV cache (every slot holds
 // ctx tokens of its own KV in this engine, allocated at load) would exceed
 // budget bytes; budget 0 sets no bound. bytesPerToken 0 (metadata that does
@@ -75,5 +63,5 @@ func checkKVBudget(slots, ctx int, bytesPerToken int64, budget byteSize) error {
 	maxSlots := int64(budget) / (int64(ctx) * bytesPerToken)
 	return fmt.Errorf("KV cache of --slots %d x --ctx %d at %s per token is %s, over --kv-budget %s: "+
 		"lower --ctx to at most %d or --slots to at most %d, or raise --kv-budget",
-		slots, ctx, formatBytes(bytesPerToken), formatBytes(need), formatBytes(int64(budget)), maxCtx, maxSlots)
+		slots, ctx, registry.FormatBytes(bytesPerToken), registry.FormatBytes(need), registry.FormatBytes(int64(budget)), maxCtx, maxSlots)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func (ms *modelSet) load(_ context.Context, s registry.Spec) (_ registry.Instanc
 			engine.Close()
 		}
 	}()
-	grammars, planner, err := actionConfig(c, engine, format, firstNonEmpty(s.ActionFormat, c.ActionFormat), s.Ctx)
+	grammars, planner, err := actionConfig(c, engine, format, cmp.Or(s.ActionFormat, c.ActionFormat), s.Ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -326,13 +327,6 @@ func resolvedGPULayers(c serveConfig, devs []llamacpp.Device) int {
 		return 0
 	}
 	return c.GPULayers
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // modelTime is a file's modification time, for a model's created field.

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -216,13 +217,13 @@ func (b *builder) spec(e entry, info models.Info, m *ollama.Model, source string
 	s := registry.Spec{
 		ID: e.ID, Aliases: e.Aliases, Path: e.Path, Source: source,
 		Slots: b.d.Slots, Ctx: b.d.Ctx, KeepAlive: b.d.KeepAlive,
-		ActionFormat: firstOf(e.ActionFormat, b.d.ActionFormat), ContextLength: info.ContextLength,
+		ActionFormat: cmp.Or(e.ActionFormat, b.d.ActionFormat), ContextLength: info.ContextLength,
 		Details: registry.Details{
 			Format: "gguf", Family: info.Architecture, Quantization: info.FileType,
 			ParameterSize: humanCount(info.Parameters), Template: info.ChatTemplate,
 		},
 	}
-	format, err := chatFormat(firstOf(e.ChatFormat, b.d.ChatFormat), info)
+	format, err := chatFormat(cmp.Or(e.ChatFormat, b.d.ChatFormat), info)
 	if err != nil {
 		return registry.Spec{}, err
 	}
@@ -279,13 +280,6 @@ func chatFormat(name string, info models.Info) (models.ChatFormat, error) {
 		return models.ParseChatFormat(name)
 	}
 	return models.DetectChatFormat(info.ChatTemplate)
-}
-
-func firstOf(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // ollamaSampling turns Ollama params into sampling defaults (num_predict

@@ -22,11 +22,12 @@ func (m Memory) Within(b Memory) bool {
 }
 
 func (m Memory) String() string {
-	return fmt.Sprintf("%s GPU, %s host", formatBytes(m.GPU), formatBytes(m.Host))
+	return fmt.Sprintf("%s GPU, %s host", FormatBytes(m.GPU), FormatBytes(m.Host))
 }
 
-// formatBytes writes n in the largest binary unit that keeps it at least 1.
-func formatBytes(n int64) string {
+// FormatBytes writes n in the largest binary unit that keeps it at least 1
+// in magnitude ("1.5 GiB", "-512 B").
+func FormatBytes(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
 	f, i := float64(n), 0
 	for (f >= 1024 || f <= -1024) && i < len(units)-1 {
@@ -64,10 +65,10 @@ type InsufficientMemoryError struct {
 func (e *InsufficientMemoryError) Error() string {
 	var short []string
 	if e.Budget.GPU > 0 && e.Need.GPU > 0 {
-		short = append(short, fmt.Sprintf("%s of GPU memory (budget %s)", formatBytes(e.Need.GPU), formatBytes(e.Budget.GPU)))
+		short = append(short, fmt.Sprintf("%s of GPU memory (budget %s)", FormatBytes(e.Need.GPU), FormatBytes(e.Budget.GPU)))
 	}
 	if e.Budget.Host > 0 && e.Need.Host > 0 {
-		short = append(short, fmt.Sprintf("%s of host memory (budget %s)", formatBytes(e.Need.Host), formatBytes(e.Budget.Host)))
+		short = append(short, fmt.Sprintf("%s of host memory (budget %s)", FormatBytes(e.Need.Host), FormatBytes(e.Budget.Host)))
 	}
 	need := strings.Join(short, " and ")
 	if e.Never {

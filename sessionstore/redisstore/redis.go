@@ -138,7 +138,6 @@ return 1`)
 	appendScript = redis.NewScript(live + `
 if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[4]) then return -1 end
 redis.call('RPUSH', KEYS[3], ARGV[5])
-now = tonumber(ARGV[6])
 ` + touch + `return 1`)
 	deleteScript = redis.NewScript(`
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
@@ -221,7 +220,7 @@ func (s *Store) Append(ctx context.Context, id string, idx int, step nextaction.
 	if err != nil {
 		return fmt.Errorf("append step: %w", err)
 	}
-	n, err := appendScript.Run(ctx, s.rdb, keys(id), id, ms(lastUsed), s.opt.TTL.Milliseconds(), idx, b, ms(lastUsed)).Int()
+	n, err := appendScript.Run(ctx, s.rdb, keys(id), id, ms(lastUsed), s.opt.TTL.Milliseconds(), idx, b).Int()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return sessionstore.ErrNotFound
