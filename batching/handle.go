@@ -40,14 +40,13 @@ type Handle struct {
 	prefilled     chan struct{}
 	prefilledOnce sync.Once
 
-	mu        sync.Mutex
-	pending   strings.Builder
-	toks      []TokenLogprob
-	prompt    []TokenLogprob
-	hasPrompt bool
-	done      bool
-	final     Chunk
-	firstAt   time.Time // when the first text was emitted
+	mu      sync.Mutex
+	pending strings.Builder
+	toks    []TokenLogprob
+	prompt  []TokenLogprob
+	done    bool
+	final   Chunk
+	firstAt time.Time // when the first text was emitted
 
 	// Set by track before the handle reaches the loop; read-only after.
 	now      func() time.Time
@@ -83,7 +82,7 @@ func (h *Handle) Cancel() { h.cancel() }
 func (h *Handle) Next(ctx context.Context) (Chunk, error) {
 	for {
 		h.mu.Lock()
-		if h.pending.Len() > 0 || h.done || len(h.toks) > 0 || h.hasPrompt {
+		if h.pending.Len() > 0 || h.done || len(h.toks) > 0 || len(h.prompt) > 0 {
 			c := h.final
 			c.Text = h.pending.String()
 			h.pending.Reset()
@@ -92,7 +91,7 @@ func (h *Handle) Next(ctx context.Context) (Chunk, error) {
 				c = Chunk{Text: c.Text}
 			}
 			c.Tokens, c.Prompt = h.toks, h.prompt
-			h.toks, h.prompt, h.hasPrompt = nil, nil, false
+			h.toks, h.prompt = nil, nil
 			h.mu.Unlock()
 			return c, nil
 		}
@@ -169,11 +168,11 @@ func (h *Handle) finish(text string, reason FinishReason, err error, u Usage) {
 	h.wake()
 }
 
-// setPrompt hands out the prompt's logprobs (echo), once; called as emit
-// is.
+// setPrompt hands out the prompt's logprobs (echo), once; called as
+// emitWith is. A one-token prompt has none, and wakes no reader.
 func (h *Handle) setPrompt(lps []TokenLogprob) {
 	h.mu.Lock()
-	h.prompt, h.hasPrompt = lps, true
+	h.prompt = lps
 	h.mu.Unlock()
 	h.wake()
 }
