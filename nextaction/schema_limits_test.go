@@ -331,6 +331,17 @@ func TestCheckSchemaAgreesWithCompile(t *testing.T) {
 			t.Errorf("%s: compile %v, check %v", s, compileErr, checkErr)
 		}
 	}
+	// The check builds no grammar: its cache is never asked.
+	checkOnly, err := NewGrammars(testVocabForCheck(t), NewGrammarCache(0), SchemaLimits{MaxNodes: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkOnly.CheckSchema([]byte(`{"type":"object","properties":{"a":{"type":"string","maxLength":10}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if hits, misses := checkOnly.Cache().Stats(); hits+misses != 0 {
+		t.Errorf("CheckSchema went through the grammar cache: %d hits, %d misses", hits, misses)
+	}
 }
 
 // testVocabForCheck is a byte vocabulary with one end-of-generation token.
