@@ -223,12 +223,7 @@ func (s *Server) generate(ctx context.Context, c *fiber.Ctx, m *Model, prompt []
 			events: streamEvents(s.newMeta(m, kind), m, opts, 0), includeUsage: opts.includeUsage, errorEvent: s.errorEvent,
 		}, holdLease(c))
 	}
-	meta := s.newMeta(m, kind)
-	res, err := s.waitResult(ctx, c, m, req)
-	if err != nil {
-		return err
-	}
-	return c.JSON(buildResponse(meta, []batching.Chunk{res}, res.Usage, choiceView{v: m.Vocab, lp: opts.lp, prompts: [][]int32{prompt}, n: 1}))
+	return s.generateChoices(ctx, c, m, [][]batching.Request{{req}}, kind, choiceView{v: m.Vocab, lp: opts.lp, prompts: [][]int32{prompt}, n: 1})
 }
 
 // waitResult submits req and waits for its end, cancelling it when the
