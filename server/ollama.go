@@ -92,37 +92,16 @@ func (s *Server) ollamaNotImplemented(c *fiber.Ctx) error {
 		c.Method(), c.Path())}
 }
 
-// lease is a model acquired for one request (see acquire). A handler
-// defers end; a stream takes the release over with handOver.
-type lease struct {
-	m       *Model
-	release func()
-}
-
-// handOver returns the release and leaves end nothing to do.
-func (l *lease) handOver() func() {
-	r := l.release
-	l.release = nil
-	return r
-}
-
-func (l *lease) end() {
-	if l.release != nil {
-		l.release()
-		l.release = nil
-	}
-}
-
 // ollamaLease acquires the model an Ollama request names; an unknown one
 // is a 404 in Ollama's words.
-func (s *Server) ollamaLease(c *fiber.Ctx, name string) (*lease, error) {
+func (s *Server) ollamaLease(c *fiber.Ctx, name string) (*Model, func(), error) {
 	m, release, err := s.acquire(c, name)
 	var re *requestError
 	if errors.As(err, &re) && re.notFound {
-		return nil, &requestError{notFound: true, param: "model", code: re.code, msg: fmt.Sprintf("model %q not found", name)}
+		return nil, nil, &requestError{notFound: true, param: "model", code: re.code, msg: fmt.Sprintf("model %q not found", name)}
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// keep_alive: how long the model stays loaded once idle after this
 	// request (the registry's keep_alive; forever is negative there).
@@ -132,10 +111,10 @@ func (s *Server) ollamaLease(c *fiber.Ctx, name string) (*lease, error) {
 		}
 		if err := s.setKeepAlive(m, d); err != nil {
 			release()
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return &lease{m: m, release: release}, nil
+	return m, release, nil
 }
 
 // sortedModels are the served models by ID, loaded or not.
@@ -190,12 +169,11 @@ func (s *Server) ollamaShow(c *fiber.Ctx) error {
 	if name == "" {
 		name = req.Name // deprecated, still sent by old clients
 	}
-	l, err := s.ollamaLease(c, name)
+	m, release, err := s.ollamaLease(c, name)
 	if err != nil {
 		return err
 	}
-	defer l.end()
-	m := l.m
+	defer release()
 	var params strings.Builder
 	for _, stop := range m.Format.StopStrings() {
 		fmt.Fprintf(&params, "stop %q\n", stop)

@@ -30,20 +30,20 @@ func (s *Server) ollamaChat(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	l, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive, req.Logprobs, req.TopLogprobs})
+	m, release, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive, req.Logprobs, req.TopLogprobs})
 	if err != nil {
 		return err
 	}
-	defer l.end()
+	defer release()
 	if len(msgs) == 0 {
 		return c.JSON(r.loadReply(req.KeepAlive))
 	}
-	prompt, err := chatPrompt(ctx, l.m, msgs)
+	prompt, err := chatPrompt(ctx, m, msgs)
 	if err != nil {
 		return err
 	}
-	opts.stop = append(opts.stop, l.m.Format.StopStrings()...)
-	return s.ollamaRun(ctx, c, l, prompt, opts, "messages", r)
+	opts.stop = append(opts.stop, m.Format.StopStrings()...)
+	return s.ollamaRun(ctx, c, m, prompt, opts, "messages", r)
 }
 
 // ollamaGenerate answers POST /api/generate: the prompt as a user turn in
@@ -60,29 +60,29 @@ func (s *Server) ollamaGenerate(c *fiber.Ctx) error {
 	if err := checkOllamaGenerate(&req); err != nil {
 		return err
 	}
-	l, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive, req.Logprobs, req.TopLogprobs})
+	m, release, opts, err := s.ollamaStart(c, r, ollamaCommon{req.Model, req.Options, req.Format, req.Stream, req.KeepAlive, req.Logprobs, req.TopLogprobs})
 	if err != nil {
 		return err
 	}
-	defer l.end()
+	defer release()
 	if req.Prompt == "" {
 		return c.JSON(r.loadReply(req.KeepAlive))
 	}
 	var prompt []int32
 	if req.Raw {
-		prompt, err = textPrompt(l.m, req.Prompt, "prompt")
+		prompt, err = textPrompt(m, req.Prompt, "prompt")
 	} else {
 		var msgs []models.Message
 		if req.System != "" {
 			msgs = append(msgs, models.Message{Role: "system", Content: req.System})
 		}
-		prompt, err = chatPrompt(ctx, l.m, append(msgs, models.Message{Role: "user", Content: req.Prompt}))
-		opts.stop = append(opts.stop, l.m.Format.StopStrings()...)
+		prompt, err = chatPrompt(ctx, m, append(msgs, models.Message{Role: "user", Content: req.Prompt}))
+		opts.stop = append(opts.stop, m.Format.StopStrings()...)
 	}
 	if err != nil {
 		return err
 	}
-	return s.ollamaRun(ctx, c, l, prompt, opts, "prompt", r)
+	return s.ollamaRun(ctx, c, m, prompt, opts, "prompt", r)
 }
 
 // ollamaCommon are the fields chat and generate share.
@@ -97,52 +97,53 @@ type ollamaCommon struct {
 }
 
 // ollamaStart validates the shared fields and acquires the model (the
-// caller ends the lease), noting when it was acquired.
-func (s *Server) ollamaStart(c *fiber.Ctx, r *ollamaReply, req ollamaCommon) (*lease, genOptions, error) {
+// caller defers release; a stream holds the lease with holdLease), noting
+// when it was acquired.
+func (s *Server) ollamaStart(c *fiber.Ctx, r *ollamaReply, req ollamaCommon) (*Model, func(), genOptions, error) {
 	opts, err := s.ollamaOptions(req.options, req.format, req.stream)
 	if err != nil {
-		return nil, opts, err
+		return nil, nil, opts, err
 	}
 	var top *int
 	if req.topLogprobs != 0 {
 		top = &req.topLogprobs
 	}
 	if opts.lp, err = chatLogprobs(req.logprobs, top); err != nil {
-		return nil, opts, err
+		return nil, nil, opts, err
 	}
 	setKeepAlive(c, req.keepAlive)
-	l, err := s.ollamaLease(c, req.model)
+	m, release, err := s.ollamaLease(c, req.model)
 	if err != nil {
-		return nil, opts, err
+		return nil, nil, opts, err
 	}
-	r.model, r.loaded = l.m.ID, s.now()
-	if err := checkLogprobsModel(l.m, opts.lp); err != nil {
-		l.end()
-		return nil, opts, err
+	r.model, r.loaded = m.ID, s.now()
+	if err := checkLogprobsModel(m, opts.lp); err != nil {
+		release()
+		return nil, nil, opts, err
 	}
 	if opts.lp.logprobs {
-		r.vocab = l.m.Vocab
+		r.vocab = m.Vocab
 	}
-	return l, opts, nil
+	return m, release, opts, nil
 }
 
 // ollamaRun generates from a tokenized prompt and answers in Ollama's
 // shape: NDJSON chunks, or one object when opts.stream is off.
-func (s *Server) ollamaRun(ctx context.Context, c *fiber.Ctx, l *lease, prompt []int32, opts genOptions, promptParam string, r *ollamaReply) error {
-	if opts.ctxLimit > l.m.ContextLength {
+func (s *Server) ollamaRun(ctx context.Context, c *fiber.Ctx, m *Model, prompt []int32, opts genOptions, promptParam string, r *ollamaReply) error {
+	if opts.ctxLimit > m.ContextLength {
 		return invalid("options.num_ctx", "num_ctx %d is above this model's context of %d tokens per sequence (the server's --ctx); ask for at most %d.",
-			opts.ctxLimit, l.m.ContextLength, l.m.ContextLength)
+			opts.ctxLimit, m.ContextLength, m.ContextLength)
 	}
-	req, err := s.prepare(ctx, c, l.m, prompt, opts, promptParam)
+	req, err := s.prepare(ctx, c, m, prompt, opts, promptParam)
 	if err != nil {
 		return err
 	}
 	r.submitted = s.now()
 	if opts.stream {
 		f := &ollamaFrames{reply: r, errorMessage: s.ollamaErrorMessage}
-		return s.startGeneration(ctx, c, l.m, req, "application/x-ndjson", f, l.handOver())
+		return s.startGeneration(ctx, c, m, req, "application/x-ndjson", f, holdLease(c))
 	}
-	h, err := l.m.Generator.Submit(ctx, req)
+	h, err := m.Generator.Submit(ctx, req)
 	if err != nil {
 		return err
 	}
