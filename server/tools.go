@@ -393,7 +393,7 @@ func (s *Server) generateTools(ctx context.Context, c *fiber.Ctx, m *Model, msgs
 	msg, finish := toolAnswer(m.Format, plan, res)
 	return c.JSON(toolChatResponse{
 		ID: meta.id, Object: "chat.completion", Created: meta.created, Model: meta.model,
-		Usage: newUsageBody(res.Usage),
+		Usage:   newUsageBody(res.Usage),
 		Choices: []toolChatChoice{{Message: msg, Logprobs: opts.lp.chatLogprobs(m.Vocab, res), FinishReason: finish}},
 	})
 }
