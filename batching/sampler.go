@@ -204,28 +204,23 @@ func (s *sampler) nucleus(logits []float32, maxL, sum float64, sc *sampleScratch
 }
 
 // sampleTopK draws among the TopK most likely tokens (then TopP of their
-// mass): a heap of K over one pass of the row, then only those K sorted.
+// mass): the K best of the row by topN (eight logits tested at once
+// against the heap's worst), then only those K sorted and cut to the
+// window and min-p, which keep a prefix of them (both cut by logit).
 func (s *sampler) sampleTopK(logits []float32, maxL float64, sc *sampleScratch) int32 {
-	t, k := s.p.Temperature, s.p.TopK
-	h := sc.cands[:0]
-	for i, l := range logits {
-		z := (float64(l) - maxL) / t
-		if !(z > -logitWindow) || z < s.lnMinP { // far below the best, NaN, or under min-p
-			continue
-		}
-		c := candidate{id: int32(i), logit: z}
-		switch {
-		case len(h) < k:
-			h = append(h, c)
-			heapUp(h, len(h)-1)
-		case better(c, h[0]):
-			h[0] = c
-			heapDown(h, 0)
-		}
-	}
+	t := s.p.Temperature
+	h := topN(logits, s.p.TopK, sc.cands[:0])
 	slices.SortFunc(h, func(a, b candidate) int {
 		return cmp.Or(cmp.Compare(b.logit, a.logit), cmp.Compare(a.id, b.id))
 	})
+	for i := range h {
+		z := (h[i].logit - maxL) / t
+		if !(z > -logitWindow) || z < s.lnMinP { // far below the best, or under min-p: so is the rest
+			h = h[:i]
+			break
+		}
+		h[i].logit = z
+	}
 	sc.cands = h
 	var sum float64
 	for i := range h {

@@ -146,3 +146,21 @@ func (s *sampler) must(t testing.TB, logits []float32, sc *sampleScratch) int32 
 	}
 	return tok
 }
+
+// BenchmarkSampleTopK is one top-k draw over a row of Llama 3's
+// vocabulary size.
+func BenchmarkSampleTopK(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	logits := make([]float32, 128256)
+	for i := range logits {
+		logits[i] = float32(r.NormFloat64() * 3)
+	}
+	s := newSampler(Sampling{Temperature: 0.8, TopK: 40, TopP: 0.95}, 1)
+	sc := &sampleScratch{}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := s.sample(logits, sc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
